@@ -1,0 +1,38 @@
+# Every target sets itself up from a fresh clone: `make demo` and `make test` are all a new
+# user needs. The virtual environment lives in .venv; the extension is built in release mode.
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.rankcore-built
+SOURCES := $(shell find rust python cuda -type f \( -name '*.rs' -o -name '*.py' -o -name '*.pyi' -o -name '*.toml' -o -name '*.cu*' \) 2>/dev/null) Cargo.toml pyproject.toml
+
+.PHONY: dev test test-rust test-python demo bench clean
+
+$(VPY):
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+
+# Installs the test and bench extras and builds the extension (release profile) into .venv.
+$(STAMP): $(VPY) $(SOURCES)
+	$(VPY) -m pip install -q "maturin>=1.7,<2" numpy scipy scikit-learn pytest hypothesis pandas threadpoolctl fbpca matplotlib psutil
+	$(VPY) -m maturin develop --release -q
+	touch $(STAMP)
+
+dev: $(STAMP)
+
+test: test-rust test-python
+
+test-rust:
+	cargo test -p rankcore --quiet
+
+test-python: $(STAMP)
+	$(VPY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(VPY) demo/tour.py
+
+bench: $(STAMP)
+	$(VPY) benches/bench_svd.py
+
+clean:
+	rm -rf $(VENV) target demo-output bench-results

@@ -1,0 +1,18 @@
+"""rankcore: fast structured and low-rank linear algebra with a scikit-learn face.
+
+The public API, nothing else: see README.md for the list and docs/ for details.
+"""
+
+from rankcore._threads import get_num_threads, set_num_threads, threads
+from rankcore.svd import RandomizedPCA, RandomizedSVD, randomized_svd
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RandomizedPCA",
+    "RandomizedSVD",
+    "get_num_threads",
+    "randomized_svd",
+    "set_num_threads",
+    "threads",
+]

@@ -1,0 +1,449 @@
+"""Randomized SVD (Halko, Martinsson & Tropp 2011), fixed rank or fixed accuracy.
+
+The functional API :func:`randomized_svd` is a drop-in for
+``sklearn.utils.extmath.randomized_svd``; :class:`RandomizedSVD` plays the role of
+``sklearn.decomposition.TruncatedSVD`` and :class:`RandomizedPCA` of
+``sklearn.decomposition.PCA(svd_solver="randomized")``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.extmath import safe_sparse_dot, svd_flip
+from sklearn.utils.sparsefuncs import mean_variance_axis
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from rankcore import _core
+from rankcore._backend import dispatch
+from rankcore._validation import (
+    check_array,
+    check_choice,
+    check_nonneg_float,
+    check_positive_int,
+    check_random_state_seed,
+)
+
+__all__ = ["RandomizedPCA", "RandomizedSVD", "randomized_svd"]
+
+#: Columns added per step in the fixed-accuracy mode.
+_BLOCK_SIZE = 32
+
+
+@dataclass(frozen=True)
+class _SvdResult:
+    """What the core returns: ``A ≈ U diag(S) Vt`` (after centring by ``mean`` if set)."""
+
+    U: np.ndarray
+    S: np.ndarray
+    Vt: np.ndarray
+    mean: np.ndarray | None
+    rel_error: float | None
+    n_iter: int
+
+
+def randomized_svd(
+    A: Any,
+    n_components: int | None,
+    *,
+    n_oversamples: int = 10,
+    n_iter: int | str = "auto",
+    power_iteration_normalizer: str = "auto",
+    transpose: bool | str = "auto",
+    flip_sign: bool = True,
+    random_state: Any = None,
+    tol: float | None = None,
+    center: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Truncated SVD by random projections: ``A ≈ U @ diag(S) @ Vt``.
+
+    Same parameters, defaults and results as ``sklearn.utils.extmath.randomized_svd``
+    (switch by changing the import), computed in the input's precision, plus a
+    fixed-accuracy mode (``tol``) and implicit centring (``center``).
+
+    Parameters
+    ----------
+    A : array-like or scipy.sparse matrix of shape (m, n)
+        float32 or float64 (kept; other real dtypes become float64), C or Fortran order or
+        any strides without a copy; CSR or CSC without densifying.
+    n_components : int or None
+        Rank ``k`` of the result, ``1 <= k <= min(m, n)``. ``None`` (with ``tol``) lets the
+        fixed-accuracy mode choose it.
+    n_oversamples : int, default=10
+        Extra sketch columns beyond ``k`` (``l = k + n_oversamples``, capped at
+        ``min(m, n)``).
+    n_iter : int or "auto", default="auto"
+        Power iterations. "auto" is 7 when ``k < 0.1 * min(m, n)``, else 4 (sklearn's rule);
+        4 in the fixed-accuracy mode.
+    power_iteration_normalizer : {"auto", "QR", "LU", "none"}, default="auto"
+        Re-conditioning between power iterations. "auto" is "LU" whenever ``n_iter > 0``
+        (sklearn picks "none" for ``n_iter <= 2``; LU costs little and protects float32).
+    transpose : bool or "auto", default="auto"
+        Work on ``A.T``; "auto" does when ``m < n``. The result is the same up to rounding.
+    flip_sign : bool, default=True
+        Make the largest-magnitude entry of each column of ``U`` positive (sklearn's
+        ``svd_flip``), so results are deterministic up to rounding.
+    random_state : None, int, numpy.random.Generator or RandomState
+        Seed of the Gaussian test matrix (Philox; entry (i, j) depends on the seed and
+        (i, j) only, so results do not depend on the thread count). None draws the seed
+        from NumPy's global state, like sklearn.
+    tol : float or None, default=None
+        Fixed-accuracy mode when ``0 < tol < 1``: the rank is the smallest ``r`` (at most
+        ``n_components`` when that is given) whose approximation has relative Frobenius
+        error ``||A - U S Vt||_F <= tol * ||A||_F``, found by the blocked randQB_EI range
+        finder (Yu, Gu & Li 2018) without a second pass over ``A``. Resolution is about
+        ``sqrt(eps)`` of the dtype (1e-7 in float64, 3e-4 in float32). ``None`` or 0 turns
+        the mode off.
+    center : bool, default=False
+        Decompose ``A - mean(A, axis=0)`` without forming it (PCA on sparse data).
+
+    Returns
+    -------
+    U : ndarray of shape (m, k)
+    S : ndarray of shape (k,)
+        Non-increasing.
+    Vt : ndarray of shape (k, n)
+
+    References
+    ----------
+    N. Halko, P.-G. Martinsson, J. A. Tropp, "Finding structure with randomness", SIAM
+    Review 53(2), 2011. W. Yu, Y. Gu, Y. Li, "Efficient randomized algorithms for the
+    fixed-precision low-rank matrix approximation", SIAM J. Matrix Anal. Appl. 39(3), 2018.
+    """
+    def cpu(a: Any) -> _SvdResult:
+        return _randomized_svd(
+            check_array(a, name="A", accept_sparse=True),
+            n_components,
+            n_oversamples=n_oversamples,
+            n_iter=n_iter,
+            power_iteration_normalizer=power_iteration_normalizer,
+            transpose=transpose,
+            random_state=random_state,
+            tol=tol,
+            center=center,
+        )
+
+    result = dispatch(A, name="randomized_svd", param="A", cpu=cpu, sparse=cpu)
+    U, Vt = result.U, result.Vt
+    if _check_bool(flip_sign, "flip_sign"):
+        U, Vt = svd_flip(U, Vt)
+    return U, result.S, Vt
+
+
+def _check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def _randomized_svd(
+    A: Any,
+    n_components: int | None,
+    *,
+    n_oversamples: int = 10,
+    n_iter: int | str = "auto",
+    power_iteration_normalizer: str = "auto",
+    transpose: bool | str = "auto",
+    random_state: Any = None,
+    tol: float | None = None,
+    center: bool = False,
+) -> _SvdResult:
+    """The shared engine of the function and the estimators; ``A`` is already validated."""
+    m, n = A.shape
+    tol = check_nonneg_float(tol, "tol", maximum=1.0, allow_none=True)
+    adaptive = tol is not None and tol > 0
+    if adaptive and tol >= 1.0:
+        raise ValueError(f"tol must be in (0, 1) for the fixed-accuracy mode, got {tol}")
+    if n_components is None and not adaptive:
+        raise ValueError("n_components=None needs a positive tol (the fixed-accuracy mode)")
+    limit = min(m, n)
+    k = limit if n_components is None else _check_rank(n_components, m, n)
+    if n_iter == "auto":
+        n_iter = 4 if adaptive or k >= 0.1 * limit else 7
+    n_iter = check_positive_int(n_iter, "n_iter", minimum=0)
+    normalizer = check_choice(power_iteration_normalizer, "power_iteration_normalizer", ("auto", "QR", "LU", "none"))
+    if normalizer == "auto":
+        normalizer = "LU" if n_iter > 0 else "none"
+    if isinstance(transpose, str):
+        check_choice(transpose, "transpose", ("auto",))
+        transpose = m < n
+    opts = {
+        "n_components": k,
+        "n_oversamples": check_positive_int(n_oversamples, "n_oversamples", minimum=0),
+        "n_iter": n_iter,
+        "power_iteration_normalizer": normalizer,
+        "transpose": _check_bool(transpose, "transpose"),
+        "seed": check_random_state_seed(random_state),
+        "center": _check_bool(center, "center"),
+        "tol": tol if adaptive else None,
+        "block_size": _BLOCK_SIZE,
+    }
+    if sp.issparse(A):
+        if A.format not in ("csr", "csc"):
+            A = A.tocsr()
+        index = np.int64 if max(A.indptr.dtype.itemsize, A.indices.dtype.itemsize) > 4 else np.int32
+        out = _core.rsvd_sparse(
+            A.shape,
+            A.format == "csc",
+            np.ascontiguousarray(A.indptr, dtype=index),
+            np.ascontiguousarray(A.indices, dtype=index),
+            np.ascontiguousarray(A.data),
+            opts,
+        )
+    else:
+        out = _core.rsvd_dense(A, opts)
+    return _SvdResult(out["U"], out["S"], out["Vt"], out["mean"], out["rel_error"], n_iter)
+
+
+def _check_rank(n_components: Any, m: int, n: int) -> int:
+    if not isinstance(n_components, numbers.Integral) or isinstance(n_components, (bool, np.bool_)):
+        raise TypeError(f"n_components must be an int or None, got {n_components!r}")
+    if not 1 <= n_components <= min(m, n):
+        raise ValueError(
+            f"n_components={n_components} must be between 1 and min(n_samples, n_features) = "
+            f"{min(m, n)} (n_samples={m}, n_features={n})"
+        )
+    return int(n_components)
+
+
+class _BaseRandomizedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Shared validation and sklearn plumbing of the two estimators."""
+
+    def _validate(self, X: Any, *, reset: bool) -> Any:
+        return validate_data(
+            self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=reset
+        )
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.components_.shape[0]
+
+    def __sklearn_tags__(self):  # noqa: D105
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def fit(self, X: Any, y: Any = None) -> Any:
+        """Fit the model on ``X`` (ignores ``y``); returns ``self``."""
+        self.fit_transform(X)
+        return self
+
+
+class RandomizedSVD(_BaseRandomizedSVD):
+    """Truncated SVD by random projections: the role of sklearn's ``TruncatedSVD``.
+
+    Same parameters and fitted attributes as ``TruncatedSVD(algorithm="randomized")``, on
+    dense or CSR/CSC input, float32 kept in float32. In addition, ``n_components=None`` with
+    ``0 < tol < 1`` chooses the smallest rank whose relative Frobenius error is at most
+    ``tol`` (stored in ``n_components_``); with an integer ``n_components``, ``tol`` is ignored
+    as in sklearn's randomized solver, so ``tol=0.0`` is a no-op.
+
+    Parameters
+    ----------
+    n_components : int or None, default=2
+    n_iter : int or "auto", default=5
+    n_oversamples : int, default=10
+    power_iteration_normalizer : {"auto", "QR", "LU", "none"}, default="auto"
+    random_state : None, int, Generator or RandomState, default=None
+    tol : float, default=0.0
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components_, n_features)
+    singular_values_ : ndarray of shape (n_components_,)
+    explained_variance_ : ndarray of shape (n_components_,)
+        Variance of each column of the transformed training data.
+    explained_variance_ratio_ : ndarray of shape (n_components_,)
+    n_components_ : int
+    n_iter_ : int
+        Power iterations used.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str, when fitted on a DataFrame with string columns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rankcore import RandomizedSVD
+    >>> X = np.random.default_rng(0).standard_normal((100, 20))
+    >>> RandomizedSVD(n_components=5, random_state=0).fit_transform(X).shape
+    (100, 5)
+    """
+
+    def __init__(
+        self,
+        n_components: int | None = 2,
+        *,
+        n_iter: int | str = 5,
+        n_oversamples: int = 10,
+        power_iteration_normalizer: str = "auto",
+        random_state: Any = None,
+        tol: float = 0.0,
+    ) -> None:
+        self.n_components = n_components
+        self.n_iter = n_iter
+        self.n_oversamples = n_oversamples
+        self.power_iteration_normalizer = power_iteration_normalizer
+        self.random_state = random_state
+        self.tol = tol
+
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit on ``X`` and return its projection ``X @ components_.T``."""
+        X = self._validate(X, reset=True)
+        if self.n_components is not None and self.n_components > X.shape[1]:
+            raise ValueError(f"n_components={self.n_components} must be <= n_features={X.shape[1]}")
+        res = _randomized_svd(
+            X,
+            self.n_components,
+            n_iter=self.n_iter,
+            n_oversamples=self.n_oversamples,
+            power_iteration_normalizer=self.power_iteration_normalizer,
+            random_state=self.random_state,
+            tol=self.tol if self.n_components is None else None,
+        )
+        _, Vt = svd_flip(res.U, res.Vt, u_based_decision=False)
+        self.components_ = Vt
+        self.singular_values_ = res.S
+        self.n_components_ = Vt.shape[0]
+        self.n_iter_ = res.n_iter
+        X_new = safe_sparse_dot(X, Vt.T)
+        self.explained_variance_ = np.var(X_new, axis=0)
+        if sp.issparse(X):
+            full_var = mean_variance_axis(X, axis=0)[1].sum()
+        else:
+            full_var = np.var(X, axis=0).sum()
+        self.explained_variance_ratio_ = self.explained_variance_ / full_var
+        return X_new
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Project ``X`` on the components: ``X @ components_.T``."""
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        return safe_sparse_dot(X, self.components_.T)
+
+    def inverse_transform(self, X: Any) -> np.ndarray:
+        """Map projections back to feature space: ``X @ components_``."""
+        check_is_fitted(self)
+        X = check_array(X, name="X")
+        return X @ self.components_
+
+
+class RandomizedPCA(_BaseRandomizedSVD):
+    """PCA by randomized SVD: the role of ``PCA(svd_solver="randomized")``.
+
+    The data are centred implicitly, so sparse input stays sparse (sklearn's PCA densifies
+    or refuses it). Parameters mean what they mean in sklearn's ``PCA``:
+
+    Parameters
+    ----------
+    n_components : int, float in (0, 1) or None, default=None
+        An int keeps that many components. A float keeps the smallest number explaining
+        more than that fraction of the variance, found by the fixed-accuracy mode
+        (relative error ``sqrt(1 - n_components)``). None keeps ``min(n_samples,
+        n_features)`` components, unless ``tol > 0``, which then sets the relative
+        Frobenius error of the centred data.
+    whiten : bool, default=False
+        Scale the projections to unit variance.
+    iterated_power : int or "auto", default="auto"
+    n_oversamples : int, default=10
+    power_iteration_normalizer : {"auto", "QR", "LU", "none"}, default="auto"
+    random_state : None, int, Generator or RandomState, default=None
+    tol : float, default=0.0
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components_, n_features)
+    explained_variance_, explained_variance_ratio_, singular_values_ : ndarray
+    mean_ : ndarray of shape (n_features,)
+    n_components_, n_samples_ : int
+    noise_variance_ : float
+        Mean of the discarded eigenvalues of the covariance (probabilistic PCA).
+    n_iter_ : int
+    """
+
+    def __init__(
+        self,
+        n_components: int | float | None = None,
+        *,
+        whiten: bool = False,
+        iterated_power: int | str = "auto",
+        n_oversamples: int = 10,
+        power_iteration_normalizer: str = "auto",
+        random_state: Any = None,
+        tol: float = 0.0,
+    ) -> None:
+        self.n_components = n_components
+        self.whiten = whiten
+        self.iterated_power = iterated_power
+        self.n_oversamples = n_oversamples
+        self.power_iteration_normalizer = power_iteration_normalizer
+        self.random_state = random_state
+        self.tol = tol
+
+    def _rank_and_tol(self, m: int, n: int) -> tuple[int | None, float | None]:
+        k = self.n_components
+        if isinstance(k, numbers.Real) and not isinstance(k, numbers.Integral):
+            if not 0.0 < k < 1.0:
+                raise ValueError(f"n_components as a float must be in (0, 1), got {k}")
+            return None, float(np.sqrt(1.0 - k))
+        if k is None:
+            return (None, self.tol) if self.tol > 0 else (min(m, n), None)
+        return k, None
+
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit on ``X`` and return its (centred, optionally whitened) projection."""
+        X = self._validate(X, reset=True)
+        m, n = X.shape
+        k, tol = self._rank_and_tol(m, n)
+        res = _randomized_svd(
+            X,
+            k,
+            n_iter=self.iterated_power,
+            n_oversamples=self.n_oversamples,
+            power_iteration_normalizer=self.power_iteration_normalizer,
+            random_state=self.random_state,
+            tol=tol,
+            center=True,
+        )
+        U, Vt = svd_flip(res.U, res.Vt, u_based_decision=False)
+        dof = max(m - 1, 1)
+        self.mean_ = res.mean
+        self.components_ = Vt
+        self.singular_values_ = res.S
+        self.n_components_, self.n_samples_, self.n_iter_ = Vt.shape[0], m, res.n_iter
+        self.explained_variance_ = res.S**2 / dof
+        total_var = self._total_variance(X, dof)
+        self.explained_variance_ratio_ = self.explained_variance_ / total_var
+        rest = min(m, n) - self.n_components_
+        leftover = total_var - self.explained_variance_.sum()
+        self.noise_variance_ = float(max(leftover, 0.0) / rest) if rest > 0 else 0.0
+        # U S is the projection of the centred data; whitening rescales it to unit variance.
+        X_new = U * (np.sqrt(dof) if self.whiten else res.S)
+        return X_new.astype(X.dtype, copy=False)
+
+    def _total_variance(self, X: Any, dof: int) -> float:
+        if sp.issparse(X):
+            return float(mean_variance_axis(X, axis=0)[1].sum() * X.shape[0] / dof)
+        return float(np.var(X, axis=0, ddof=0).sum() * X.shape[0] / dof)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Project centred ``X`` on the components (scaled to unit variance if whiten)."""
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        X_new = safe_sparse_dot(X, self.components_.T) - self.mean_ @ self.components_.T
+        if self.whiten:
+            X_new /= np.sqrt(self.explained_variance_)
+        return X_new
+
+    def inverse_transform(self, X: Any) -> np.ndarray:
+        """Map projections back to feature space (undoing whitening), adding the mean."""
+        check_is_fitted(self)
+        X = check_array(X, name="X")
+        if self.whiten:
+            X = X * np.sqrt(self.explained_variance_)
+        return X @ self.components_ + self.mean_

@@ -1,0 +1,31 @@
+//! Conversions between numpy arrays and faer views/matrices.
+
+use faer::{Mat, MatRef};
+use numpy::ndarray::Array2;
+use numpy::{Element, PyArray1, PyArray2, PyReadonlyArray2};
+use pyo3::prelude::*;
+
+/// Borrows a numpy array as a faer view with its own strides (C, Fortran or sliced order;
+/// no copy). The Python layer guarantees alignment and native byte order.
+pub fn view<'a, T: Element>(a: &'a PyReadonlyArray2<'_, T>) -> MatRef<'a, T> {
+    let arr = a.as_array();
+    let (m, n) = arr.dim();
+    let s = arr.strides();
+    // SAFETY: the pointer, shape and element strides come from a live, borrowed numpy array
+    // that outlives the returned view; faer only reads through it.
+    unsafe { MatRef::from_raw_parts(arr.as_ptr(), m, n, s[0], s[1]) }
+}
+
+/// A new C-ordered numpy array holding `a` (or `aᵀ` when `transpose`).
+pub fn to_numpy<'py, T: Element + Copy>(py: Python<'py>, a: &Mat<T>, transpose: bool) -> Bound<'py, PyArray2<T>> {
+    let arr = if transpose {
+        Array2::from_shape_fn((a.ncols(), a.nrows()), |(i, j)| a[(j, i)])
+    } else {
+        Array2::from_shape_fn((a.nrows(), a.ncols()), |(i, j)| a[(i, j)])
+    };
+    PyArray2::from_owned_array(py, arr)
+}
+
+pub fn vec_to_numpy<'py, T: Element>(py: Python<'py>, v: Vec<T>) -> Bound<'py, PyArray1<T>> {
+    PyArray1::from_vec(py, v)
+}

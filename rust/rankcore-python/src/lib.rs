@@ -1,0 +1,31 @@
+//! The `rankcore._core` extension: a thin PyO3 layer over the `rankcore` crate. It converts
+//! arrays, releases the GIL and maps errors; all maths lives in the core.
+
+mod arrays;
+mod rng;
+mod run;
+mod svd;
+
+use pyo3::prelude::*;
+
+/// Sets the number of threads rankcore's parallel code uses.
+#[pyfunction]
+fn set_num_threads(n: usize) -> PyResult<()> {
+    rankcore::threads::set_num_threads(n).map_err(run::to_pyerr)
+}
+
+/// The number of threads rankcore's parallel code uses.
+#[pyfunction]
+fn get_num_threads() -> usize {
+    rankcore::threads::num_threads()
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(svd::rsvd_dense, m)?)?;
+    m.add_function(wrap_pyfunction!(svd::rsvd_sparse, m)?)?;
+    m.add_function(wrap_pyfunction!(rng::random_matrix, m)?)?;
+    Ok(())
+}

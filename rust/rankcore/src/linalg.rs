@@ -1,0 +1,279 @@
+//! Thin helpers over faer: deterministic parallel products, orthonormalisation of tall blocks
+//! (TSQR), LU normalisation and small dense SVDs.
+//!
+//! Determinism: a parallel region here splits its output into row blocks whose boundaries
+//! depend only on the shape, and each block is computed by faer's sequential kernels. So one
+//! thread and many threads perform exactly the same floating-point operations in the same
+//! order, and results are bit-identical.
+
+use crate::{Error, Float, Result};
+use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
+use faer::linalg::householder;
+use faer::linalg::matmul::matmul as faer_matmul;
+use faer::linalg::qr::no_pivoting::factor as qr;
+use faer::linalg::svd::{self, ComputeSvdVectors};
+use faer::reborrow::*;
+use faer::{Accum, Conj, Mat, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+/// Rows per block of a parallel product: large enough that faer's packing cost is amortised,
+/// small enough to give two cores a dozen blocks on a 10⁴-row matrix.
+const ROW_BLOCK: usize = 256;
+
+/// Rows per leaf of the TSQR tree (at least `4·ncols`).
+const TSQR_ROWS: usize = 2048;
+
+/// Calls `f(row0, block)` on consecutive row blocks of `dst` in parallel. Block boundaries are
+/// multiples of `block`, whatever the number of threads.
+pub fn par_row_blocks<T: Float>(
+    dst: MatMut<'_, T>,
+    block: usize,
+    f: &(impl Fn(usize, MatMut<'_, T>) + Sync),
+) {
+    fn go<T: Float>(
+        row0: usize,
+        dst: MatMut<'_, T>,
+        block: usize,
+        f: &(impl Fn(usize, MatMut<'_, T>) + Sync),
+    ) {
+        let nblocks = dst.nrows().div_ceil(block);
+        if nblocks <= 1 {
+            f(row0, dst);
+            return;
+        }
+        let mid = (nblocks / 2) * block;
+        let (top, bottom) = dst.split_at_row_mut(mid);
+        rayon::join(|| go(row0, top, block, f), || go(row0 + mid, bottom, block, f));
+    }
+    go(0, dst, block.max(1), f)
+}
+
+/// `dst = lhs · rhs`, parallel over row blocks of `dst`, bit-identical for any thread count.
+/// Any strides are accepted (faer packs the operands).
+pub fn matmul<T: Float>(dst: MatMut<'_, T>, lhs: MatRef<'_, T>, rhs: MatRef<'_, T>) {
+    par_row_blocks(dst, ROW_BLOCK, &|row0, block: MatMut<'_, T>| {
+        let lhs = lhs.subrows(row0, block.nrows());
+        faer_matmul(block, Accum::Replace, lhs, rhs, T::ONE, Par::Seq);
+    });
+}
+
+/// `dst -= lhs · rhs` (same blocking as [`matmul`]).
+pub fn matmul_sub<T: Float>(dst: MatMut<'_, T>, lhs: MatRef<'_, T>, rhs: MatRef<'_, T>) {
+    par_row_blocks(dst, ROW_BLOCK, &|row0, block: MatMut<'_, T>| {
+        let lhs = lhs.subrows(row0, block.nrows());
+        faer_matmul(block, Accum::Add, lhs, rhs, -T::ONE, Par::Seq);
+    });
+}
+
+/// Thin Householder QR of a tall matrix (`nrows >= ncols`), sequential: returns `(Q, R)`.
+pub fn qr_thin<T: Float>(a: MatRef<'_, T>) -> (Mat<T>, Mat<T>) {
+    let (m, n) = a.shape();
+    debug_assert!(m >= n);
+    let bs = qr::recommended_block_size::<T>(m, n).max(1);
+    let mut work = a.to_owned();
+    let mut h = Mat::<T>::zeros(bs, n);
+    let req = StackReq::any_of(&[
+        qr::qr_in_place_scratch::<T>(m, n, bs, Par::Seq, Default::default()),
+        householder::apply_block_householder_sequence_on_the_left_in_place_scratch::<T>(m, bs, n),
+    ]);
+    let mut buf = MemBuffer::new(req);
+    let stack = MemStack::new(&mut buf);
+    qr::qr_in_place(work.as_mut(), h.as_mut(), Par::Seq, stack, Default::default());
+    let r = Mat::from_fn(n, n, |i, j| if i <= j { work[(i, j)] } else { T::ZERO });
+    let mut q = Mat::from_fn(m, n, |i, j| if i == j { T::ONE } else { T::ZERO });
+    householder::apply_block_householder_sequence_on_the_left_in_place_with_conj(
+        work.as_ref(),
+        h.as_ref(),
+        Conj::No,
+        q.as_mut(),
+        Par::Seq,
+        stack,
+    );
+    (q, r)
+}
+
+/// Replaces the columns of a tall block `y` (`nrows >= ncols`) by an orthonormal basis of
+/// their span, using a one-level TSQR: QR of fixed row blocks in parallel, QR of the stacked
+/// R factors, then each block's Q times its slice of the second Q.
+pub fn orthonormalize<T: Float>(mut y: MatMut<'_, T>) {
+    let (m, l) = y.shape();
+    let rows = TSQR_ROWS.max(4 * l);
+    if m < 2 * rows || l == 0 {
+        let (q, _) = qr_thin(y.rb());
+        y.copy_from(&q);
+        return;
+    }
+    let nblocks = m / rows; // the last block takes the remainder
+    let bounds: Vec<(usize, usize)> = (0..nblocks)
+        .map(|b| (b * rows, if b + 1 == nblocks { m } else { (b + 1) * rows }))
+        .collect();
+    let local: Vec<(Mat<T>, Mat<T>)> = bounds
+        .par_iter()
+        .map(|&(r0, r1)| qr_thin(y.rb().subrows(r0, r1 - r0)))
+        .collect();
+    let mut stacked = Mat::<T>::zeros(nblocks * l, l);
+    for (b, (_, r)) in local.iter().enumerate() {
+        stacked.as_mut().subrows_mut(b * l, l).copy_from(r);
+    }
+    let (q2, _) = qr_thin(stacked.as_ref());
+    let mut views = Vec::with_capacity(nblocks);
+    let mut rest = y;
+    for &(r0, r1) in &bounds[..nblocks - 1] {
+        let (head, tail) = rest.split_at_row_mut(r1 - r0);
+        views.push(head);
+        rest = tail;
+    }
+    views.push(rest);
+    views.into_par_iter().zip(local.par_iter()).enumerate().for_each(|(b, (dst, (q, _)))| {
+        faer_matmul(dst, Accum::Replace, q.as_ref(), q2.as_ref().subrows(b * l, l), T::ONE, Par::Seq);
+    });
+}
+
+/// Replaces a tall block `y` by `P·L` from its LU factorisation with partial pivoting (what
+/// scipy's `lu(y, permute_l=True)` returns): the same column span, well enough conditioned to
+/// keep power iterations from collapsing, at a quarter of a QR's cost.
+pub fn lu_normalize<T: Float>(mut y: MatMut<'_, T>) {
+    use faer::linalg::lu::partial_pivoting::factor as lu;
+    let (m, l) = y.shape();
+    let mut work = y.rb().to_owned();
+    let mut perm = vec![0usize; m];
+    let mut perm_inv = vec![0usize; m];
+    let mut buf = MemBuffer::new(lu::lu_in_place_scratch::<usize, T>(m, l, Par::Seq, Default::default()));
+    let stack = MemStack::new(&mut buf);
+    lu::lu_in_place(work.as_mut(), &mut perm, &mut perm_inv, Par::Seq, stack, Default::default());
+    // Row i of the factorised matrix is row perm[i] of y: put L's rows back in y's order.
+    for (i, &src) in perm.iter().enumerate() {
+        for j in 0..l {
+            y[(src, j)] = match i.cmp(&j) {
+                std::cmp::Ordering::Greater => work[(i, j)],
+                std::cmp::Ordering::Equal => T::ONE,
+                std::cmp::Ordering::Less => T::ZERO,
+            };
+        }
+    }
+}
+
+/// Thin SVD `a = U diag(s) Vᵀ`, sequential (for the small matrices of a randomized method).
+/// Singular values come in non-increasing order.
+pub fn svd_thin<T: Float>(a: MatRef<'_, T>) -> Result<(Mat<T>, Vec<T>, Mat<T>)> {
+    let (m, n) = a.shape();
+    let k = m.min(n);
+    let mut u = Mat::<T>::zeros(m, k);
+    let mut v = Mat::<T>::zeros(n, k);
+    let mut s = faer::diag::Diag::<T>::zeros(k);
+    let req = svd::svd_scratch::<T>(m, n, ComputeSvdVectors::Thin, ComputeSvdVectors::Thin, Par::Seq, Default::default());
+    let mut buf = MemBuffer::new(req);
+    let stack = MemStack::new(&mut buf);
+    svd::svd(a, s.as_mut(), Some(u.as_mut()), Some(v.as_mut()), Par::Seq, stack, Default::default())
+        .map_err(|_| Error::NoConvergence("SVD of the projected matrix"))?;
+    let s: Vec<T> = (0..k).map(|i| s[i]).collect();
+    // faer returns them sorted; keep the invariant explicit for callers that truncate.
+    debug_assert!(s.windows(2).all(|w| w[0] >= w[1]));
+    Ok((u, s, v))
+}
+
+/// Frobenius norm squared, accumulated in f64 column by column (ordered, so deterministic).
+pub fn sq_norm<T: Float>(a: MatRef<'_, T>) -> f64 {
+    let cols: Vec<f64> = (0..a.ncols())
+        .into_par_iter()
+        .map(|j| a.col(j).iter().map(|&x| x.to_f64() * x.to_f64()).sum::<f64>())
+        .collect();
+    cols.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_matrix(m: usize, n: usize, seed: u64) -> Mat<f64> {
+        // A cheap deterministic pseudo-random matrix (no rng dependency in this module).
+        Mat::from_fn(m, n, |i, j| {
+            let x = (i as u64 * 2654435761 + j as u64 * 40503 + seed * 97) % 1000;
+            x as f64 / 500.0 - 1.0 + if i == j { 3.0 } else { 0.0 }
+        })
+    }
+
+    fn max_abs(a: MatRef<'_, f64>) -> f64 {
+        let mut best = 0.0f64;
+        for j in 0..a.ncols() {
+            for i in 0..a.nrows() {
+                best = best.max(a[(i, j)].abs());
+            }
+        }
+        best
+    }
+
+    fn assert_orthonormal(q: MatRef<'_, f64>, tol: f64) {
+        let gram = q.transpose() * q;
+        let err = &gram - Mat::<f64>::identity(q.ncols(), q.ncols());
+        assert!(max_abs(err.as_ref()) < tol, "QᵀQ - I = {}", max_abs(err.as_ref()));
+    }
+
+    /// Distance between the spans of two matrices with orthonormalised columns.
+    fn span_gap(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> f64 {
+        let (qa, _) = qr_thin(a);
+        let (qb, _) = qr_thin(b);
+        let proj = &qb - &qa * (qa.transpose() * &qb);
+        max_abs(proj.as_ref())
+    }
+
+    #[test]
+    fn matmul_matches_faer_and_is_thread_independent() {
+        let a = test_matrix(1000, 300, 1);
+        let b = test_matrix(300, 40, 2);
+        let reference = &a * &b;
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut c = Mat::<f64>::zeros(1000, 40);
+            pool.install(|| matmul(c.as_mut(), a.as_ref(), b.as_ref()));
+            c
+        };
+        let (c1, c3) = (run(1), run(3));
+        assert!(max_abs((&c1 - &reference).as_ref()) < 1e-11);
+        assert_eq!(c1, c3);
+    }
+
+    #[test]
+    fn tsqr_is_orthonormal_with_same_span() {
+        for &(m, l) in &[(50, 7), (5000, 12), (9000, 1), (4097, 20)] {
+            let y = test_matrix(m, l, 3);
+            let mut q = y.clone();
+            orthonormalize(q.as_mut());
+            assert_orthonormal(q.as_ref(), 1e-12);
+            assert!(span_gap(y.as_ref(), q.as_ref()) < 1e-10, "span differs for {m}x{l}");
+        }
+    }
+
+    #[test]
+    fn tsqr_handles_rank_deficiency() {
+        let mut y = test_matrix(6000, 6, 4);
+        let c0 = y.col(0).to_owned();
+        y.col_mut(3).copy_from(&c0);
+        y.col_mut(5).fill(0.0);
+        orthonormalize(y.as_mut());
+        assert_orthonormal(y.as_ref(), 1e-12);
+    }
+
+    #[test]
+    fn lu_normalize_keeps_span() {
+        let y = test_matrix(700, 9, 5);
+        let mut z = y.clone();
+        lu_normalize(z.as_mut());
+        assert!(span_gap(y.as_ref(), z.as_ref()) < 1e-10);
+    }
+
+    #[test]
+    fn svd_reconstructs() {
+        for &(m, n) in &[(40, 15), (15, 40), (1, 9), (9, 1)] {
+            let a = test_matrix(m, n, 6);
+            let (u, s, v) = svd_thin(a.as_ref()).unwrap();
+            let mut us = u.clone();
+            for (j, &sj) in s.iter().enumerate() {
+                us.col_mut(j).iter_mut().for_each(|x| *x *= sj);
+            }
+            let rec = &us * v.transpose();
+            assert!(max_abs((&rec - &a).as_ref()) < 1e-12 * (m.max(n) as f64) * s[0]);
+            assert!(s.windows(2).all(|w| w[0] >= w[1]));
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Matrices seen only through products: dense views, CSR matrices, their transposes and
+//! implicitly column-centred versions. Randomized methods touch the data only through these
+//! products, so centring costs a rank-one correction instead of a dense copy.
+
+use crate::linalg;
+use crate::sparse::{to_row_major, CsrOwned, CsrRef, SpIndex};
+use crate::{Float, Result};
+use faer::{MatMut, MatRef};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// A shift subtracted from a matrix before taking its norm: `A - 1·sᵀ` (`Cols`, one value per
+/// column) or `A - s·1ᵀ` (`Rows`).
+#[derive(Clone, Copy)]
+pub enum Shift<'s, T> {
+    None,
+    Cols(&'s [T]),
+    Rows(&'s [T]),
+}
+
+/// A linear operator known through its products.
+pub trait LinOp<T: Float>: Sync {
+    fn shape(&self) -> (usize, usize);
+    /// `out = A·x`.
+    fn mul(&self, x: MatRef<'_, T>, out: MatMut<'_, T>);
+    /// `out = Aᵀ·y`.
+    fn mul_t(&self, y: MatRef<'_, T>, out: MatMut<'_, T>);
+    /// `‖A - shift‖²_F`, accumulated in f64 in a fixed order.
+    fn sq_norm(&self, shift: Shift<'_, T>) -> f64;
+}
+
+/// A dense matrix with any strides (C or Fortran order, sliced, read-only: all borrowed).
+pub struct Dense<'a, T> {
+    a: MatRef<'a, T>,
+}
+
+impl<'a, T: Float> Dense<'a, T> {
+    pub fn new(a: MatRef<'a, T>) -> Self {
+        Self { a }
+    }
+}
+
+impl<T: Float> LinOp<T> for Dense<'_, T> {
+    fn shape(&self) -> (usize, usize) {
+        self.a.shape()
+    }
+    fn mul(&self, x: MatRef<'_, T>, out: MatMut<'_, T>) {
+        linalg::matmul(out, self.a, x);
+    }
+    fn mul_t(&self, y: MatRef<'_, T>, out: MatMut<'_, T>) {
+        linalg::matmul(out, self.a.transpose(), y);
+    }
+    fn sq_norm(&self, shift: Shift<'_, T>) -> f64 {
+        let a = self.a;
+        let cols: Vec<f64> = (0..a.ncols())
+            .into_par_iter()
+            .map(|j| {
+                let col = a.col(j).iter().enumerate();
+                match shift {
+                    Shift::None => col.map(|(_, &x)| x.to_f64().powi(2)).sum::<f64>(),
+                    Shift::Cols(s) => col.map(|(_, &x)| (x.to_f64() - s[j].to_f64()).powi(2)).sum(),
+                    Shift::Rows(s) => col.map(|(i, &x)| (x.to_f64() - s[i].to_f64()).powi(2)).sum(),
+                }
+            })
+            .collect();
+        cols.iter().sum()
+    }
+}
+
+/// A CSR matrix together with its transpose (built once), so that both products are
+/// parallel gathers.
+pub struct Sparse<'a, T, I> {
+    a: CsrRef<'a, T, I>,
+    at: CsrOwned<T, I>,
+}
+
+impl<'a, T: Float, I: SpIndex> Sparse<'a, T, I> {
+    pub fn new(a: CsrRef<'a, T, I>) -> Result<Self> {
+        Ok(Self { a, at: a.transpose()? })
+    }
+}
+
+impl<T: Float, I: SpIndex> LinOp<T> for Sparse<'_, T, I> {
+    fn shape(&self) -> (usize, usize) {
+        self.a.shape()
+    }
+    fn mul(&self, x: MatRef<'_, T>, out: MatMut<'_, T>) {
+        self.a.mul_dense_rows(&to_row_major(x), out);
+    }
+    fn mul_t(&self, y: MatRef<'_, T>, out: MatMut<'_, T>) {
+        self.at.as_ref().mul_dense_rows(&to_row_major(y), out);
+    }
+    fn sq_norm(&self, shift: Shift<'_, T>) -> f64 {
+        match shift {
+            Shift::None => self.a.shifted_row_sq_norms(None),
+            Shift::Rows(s) => self.a.shifted_row_sq_norms(Some(s)),
+            Shift::Cols(s) => self.at.as_ref().shifted_row_sq_norms(Some(s)),
+        }
+    }
+}
+
+/// Column means of the logical matrix, subtracted implicitly. `of_inner_rows` says whether,
+/// seen from the inner operator, the means are per row (the logical matrix is its transpose).
+struct Centring<T> {
+    mean: Vec<T>,
+    of_inner_rows: bool,
+}
+
+/// What the algorithms work on: an inner operator, possibly transposed, possibly with its
+/// (logical) column means removed. Cloning is cheap.
+#[derive(Clone)]
+pub struct Operator<'a, T: Float> {
+    inner: &'a dyn LinOp<T>,
+    transposed: bool,
+    centring: Option<Arc<Centring<T>>>,
+}
+
+impl<'a, T: Float> Operator<'a, T> {
+    /// `inner` itself, or its transpose (how a CSC matrix is passed: the CSR of its transpose).
+    pub fn new(inner: &'a dyn LinOp<T>, transposed: bool) -> Self {
+        Self { inner, transposed, centring: None }
+    }
+
+    /// The same matrix with its column means subtracted (`A - 1·μᵀ`); also returns `μ`.
+    pub fn centred(self) -> (Self, Vec<T>) {
+        let (m, _) = self.shape();
+        let ones = faer::Mat::<T>::from_fn(m, 1, |_, _| T::ONE);
+        let mut sums = faer::Mat::<T>::zeros(self.shape().1, 1);
+        self.mul_t(ones.as_ref(), sums.as_mut());
+        let inv_m = T::from_f64(1.0 / m as f64);
+        let mean: Vec<T> = sums.col(0).iter().map(|&s| s * inv_m).collect();
+        let centring = Centring { mean: mean.clone(), of_inner_rows: self.transposed };
+        (Self { centring: Some(Arc::new(centring)), ..self }, mean)
+    }
+
+    /// The transpose, sharing the same data.
+    pub fn t(&self) -> Self {
+        Self { transposed: !self.transposed, ..self.clone() }
+    }
+
+    pub fn shape(&self) -> (usize, usize) {
+        let (p, q) = self.inner.shape();
+        if self.transposed { (q, p) } else { (p, q) }
+    }
+
+    pub fn mul(&self, x: MatRef<'_, T>, out: MatMut<'_, T>) {
+        self.apply(false, x, out)
+    }
+
+    pub fn mul_t(&self, y: MatRef<'_, T>, out: MatMut<'_, T>) {
+        self.apply(true, y, out)
+    }
+
+    /// `‖A‖²_F` of the logical (centred) matrix, in f64.
+    pub fn sq_norm(&self) -> f64 {
+        match &self.centring {
+            None => self.inner.sq_norm(Shift::None),
+            Some(c) if c.of_inner_rows => self.inner.sq_norm(Shift::Rows(&c.mean)),
+            Some(c) => self.inner.sq_norm(Shift::Cols(&c.mean)),
+        }
+    }
+
+    fn apply(&self, trans: bool, x: MatRef<'_, T>, mut out: MatMut<'_, T>) {
+        // Seen from the inner operator C = inner - a·bᵀ, with (a, b) = (1, μ) for column
+        // centring and (μ, 1) for row centring: C·x = inner·x - a(bᵀx), Cᵀ·x = innerᵀ·x - b(aᵀx).
+        let along_inner_t = self.transposed ^ trans;
+        if along_inner_t {
+            self.inner.mul_t(x, out.as_mut());
+        } else {
+            self.inner.mul(x, out.as_mut());
+        }
+        let Some(c) = &self.centring else { return };
+        // `mean_on_output`: the mean vector multiplies the output side (a for C·x, b for Cᵀ·x).
+        let mean_on_output = c.of_inner_rows != along_inner_t;
+        for col in 0..x.ncols() {
+            let xc = x.col(col);
+            let d: T = if mean_on_output {
+                xc.iter().copied().sum()
+            } else {
+                xc.iter().zip(&c.mean).map(|(&v, &mu)| v * mu).sum()
+            };
+            let oc = out.as_mut().col_mut(col);
+            for (i, o) in oc.iter_mut().enumerate() {
+                *o -= if mean_on_output { c.mean[i] * d } else { d };
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Compressed sparse row matrices over borrowed buffers, and their products with dense
+//! blocks.
+//!
+//! A CSC matrix is the CSR matrix of its transpose, so one kernel serves both; `Aᵀ·X` for a CSR
+//! `A` runs as a gather over an owned transposed copy (built once per call, O(nnz)) rather than
+//! a scatter, because a gather is parallel without atomics and its sums run in a fixed order.
+
+use crate::linalg::par_row_blocks;
+use crate::{invalid, Float, Result};
+use faer::{MatMut, MatRef};
+
+/// The integer types scipy uses for `indptr` / `indices`.
+pub trait SpIndex: Copy + Send + Sync + 'static {
+    fn to_usize(self) -> usize;
+    /// `None` when `x` does not fit.
+    fn from_usize(x: usize) -> Option<Self>;
+    /// Negative values become `usize::MAX`, which every range check rejects.
+    fn checked_usize(self) -> usize;
+}
+
+macro_rules! impl_index {
+    ($t:ty) => {
+        impl SpIndex for $t {
+            #[inline(always)]
+            fn to_usize(self) -> usize {
+                self as usize
+            }
+            fn from_usize(x: usize) -> Option<Self> {
+                <$t>::try_from(x).ok()
+            }
+            fn checked_usize(self) -> usize {
+                usize::try_from(self).unwrap_or(usize::MAX)
+            }
+        }
+    };
+}
+impl_index!(i32);
+impl_index!(i64);
+
+/// A validated CSR matrix borrowing its three arrays.
+#[derive(Clone, Copy, Debug)]
+pub struct CsrRef<'a, T, I> {
+    nrows: usize,
+    ncols: usize,
+    indptr: &'a [I],
+    indices: &'a [I],
+    data: &'a [T],
+}
+
+impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
+    /// Checks the structure (O(nnz)) so that the kernels never index out of bounds.
+    /// Unsorted and duplicate column indices are allowed (duplicates add up, as in scipy).
+    pub fn new(
+        nrows: usize,
+        ncols: usize,
+        indptr: &'a [I],
+        indices: &'a [I],
+        data: &'a [T],
+    ) -> Result<Self> {
+        if indptr.len() != nrows + 1 {
+            return Err(invalid!("A.indptr must have nrows + 1 = {} entries, got {}", nrows + 1, indptr.len()));
+        }
+        if indptr[0].checked_usize() != 0 {
+            return Err(invalid!("A.indptr must start at 0"));
+        }
+        if indptr.windows(2).any(|w| w[1].checked_usize() < w[0].checked_usize()) {
+            return Err(invalid!("A.indptr must be non-decreasing"));
+        }
+        let nnz = indptr[nrows].checked_usize();
+        if nnz > indices.len() || nnz > data.len() {
+            return Err(invalid!(
+                "A.indptr ends at {nnz} but A.indices has {} and A.data {} entries",
+                indices.len(),
+                data.len()
+            ));
+        }
+        if let Some(bad) = indices[..nnz].iter().find(|&&j| j.checked_usize() >= ncols) {
+            return Err(invalid!("A.indices holds {} outside [0, {ncols})", bad.checked_usize() as i128));
+        }
+        Ok(Self { nrows, ncols, indptr, indices: &indices[..nnz], data: &data[..nnz] })
+    }
+
+    pub fn shape(&self) -> (usize, usize) {
+        (self.nrows, self.ncols)
+    }
+
+    pub fn nnz(&self) -> usize {
+        self.data.len()
+    }
+
+    #[inline(always)]
+    fn row(&self, i: usize) -> (&'a [I], &'a [T]) {
+        let (a, b) = (self.indptr[i].to_usize(), self.indptr[i + 1].to_usize());
+        (&self.indices[a..b], &self.data[a..b])
+    }
+
+    /// The CSR form of `Aᵀ` (that is, `A` in CSC form), by a counting sort. Within each row of
+    /// the result the entries keep `A`'s row order, so the result is deterministic.
+    pub fn transpose(&self) -> Result<CsrOwned<T, I>> {
+        let nnz = self.nnz();
+        if I::from_usize(nnz.max(self.nrows)).is_none() {
+            return Err(invalid!("A has too many rows or non-zeros for its index type"));
+        }
+        let mut counts = vec![0usize; self.ncols + 1];
+        for &j in self.indices {
+            counts[j.to_usize() + 1] += 1;
+        }
+        for j in 0..self.ncols {
+            counts[j + 1] += counts[j];
+        }
+        let indptr: Vec<I> = counts.iter().map(|&c| I::from_usize(c).expect("checked above")).collect();
+        let mut next = counts;
+        let mut indices = vec![I::from_usize(0).expect("zero fits"); nnz];
+        let mut data = vec![T::ZERO; nnz];
+        for i in 0..self.nrows {
+            let (cols, vals) = self.row(i);
+            let row = I::from_usize(i).expect("checked above");
+            for (&j, &v) in cols.iter().zip(vals) {
+                let slot = &mut next[j.to_usize()];
+                indices[*slot] = row;
+                data[*slot] = v;
+                *slot += 1;
+            }
+        }
+        Ok(CsrOwned { nrows: self.ncols, ncols: self.nrows, indptr, indices, data })
+    }
+
+    /// `out = A · x` with `x` given row-major (`x_rows[j*l .. (j+1)*l]` is row `j`, `l =
+    /// out.ncols()`), parallel over fixed row blocks: every output row sums its non-zeros in
+    /// storage order, whatever the thread count.
+    pub fn mul_dense_rows(&self, x_rows: &[T], out: MatMut<'_, T>) {
+        let l = out.ncols();
+        debug_assert_eq!(x_rows.len(), self.ncols * l);
+        par_row_blocks(out, 512, &|row0, mut block: MatMut<'_, T>| {
+            let mut acc = vec![T::ZERO; l];
+            for r in 0..block.nrows() {
+                let (cols, vals) = self.row(row0 + r);
+                acc.fill(T::ZERO);
+                pulp::Arch::new().dispatch(|| axpy_row(&mut acc, cols, vals, x_rows, l));
+                for (c, &v) in acc.iter().enumerate() {
+                    block[(r, c)] = v;
+                }
+            }
+        });
+    }
+
+    /// Per-column sums of squares of `A - 1·shiftᵀ` (or of `A` when `shift` is `None`),
+    /// accumulated in f64 without the cancellation of `‖A‖² - m‖μ‖²`. Needs the row access of
+    /// `Aᵀ`, so it is called on the transposed matrix: row `j` here is column `j` of `A`.
+    pub fn shifted_row_sq_norms(&self, shift: Option<&[T]>) -> f64 {
+        use rayon::prelude::*;
+        let per_row: Vec<f64> = (0..self.nrows)
+            .into_par_iter()
+            .map(|j| {
+                let (_, vals) = self.row(j);
+                let mu = shift.map_or(0.0, |s| s[j].to_f64());
+                let nz: f64 = vals.iter().map(|&v| (v.to_f64() - mu).powi(2)).sum();
+                nz + (self.ncols - vals.len()) as f64 * mu * mu
+            })
+            .collect();
+        per_row.iter().sum()
+    }
+}
+
+/// `acc += Σ v · x[j, :]` over one sparse row; inlined into pulp's dispatch so that LLVM
+/// vectorises it for the widest unit the CPU has (AVX2/FMA or AVX-512) without building the
+/// wheel for one CPU.
+#[inline(always)]
+fn axpy_row<T: Float, I: SpIndex>(acc: &mut [T], cols: &[I], vals: &[T], x_rows: &[T], l: usize) {
+    for (&j, &v) in cols.iter().zip(vals) {
+        let j = j.to_usize();
+        let xr = &x_rows[j * l..(j + 1) * l];
+        for (a, &x) in acc.iter_mut().zip(xr) {
+            *a += v * x;
+        }
+    }
+}
+
+/// An owned CSR matrix (the transpose built by [`CsrRef::transpose`]).
+#[derive(Clone, Debug)]
+pub struct CsrOwned<T, I> {
+    nrows: usize,
+    ncols: usize,
+    indptr: Vec<I>,
+    indices: Vec<I>,
+    data: Vec<T>,
+}
+
+impl<T: Float, I: SpIndex> CsrOwned<T, I> {
+    pub fn as_ref(&self) -> CsrRef<'_, T, I> {
+        CsrRef {
+            nrows: self.nrows,
+            ncols: self.ncols,
+            indptr: &self.indptr,
+            indices: &self.indices,
+            data: &self.data,
+        }
+    }
+}
+
+/// Copies a dense block into row-major order (`x[j*l + c] = x(j, c)`), the layout
+/// [`CsrRef::mul_dense_rows`] gathers from.
+pub fn to_row_major<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
+    let (n, l) = x.shape();
+    let mut out = vec![T::ZERO; n * l];
+    for c in 0..l {
+        for (j, &v) in x.col(c).iter().enumerate() {
+            out[j * l + c] = v;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faer::Mat;
+
+    /// A 4×5 example with an empty row, an unsorted row and a duplicate entry.
+    fn example() -> (Vec<i64>, Vec<i64>, Vec<f64>, Mat<f64>) {
+        let indptr = vec![0, 2, 2, 5, 6];
+        let indices = vec![1, 4, 3, 0, 3, 2];
+        let data = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut dense = Mat::<f64>::zeros(4, 5);
+        for i in 0..4 {
+            for k in indptr[i]..indptr[i + 1] {
+                dense[(i, indices[k as usize] as usize)] += data[k as usize];
+            }
+        }
+        (indptr, indices, data, dense)
+    }
+
+    #[test]
+    fn products_match_dense() {
+        let (p, i, d, dense) = example();
+        let a = CsrRef::new(4, 5, &p, &i, &d).unwrap();
+        let x = Mat::from_fn(5, 3, |r, c| (r * 3 + c) as f64 - 4.0);
+        let mut y = Mat::<f64>::zeros(4, 3);
+        a.mul_dense_rows(&to_row_major(x.as_ref()), y.as_mut());
+        assert_eq!(y, &dense * &x);
+        let at = a.transpose().unwrap();
+        let z = Mat::from_fn(4, 2, |r, c| (r + 2 * c) as f64);
+        let mut w = Mat::<f64>::zeros(5, 2);
+        at.as_ref().mul_dense_rows(&to_row_major(z.as_ref()), w.as_mut());
+        assert_eq!(w, dense.transpose() * &z);
+    }
+
+    #[test]
+    fn shifted_norms() {
+        let (p, i, d, dense) = example();
+        let a = CsrRef::new(4, 5, &p, &i, &d).unwrap();
+        let at = a.transpose().unwrap();
+        let mu = [0.5, -1.0, 2.0, 0.0, 3.0];
+        let mut want = 0.0;
+        for r in 0..4 {
+            for c in 0..5 {
+                want += (dense[(r, c)] - mu[c]).powi(2);
+            }
+        }
+        let got = at.as_ref().shifted_row_sq_norms(Some(&mu));
+        assert!((got - want).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_structure_is_an_error() {
+        let d = [1.0f64, 2.0];
+        assert!(CsrRef::new(2, 3, &[0i32, 1], &[0, 1], &d).is_err()); // indptr too short
+        assert!(CsrRef::new(1, 3, &[1i32, 2], &[0, 1], &d).is_err()); // does not start at 0
+        assert!(CsrRef::new(2, 3, &[0i32, 2, 1], &[0, 1], &d).is_err()); // decreasing
+        assert!(CsrRef::new(1, 3, &[0i32, 3], &[0, 1], &d).is_err()); // past the arrays
+        assert!(CsrRef::new(1, 3, &[0i32, 2], &[0, 3], &d).is_err()); // column out of range
+        assert!(CsrRef::new(1, 3, &[0i32, 2], &[0, -1], &d).is_err()); // negative column
+        assert!(CsrRef::new(1, 3, &[0i32, 2], &[0, 2], &d).is_ok());
+    }
+}

@@ -1,0 +1,445 @@
+"""randomized_svd, RandomizedSVD and RandomizedPCA against exact SVDs and scikit-learn."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.base import clone
+from sklearn.decomposition import PCA, TruncatedSVD
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.extmath import randomized_svd as sk_randomized_svd
+
+import rankcore
+from rankcore import RandomizedPCA, RandomizedSVD, randomized_svd
+
+EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).eps}
+
+
+def with_spectrum(m, n, s, seed=0, dtype=np.float64):
+    """U diag(s) V^T with Haar-random orthonormal U, V (so the exact SVD is known)."""
+    rng = np.random.default_rng(seed)
+    r = len(s)
+    U, _ = np.linalg.qr(rng.standard_normal((m, r)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, r)))
+    return ((U * s) @ V.T).astype(dtype)
+
+
+SPECTRA = {
+    "fast": lambda r: 0.5 ** np.arange(r),
+    "slow": lambda r: 1.0 / np.sqrt(1.0 + np.arange(r)),
+    "low_rank": lambda r: np.r_[np.linspace(10, 1, min(r, 8)), np.zeros(max(r - 8, 0))],
+}
+SHAPES = [(200, 120), (120, 200), (1, 40), (40, 1), (60, 60)]
+
+
+def residual(A, U, S, Vt):
+    A = A.toarray() if sp.issparse(A) else A
+    return np.linalg.norm(A.astype(np.float64) - (U * S) @ Vt)
+
+
+def max_principal_angle_sin(X, Y):
+    """sin of the largest principal angle between the column spans of X and Y."""
+    Qx, _ = np.linalg.qr(X.astype(np.float64))
+    Qy, _ = np.linalg.qr(Y.astype(np.float64))
+    cosines = np.linalg.svd(Qx.T @ Qy, compute_uv=False)
+    return float(np.sqrt(max(0.0, 1.0 - cosines.min() ** 2)))
+
+
+def digest(A):
+    if sp.issparse(A):
+        return tuple(hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest() for x in (A.data, A.indices, A.indptr))
+    return hashlib.sha1(np.ascontiguousarray(A).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("spectrum", sorted(SPECTRA))
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", ["C", "F", "csr", "csc"])
+@pytest.mark.parametrize("center", [False, True])
+def test_against_exact_svd_and_sklearn(spectrum, shape, dtype, layout, center):
+    m, n = shape
+    r = min(m, n)
+    A = with_spectrum(m, n, SPECTRA[spectrum](r) * 3.0, seed=m + n, dtype=dtype)
+    if layout in ("csr", "csc"):
+        A[np.abs(A) < np.quantile(np.abs(A), 0.5)] = 0  # sparse, and no longer low rank
+        A = sp.csr_matrix(A) if layout == "csr" else sp.csc_matrix(A)
+    elif layout == "F":
+        A = np.asfortranarray(A)
+    dense = (A.toarray() if sp.issparse(A) else A).astype(np.float64)
+    if center:
+        dense = dense - dense.mean(axis=0)
+    k = max(1, min(5, r - 1)) if r > 1 else 1
+    before = digest(A)
+    U, S, Vt = randomized_svd(A, k, n_iter=4, random_state=0, center=center)
+    assert digest(A) == before, "input was modified"
+    assert U.dtype == S.dtype == Vt.dtype == dtype
+    assert U.shape == (m, k) and S.shape == (k,) and Vt.shape == (k, n)
+
+    s_exact = np.linalg.svd(dense, compute_uv=False)
+    eps = EPS[dtype]
+    scale = s_exact[0] + 1e-300
+    # Orthonormal factors to working precision.
+    tol_orth = 50 * eps * max(m, n) ** 0.5
+    np.testing.assert_allclose(U.T.astype(np.float64) @ U, np.eye(k), atol=tol_orth)
+    np.testing.assert_allclose(Vt.astype(np.float64) @ Vt.T, np.eye(k), atol=tol_orth)
+    # Singular values never exceed the true ones (Ritz values), and for these spectra the
+    # sketch with 4 power iterations recovers them to ~1e-3 or better relative to s_1.
+    assert np.all(S.astype(np.float64) <= s_exact[:k] * (1 + 100 * eps) + 100 * eps * scale)
+    np.testing.assert_allclose(S, s_exact[:k], atol=2e-3 * scale + 200 * eps * scale)
+    # Residual: near the optimal rank-k error, and no worse than sklearn's on the same input.
+    optimal = np.sqrt(np.sum(s_exact[k:] ** 2))
+    ours = residual(dense, U, S, Vt)
+    if not center:
+        sU, sS, sVt = sk_randomized_svd(A, k, n_iter=4, random_state=0)
+        theirs = residual(dense, sU, sS, sVt)
+        assert ours <= theirs * 1.02 + 300 * eps * scale
+    assert ours <= optimal * 1.05 + 300 * eps * scale
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_subspaces_match_exact(dtype):
+    # A gap after the 6th singular value: the top-6 subspaces are well defined.
+    s = np.r_[np.linspace(10, 5, 6), 0.1 * 0.9 ** np.arange(74)]
+    A = with_spectrum(300, 80, s, seed=1, dtype=dtype)
+    U, S, Vt = randomized_svd(A, 6, random_state=3)
+    Ue, Se, Vte = np.linalg.svd(A.astype(np.float64), full_matrices=False)
+    bound = 1e-4 if dtype == np.float32 else 1e-9
+    assert max_principal_angle_sin(U, Ue[:, :6]) < bound
+    assert max_principal_angle_sin(Vt.T, Vte[:6].T) < bound
+
+
+def test_flip_sign_matches_sklearn_convention():
+    A = with_spectrum(100, 30, 0.7 ** np.arange(30), seed=2)
+    U, S, Vt = randomized_svd(A, 4, random_state=0)
+    sU, sS, sVt = sk_randomized_svd(A, 4, random_state=0)
+    np.testing.assert_allclose(U, sU, atol=1e-8)
+    np.testing.assert_allclose(Vt, sVt, atol=1e-8)
+    U2, _, _ = randomized_svd(A, 4, random_state=0, flip_sign=False)
+    assert np.allclose(np.abs(U2), np.abs(U), atol=1e-10)
+
+
+def test_transpose_and_normalizers_agree():
+    A = with_spectrum(90, 150, 0.6 ** np.arange(60), seed=4)
+    ref = randomized_svd(A, 5, random_state=0)[1]
+    for transpose in (True, False):
+        for normalizer in ("QR", "LU", "none", "auto"):
+            S = randomized_svd(A, 5, random_state=0, transpose=transpose, power_iteration_normalizer=normalizer)[1]
+            np.testing.assert_allclose(S, ref, rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_tol_mode_finds_the_smallest_rank(dtype, sparse):
+    s = 0.8 ** np.arange(70)
+    A = with_spectrum(250, 150, s, seed=5, dtype=dtype)
+    A_in = sp.csr_matrix(A) if sparse else A
+    s_exact = np.linalg.svd(A.astype(np.float64), compute_uv=False)
+    err = np.sqrt(np.cumsum((s_exact**2)[::-1])[::-1] / np.sum(s_exact**2))  # err[r] = error at rank r
+    targets = [5, 12, 20] if dtype == np.float32 else [5, 12, 30, 45]
+    for r in targets:
+        tol = float(np.sqrt(err[r] * err[r - 1]))  # halfway (geometric) between ranks r-1 and r
+        U, S, Vt = randomized_svd(A_in, None, tol=tol, random_state=0)
+        assert len(S) == r, f"tol={tol}: rank {len(S)}, smallest meeting it is {r}"
+        assert residual(A, U, S, Vt) <= tol * np.linalg.norm(A.astype(np.float64))
+
+
+def test_tol_mode_caps_at_n_components_and_tol_zero_is_off():
+    A = with_spectrum(100, 60, 0.9 ** np.arange(60), seed=6)
+    assert len(randomized_svd(A, 7, tol=1e-6, random_state=0)[1]) == 7
+    assert len(randomized_svd(A, 7, tol=0.0, random_state=0)[1]) == 7
+    assert len(randomized_svd(A, 7, tol=None, random_state=0)[1]) == 7
+
+
+def test_centered_sparse_equals_dense_pca():
+    rng = np.random.default_rng(7)
+    X = sp.random(400, 60, density=0.1, random_state=7, format="csr") + 0
+    X.data += 5.0
+    U, S, Vt = randomized_svd(X, 5, center=True, random_state=rng)
+    Xc = X.toarray() - X.toarray().mean(axis=0)
+    np.testing.assert_allclose(S, np.linalg.svd(Xc, compute_uv=False)[:5], rtol=1e-6)
+
+
+def test_results_do_not_depend_on_thread_count():
+    A = with_spectrum(3000, 400, 0.95 ** np.arange(100), seed=8)
+    S_sparse = sp.random(5000, 800, density=0.01, random_state=8, format="csr")
+    out = {}
+    for n in (1, 2):
+        with rankcore.threads(n):
+            out[n] = (randomized_svd(A, 20, random_state=1), randomized_svd(S_sparse, 10, random_state=1))
+    for a, b in zip(out[1], out[2]):
+        for x, y in zip(a, b):
+            assert np.array_equal(x, y)
+
+
+def test_same_seed_same_result_and_generators():
+    A = with_spectrum(80, 50, 0.8 ** np.arange(50), seed=9)
+    a = randomized_svd(A, 3, random_state=11)
+    b = randomized_svd(A, 3, random_state=11)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    randomized_svd(A, 3, random_state=np.random.default_rng(0))
+    randomized_svd(A, 3, random_state=np.random.RandomState(0))
+    np.random.seed(5)
+    c = randomized_svd(A, 3, random_state=None, flip_sign=True)
+    np.random.seed(5)
+    d = randomized_svd(A, 3, random_state=None, flip_sign=True)
+    assert all(np.array_equal(x, y) for x, y in zip(c, d))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    m=st.integers(1, 40),
+    n=st.integers(1, 40),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    order=st.sampled_from(["C", "F", "strided"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_shapes_dtypes_orders(m, n, dtype, order, seed):
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((2 * m, 2 * n)).astype(dtype)
+    A = base[::2, ::2] if order == "strided" else (np.asfortranarray(base[:m, :n]) if order == "F" else base[:m, :n])
+    k = int(rng.integers(1, min(m, n) + 1))
+    U, S, Vt = randomized_svd(A, k, random_state=seed)
+    assert (U.shape, S.shape, Vt.shape) == ((m, k), (k,), (k, n))
+    assert U.dtype == dtype and np.all(np.isfinite(U)) and np.all(np.diff(S) <= 1e-6 * (S[0] + 1))
+    s_exact = np.linalg.svd(A.astype(np.float64), compute_uv=False)
+    np.testing.assert_array_less(S.astype(np.float64), s_exact[:k] * (1 + 1e-4) + 1e-4)
+
+
+# --- bad input ----------------------------------------------------------------------
+
+
+GOOD = np.random.default_rng(0).standard_normal((20, 10))
+
+
+@pytest.mark.parametrize(
+    "A, kwargs, exc, match",
+    [
+        (np.where(np.eye(20, 10) > 0, np.nan, GOOD), {}, ValueError, "A contains NaN"),
+        (np.where(np.eye(20, 10) > 0, np.inf, GOOD), {}, ValueError, "A contains infinity"),
+        (np.zeros((0, 5)), {}, ValueError, "A"),
+        (np.ones(5), {}, ValueError, "A must be a 2-D array"),
+        (np.ones((3, 3, 3)), {}, ValueError, "A must be a 2-D array"),
+        (GOOD.astype(np.complex128), {}, ValueError, "Complex data not supported"),
+        (np.array([["a", "b"], ["c", "d"]], dtype=object), {}, TypeError, "A"),
+        (GOOD, {"n_components": 0}, ValueError, "n_components"),
+        (GOOD, {"n_components": 11}, ValueError, "n_components"),
+        (GOOD, {"n_components": 2.5}, TypeError, "n_components"),
+        (GOOD, {"n_components": None}, ValueError, "n_components=None needs a positive tol"),
+        (GOOD, {"n_iter": -1}, ValueError, "n_iter"),
+        (GOOD, {"n_iter": "many"}, TypeError, "n_iter"),
+        (GOOD, {"n_oversamples": -3}, ValueError, "n_oversamples"),
+        (GOOD, {"power_iteration_normalizer": "Cholesky"}, ValueError, "power_iteration_normalizer"),
+        (GOOD, {"transpose": "yes"}, ValueError, "transpose"),
+        (GOOD, {"tol": -0.1}, ValueError, "tol"),
+        (GOOD, {"tol": 1.5}, ValueError, "tol"),
+        (GOOD, {"random_state": "seed"}, TypeError, "random_state"),
+        (GOOD, {"random_state": -1}, ValueError, "random_state"),
+        (GOOD, {"flip_sign": "no"}, TypeError, "flip_sign"),
+    ],
+)
+def test_bad_input_gives_clear_errors(A, kwargs, exc, match):
+    kwargs = {"n_components": 3, **kwargs}
+    before = digest(A) if A.dtype != object else None
+    with pytest.raises(exc, match=match):
+        randomized_svd(A, kwargs.pop("n_components"), **kwargs)
+    if before is not None:
+        assert digest(A) == before
+
+
+def test_malformed_sparse_structure_is_rejected():
+    A = sp.csr_matrix(GOOD)
+    A.indices = A.indices.copy()
+    A.indices[3] = 99  # out of range: must not crash the core
+    with pytest.raises(ValueError, match="indices"):
+        randomized_svd(A, 2)
+
+
+def test_readonly_noncontiguous_and_lists_work():
+    A = np.asfortranarray(with_spectrum(60, 40, 0.7 ** np.arange(40), seed=3))
+    A.flags.writeable = False
+    ref = randomized_svd(np.ascontiguousarray(A), 3, random_state=0)[1]
+    np.testing.assert_allclose(randomized_svd(A, 3, random_state=0)[1], ref, rtol=1e-12)
+    big = np.zeros((120, 80))
+    big[::2, ::2] = A
+    np.testing.assert_allclose(randomized_svd(big[::2, ::2], 3, random_state=0)[1], ref, rtol=1e-12)
+    np.testing.assert_allclose(randomized_svd(A[::-1], 3, random_state=0)[1], ref, rtol=1e-12)
+    assert randomized_svd(A.tolist(), 3, random_state=0)[1].dtype == np.float64
+    assert randomized_svd(A.astype(np.int64), 2, random_state=0)[1].dtype == np.float64
+
+
+class _Foreign:
+    """Looks like an array from another library to the namespace detection."""
+
+    shape = (20, 10)
+    ndim = 2
+    dtype = np.dtype(np.float64)
+
+
+@pytest.mark.parametrize("module, what", [("cupy", "GPU"), ("dask.array.core", "dask")])
+def test_gpu_and_dask_paths_say_not_implemented(module, what):
+    cls = type("ndarray" if module == "cupy" else "Array", (_Foreign,), {"__module__": module})
+    with pytest.raises(NotImplementedError, match=f"randomized_svd.*{what}"):
+        randomized_svd(cls(), 2)
+
+
+# --- threads, GIL, Ctrl-C ----------------------------------------------------------------
+
+
+def test_two_python_threads_run_in_parallel_and_are_correct():
+    A = with_spectrum(2000, 1000, 0.97 ** np.arange(300), seed=12)
+    s_exact = np.linalg.svd(A, compute_uv=False)[:10]
+    results, ticks, done = {}, [0], threading.Event()
+
+    def work(name):
+        results[name] = randomized_svd(A, 10, n_iter=30, random_state=name)[1]
+
+    with rankcore.threads(1):
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+        for w in workers:
+            w.start()
+        # The main thread keeps running Python code while both decompositions run: only
+        # possible if the calls release the GIL.
+        while any(w.is_alive() for w in workers):
+            ticks[0] += 1
+            time.sleep(0.001)
+        for w in workers:
+            w.join()
+    done.set()
+    assert ticks[0] > 20
+    for S in results.values():
+        np.testing.assert_allclose(S, s_exact, rtol=1e-3)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="uses SIGINT")
+def test_ctrl_c_interrupts_within_about_a_second():
+    A = np.random.default_rng(0).standard_normal((3000, 2000))
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    start = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        randomized_svd(A, 300, n_iter=200, random_state=0)  # minutes if not interrupted
+    assert time.perf_counter() - start < 3.0
+
+
+def test_thread_settings():
+    before = rankcore.get_num_threads()
+    with rankcore.threads(1):
+        assert rankcore.get_num_threads() == 1
+    assert rankcore.get_num_threads() == before
+    with pytest.raises(ValueError, match="n"):
+        rankcore.set_num_threads(0)
+    with pytest.raises(TypeError, match="n"):
+        rankcore.set_num_threads(1.5)
+
+
+def test_env_var_sets_default_threads():
+    import subprocess
+    import sys
+
+    code = "import rankcore; print(rankcore.get_num_threads())"
+    env = {**os.environ, "RANKCORE_NUM_THREADS": "3"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "3"
+
+
+# --- estimators --------------------------------------------------------------------
+
+
+@parametrize_with_checks([RandomizedSVD(), RandomizedPCA(n_components=2)])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_randomized_svd_estimator_matches_truncated_svd():
+    X = with_spectrum(300, 50, 0.8 ** np.arange(50), seed=13)
+    ours = RandomizedSVD(n_components=5, random_state=0).fit(X)
+    theirs = TruncatedSVD(n_components=5, random_state=0).fit(X)
+    np.testing.assert_allclose(ours.singular_values_, theirs.singular_values_, rtol=1e-8)
+    np.testing.assert_allclose(np.abs(ours.components_), np.abs(theirs.components_), atol=1e-7)
+    np.testing.assert_allclose(ours.explained_variance_ratio_, theirs.explained_variance_ratio_, rtol=1e-7)
+    Xt = ours.transform(X)
+    np.testing.assert_allclose(ours.inverse_transform(Xt), Xt @ ours.components_)
+
+
+def test_randomized_svd_estimator_tol_mode():
+    X = with_spectrum(300, 50, 0.5 ** np.arange(50), seed=14)
+    est = RandomizedSVD(n_components=None, tol=1e-3, random_state=0).fit(X)
+    assert est.n_components_ == est.components_.shape[0]
+    rec = est.inverse_transform(est.transform(X))
+    assert np.linalg.norm(X - rec) <= 1e-3 * np.linalg.norm(X)
+
+
+@pytest.mark.parametrize("whiten", [False, True])
+def test_randomized_pca_matches_sklearn_pca(whiten):
+    X = with_spectrum(400, 30, 0.7 ** np.arange(30), seed=15) + 3.0
+    ours = RandomizedPCA(n_components=4, whiten=whiten, random_state=0).fit(X)
+    theirs = PCA(n_components=4, whiten=whiten, svd_solver="full").fit(X)
+    np.testing.assert_allclose(ours.explained_variance_, theirs.explained_variance_, rtol=1e-7)
+    np.testing.assert_allclose(ours.explained_variance_ratio_, theirs.explained_variance_ratio_, rtol=1e-7)
+    np.testing.assert_allclose(ours.mean_, theirs.mean_, rtol=1e-12)
+    np.testing.assert_allclose(ours.noise_variance_, theirs.noise_variance_, rtol=1e-6)
+    np.testing.assert_allclose(np.abs(ours.components_), np.abs(theirs.components_), atol=1e-6)
+    np.testing.assert_allclose(np.abs(ours.transform(X)), np.abs(theirs.transform(X)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.inverse_transform(ours.transform(X)), theirs.inverse_transform(theirs.transform(X)), atol=1e-6)
+
+
+def test_randomized_pca_variance_fraction_and_sparse():
+    X = with_spectrum(400, 40, 0.6 ** np.arange(40), seed=16) + 1.0
+    frac = RandomizedPCA(n_components=0.95, random_state=0).fit(X)
+    ref = PCA(n_components=0.95, svd_solver="full").fit(X)
+    assert frac.n_components_ == ref.n_components_
+    Xs = sp.random(500, 50, density=0.2, random_state=1, format="csr")
+    sparse_fit = RandomizedPCA(n_components=3, random_state=0).fit(Xs)
+    dense_fit = PCA(n_components=3, svd_solver="full").fit(Xs.toarray())
+    np.testing.assert_allclose(sparse_fit.explained_variance_, dense_fit.explained_variance_, rtol=1e-6)
+    np.testing.assert_allclose(np.abs(sparse_fit.transform(Xs)), np.abs(dense_fit.transform(Xs.toarray())), atol=1e-6)
+
+
+def test_pipeline_pickle_clone_and_pandas_output():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    pipe = make_pipeline(RandomizedPCA(n_components=20, random_state=0), LogisticRegression(max_iter=2000))
+    assert pipe.fit(X, y).score(X, y) > 0.9
+    est = RandomizedSVD(n_components=3, random_state=0).fit(X)
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.transform(X), est.transform(X))
+    assert clone(est).get_params() == est.get_params()
+    df = RandomizedSVD(n_components=3, random_state=0).set_output(transform="pandas").fit_transform(X)
+    assert list(df.columns) == ["randomizedsvd0", "randomizedsvd1", "randomizedsvd2"]
+
+
+def test_float32_is_kept_by_estimators():
+    X = with_spectrum(100, 20, 0.7 ** np.arange(20), seed=17, dtype=np.float32)
+    for est in (RandomizedSVD(n_components=3, random_state=0), RandomizedPCA(n_components=3, random_state=0)):
+        assert est.fit_transform(X).dtype == np.float32
+        assert est.components_.dtype == np.float32
+
+
+def test_rng_entries_are_pure_functions_of_position():
+    from rankcore import _core
+
+    full = _core.random_matrix("normal", 5, 0, 0, 0, 10, 6)
+    part = _core.random_matrix("normal", 5, 0, 3, 2, 5, 3)
+    np.testing.assert_array_equal(full[3:8, 2:5], part)
+    assert abs(_core.random_matrix("normal", 1, 0, 0, 0, 20000, 5).mean()) < 0.03
+
+
+def test_scipy_reference_for_exactness_is_sane():
+    # Guards the test helpers themselves: with_spectrum produces the spectrum it claims.
+    s = np.array([3.0, 2.0, 1.0])
+    A = with_spectrum(20, 10, s, seed=0)
+    np.testing.assert_allclose(scipy.linalg.svdvals(A)[:3], s, rtol=1e-12)
