@@ -141,6 +141,13 @@ pub fn lu_normalize<T: Float>(mut y: MatMut<'_, T>) {
     let mut buf = MemBuffer::new(lu::lu_in_place_scratch::<usize, T>(m, l, Par::Seq, Default::default()));
     let stack = MemStack::new(&mut buf);
     lu::lu_in_place(work.as_mut(), &mut perm, &mut perm_inv, Par::Seq, stack, Default::default());
+    let pivots: Vec<T> = (0..l.min(m)).map(|j| work[(j, j)].abs()).collect();
+    let largest = pivots.iter().copied().fold(T::ZERO, |a, b| if b > a { b } else { a });
+    let floor = largest * T::EPSILON * T::from_f64(m as f64);
+    if pivots.iter().any(|&p| !(p > floor)) || !largest.is_finite() {
+        orthonormalize(y);
+        return;
+    }
     // Row i of the factorised matrix is row perm[i] of y: put L's rows back in y's order.
     for (i, &src) in perm.iter().enumerate() {
         for j in 0..l {
