@@ -7,7 +7,7 @@
 //! order, and results are bit-identical.
 
 use crate::{Error, Float, Result};
-use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
+use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::householder;
 use faer::linalg::matmul::matmul as faer_matmul;
 use faer::linalg::qr::no_pivoting::factor as qr;
@@ -16,9 +16,10 @@ use faer::reborrow::*;
 use faer::{Accum, Conj, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-/// Rows per block of a parallel product: large enough that faer's packing cost is amortised,
-/// small enough to give two cores a dozen blocks on a 10⁴-row matrix.
-const ROW_BLOCK: usize = 256;
+/// Rows per block of a parallel product. Measured on the 2-core reference machine, 512 beats
+/// 128 and 256 (faer's packing of the right-hand side is amortised over more rows); the price
+/// is fewer blocks than threads for short outputs on many-core machines.
+const ROW_BLOCK: usize = 512;
 
 /// Rows per leaf of the TSQR tree (at least `4·ncols`).
 const TSQR_ROWS: usize = 2048;
@@ -65,36 +66,63 @@ pub fn matmul_sub<T: Float>(dst: MatMut<'_, T>, lhs: MatRef<'_, T>, rhs: MatRef<
     });
 }
 
+/// Householder QR of a tall matrix, kept in factored form.
+struct HouseholderQr<T> {
+    /// Reflectors below the diagonal, `R` on and above it.
+    factors: Mat<T>,
+    /// Block reflector coefficients.
+    h: Mat<T>,
+}
+
+impl<T: Float> HouseholderQr<T> {
+    /// Sequential QR of `a` (`nrows >= ncols`).
+    fn new(a: MatRef<'_, T>) -> Self {
+        let (m, n) = a.shape();
+        debug_assert!(m >= n);
+        let bs = qr::recommended_block_size::<T>(m, n).max(1);
+        let mut factors = a.to_owned();
+        let mut h = Mat::<T>::zeros(bs, n);
+        let mut buf = MemBuffer::new(qr::qr_in_place_scratch::<T>(m, n, bs, Par::Seq, Default::default()));
+        qr::qr_in_place(factors.as_mut(), h.as_mut(), Par::Seq, MemStack::new(&mut buf), Default::default());
+        Self { factors, h }
+    }
+
+    fn r(&self) -> Mat<T> {
+        let n = self.factors.ncols();
+        Mat::from_fn(n, n, |i, j| if i <= j { self.factors[(i, j)] } else { T::ZERO })
+    }
+
+    /// Writes `Q·[top; 0]` into `dst` (`nrows × top.ncols()`): with `top = I` that is the thin
+    /// `Q`; in TSQR it is this block's rows of the final `Q`, without forming the local one.
+    fn q_times(&self, top: MatRef<'_, T>, mut dst: MatMut<'_, T>) {
+        let (m, n) = self.factors.shape();
+        dst.fill(T::ZERO);
+        dst.rb_mut().subrows_mut(0, top.nrows()).copy_from(top);
+        let req = householder::apply_block_householder_sequence_on_the_left_in_place_scratch::<T>(m, self.h.nrows(), n);
+        let mut buf = MemBuffer::new(req);
+        householder::apply_block_householder_sequence_on_the_left_in_place_with_conj(
+            self.factors.as_ref(),
+            self.h.as_ref(),
+            Conj::No,
+            dst,
+            Par::Seq,
+            MemStack::new(&mut buf),
+        );
+    }
+}
+
 /// Thin Householder QR of a tall matrix (`nrows >= ncols`), sequential: returns `(Q, R)`.
 pub fn qr_thin<T: Float>(a: MatRef<'_, T>) -> (Mat<T>, Mat<T>) {
-    let (m, n) = a.shape();
-    debug_assert!(m >= n);
-    let bs = qr::recommended_block_size::<T>(m, n).max(1);
-    let mut work = a.to_owned();
-    let mut h = Mat::<T>::zeros(bs, n);
-    let req = StackReq::any_of(&[
-        qr::qr_in_place_scratch::<T>(m, n, bs, Par::Seq, Default::default()),
-        householder::apply_block_householder_sequence_on_the_left_in_place_scratch::<T>(m, bs, n),
-    ]);
-    let mut buf = MemBuffer::new(req);
-    let stack = MemStack::new(&mut buf);
-    qr::qr_in_place(work.as_mut(), h.as_mut(), Par::Seq, stack, Default::default());
-    let r = Mat::from_fn(n, n, |i, j| if i <= j { work[(i, j)] } else { T::ZERO });
-    let mut q = Mat::from_fn(m, n, |i, j| if i == j { T::ONE } else { T::ZERO });
-    householder::apply_block_householder_sequence_on_the_left_in_place_with_conj(
-        work.as_ref(),
-        h.as_ref(),
-        Conj::No,
-        q.as_mut(),
-        Par::Seq,
-        stack,
-    );
-    (q, r)
+    let qr = HouseholderQr::new(a);
+    let n = a.ncols();
+    let mut q = Mat::<T>::zeros(a.nrows(), n);
+    qr.q_times(Mat::<T>::identity(n, n).as_ref(), q.as_mut());
+    (q, qr.r())
 }
 
 /// Replaces the columns of a tall block `y` (`nrows >= ncols`) by an orthonormal basis of
 /// their span, using a one-level TSQR: QR of fixed row blocks in parallel, QR of the stacked
-/// R factors, then each block's Q times its slice of the second Q.
+/// R factors, then each block's reflectors applied to its slice of the second Q.
 pub fn orthonormalize<T: Float>(mut y: MatMut<'_, T>) {
     let (m, l) = y.shape();
     let rows = TSQR_ROWS.max(4 * l);
@@ -107,13 +135,11 @@ pub fn orthonormalize<T: Float>(mut y: MatMut<'_, T>) {
     let bounds: Vec<(usize, usize)> = (0..nblocks)
         .map(|b| (b * rows, if b + 1 == nblocks { m } else { (b + 1) * rows }))
         .collect();
-    let local: Vec<(Mat<T>, Mat<T>)> = bounds
-        .par_iter()
-        .map(|&(r0, r1)| qr_thin(y.rb().subrows(r0, r1 - r0)))
-        .collect();
+    let local: Vec<HouseholderQr<T>> =
+        bounds.par_iter().map(|&(r0, r1)| HouseholderQr::new(y.rb().subrows(r0, r1 - r0))).collect();
     let mut stacked = Mat::<T>::zeros(nblocks * l, l);
-    for (b, (_, r)) in local.iter().enumerate() {
-        stacked.as_mut().subrows_mut(b * l, l).copy_from(r);
+    for (b, qr) in local.iter().enumerate() {
+        stacked.as_mut().subrows_mut(b * l, l).copy_from(qr.r());
     }
     let (q2, _) = qr_thin(stacked.as_ref());
     let mut views = Vec::with_capacity(nblocks);
@@ -124,8 +150,8 @@ pub fn orthonormalize<T: Float>(mut y: MatMut<'_, T>) {
         rest = tail;
     }
     views.push(rest);
-    views.into_par_iter().zip(local.par_iter()).enumerate().for_each(|(b, (dst, (q, _)))| {
-        faer_matmul(dst, Accum::Replace, q.as_ref(), q2.as_ref().subrows(b * l, l), T::ONE, Par::Seq);
+    views.into_par_iter().zip(local.par_iter()).enumerate().for_each(|(b, (dst, qr))| {
+        qr.q_times(q2.as_ref().subrows(b * l, l), dst);
     });
 }
 

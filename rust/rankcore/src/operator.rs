@@ -68,15 +68,23 @@ impl<T: Float> LinOp<T> for Dense<'_, T> {
 }
 
 /// A CSR matrix together with its transpose (built once), so that both products are
-/// parallel gathers.
+/// parallel gathers. Norms need each entry once, so input with duplicate entries is also
+/// kept in canonical form (a copy made only then).
 pub struct Sparse<'a, T, I> {
     a: CsrRef<'a, T, I>,
+    canonical: Option<CsrOwned<T, I>>,
     at: CsrOwned<T, I>,
 }
 
 impl<'a, T: Float, I: SpIndex> Sparse<'a, T, I> {
     pub fn new(a: CsrRef<'a, T, I>) -> Result<Self> {
-        Ok(Self { a, at: a.transpose()? })
+        let (at, had_duplicates) = a.transpose()?;
+        let canonical = if had_duplicates { Some(at.as_ref().transpose()?.0) } else { None };
+        Ok(Self { a, canonical, at })
+    }
+
+    fn a(&self) -> CsrRef<'_, T, I> {
+        self.canonical.as_ref().map_or(self.a, |c| c.as_ref())
     }
 }
 
@@ -85,15 +93,15 @@ impl<T: Float, I: SpIndex> LinOp<T> for Sparse<'_, T, I> {
         self.a.shape()
     }
     fn mul(&self, x: MatRef<'_, T>, out: MatMut<'_, T>) {
-        self.a.mul_dense_rows(&to_row_major(x), out);
+        self.a().mul_dense_rows(&to_row_major(x), out);
     }
     fn mul_t(&self, y: MatRef<'_, T>, out: MatMut<'_, T>) {
         self.at.as_ref().mul_dense_rows(&to_row_major(y), out);
     }
     fn sq_norm(&self, shift: Shift<'_, T>) -> f64 {
         match shift {
-            Shift::None => self.a.shifted_row_sq_norms(None),
-            Shift::Rows(s) => self.a.shifted_row_sq_norms(Some(s)),
+            Shift::None => self.at.as_ref().shifted_row_sq_norms(None),
+            Shift::Rows(s) => self.a().shifted_row_sq_norms(Some(s)),
             Shift::Cols(s) => self.at.as_ref().shifted_row_sq_norms(Some(s)),
         }
     }

@@ -94,35 +94,56 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
         (&self.indices[a..b], &self.data[a..b])
     }
 
-    /// The CSR form of `Aᵀ` (that is, `A` in CSC form), by a counting sort. Within each row of
-    /// the result the entries keep `A`'s row order, so the result is deterministic.
-    pub fn transpose(&self) -> Result<CsrOwned<T, I>> {
+    /// The CSR form of `Aᵀ` (that is, `A` in CSC form), by a counting sort, with duplicate
+    /// entries summed. Within each row of the result the entries keep `A`'s row order, so the
+    /// result is deterministic and duplicates (same row of `A`) arrive side by side. Also says
+    /// whether `A` had duplicates.
+    pub fn transpose(&self) -> Result<(CsrOwned<T, I>, bool)> {
         let nnz = self.nnz();
         if I::from_usize(nnz.max(self.nrows)).is_none() {
             return Err(invalid!("A has too many rows or non-zeros for its index type"));
         }
-        let mut counts = vec![0usize; self.ncols + 1];
+        let mut start = vec![0usize; self.ncols + 1];
         for &j in self.indices {
-            counts[j.to_usize() + 1] += 1;
+            start[j.to_usize() + 1] += 1;
         }
         for j in 0..self.ncols {
-            counts[j + 1] += counts[j];
+            start[j + 1] += start[j];
         }
-        let indptr: Vec<I> = counts.iter().map(|&c| I::from_usize(c).expect("checked above")).collect();
-        let mut next = counts;
-        let mut indices = vec![I::from_usize(0).expect("zero fits"); nnz];
+        let mut next = start.clone();
+        let mut rows = vec![0usize; nnz];
         let mut data = vec![T::ZERO; nnz];
         for i in 0..self.nrows {
             let (cols, vals) = self.row(i);
-            let row = I::from_usize(i).expect("checked above");
             for (&j, &v) in cols.iter().zip(vals) {
                 let slot = &mut next[j.to_usize()];
-                indices[*slot] = row;
+                rows[*slot] = i;
                 data[*slot] = v;
                 *slot += 1;
             }
         }
-        Ok(CsrOwned { nrows: self.ncols, ncols: self.nrows, indptr, indices, data })
+        // Sum adjacent duplicates, compacting in place.
+        let mut indptr = Vec::with_capacity(self.ncols + 1);
+        indptr.push(I::from_usize(0).expect("zero fits"));
+        let mut write = 0;
+        for j in 0..self.ncols {
+            for k in start[j]..start[j + 1] {
+                if write > indptr[j].to_usize() && rows[write - 1] == rows[k] {
+                    let v = data[k];
+                    data[write - 1] += v;
+                } else {
+                    rows[write] = rows[k];
+                    data[write] = data[k];
+                    write += 1;
+                }
+            }
+            indptr.push(I::from_usize(write).expect("checked above"));
+        }
+        let had_duplicates = write < nnz;
+        rows.truncate(write);
+        data.truncate(write);
+        let indices = rows.into_iter().map(|i| I::from_usize(i).expect("checked above")).collect();
+        Ok((CsrOwned { nrows: self.ncols, ncols: self.nrows, indptr, indices, data }, had_duplicates))
     }
 
     /// `out = A · x` with `x` given row-major (`x_rows[j*l .. (j+1)*l]` is row `j`, `l =
@@ -147,6 +168,7 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
     /// Per-column sums of squares of `A - 1·shiftᵀ` (or of `A` when `shift` is `None`),
     /// accumulated in f64 without the cancellation of `‖A‖² - m‖μ‖²`. Needs the row access of
     /// `Aᵀ`, so it is called on the transposed matrix: row `j` here is column `j` of `A`.
+    /// Assumes no duplicate entries (what [`CsrRef::transpose`] returns).
     pub fn shifted_row_sq_norms(&self, shift: Option<&[T]>) -> f64 {
         use rayon::prelude::*;
         let per_row: Vec<f64> = (0..self.nrows)
@@ -199,15 +221,25 @@ impl<T: Float, I: SpIndex> CsrOwned<T, I> {
 }
 
 /// Copies a dense block into row-major order (`x[j*l + c] = x(j, c)`), the layout
-/// [`CsrRef::mul_dense_rows`] gathers from.
+/// [`CsrRef::mul_dense_rows`] gathers from. Parallel over blocks of rows small enough that a
+/// block of the output stays in cache while the columns are read into it.
 pub fn to_row_major<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
+    use rayon::prelude::*;
+    const ROWS: usize = 256;
     let (n, l) = x.shape();
     let mut out = vec![T::ZERO; n * l];
-    for c in 0..l {
-        for (j, &v) in x.col(c).iter().enumerate() {
-            out[j * l + c] = v;
-        }
+    if l == 0 {
+        return out;
     }
+    out.par_chunks_mut(ROWS * l).enumerate().for_each(|(b, chunk)| {
+        let r0 = b * ROWS;
+        let rows = chunk.len() / l;
+        for c in 0..l {
+            for (r, &v) in x.col(c).subrows(r0, rows).iter().enumerate() {
+                chunk[r * l + c] = v;
+            }
+        }
+    });
     out
 }
 
@@ -238,7 +270,8 @@ mod tests {
         let mut y = Mat::<f64>::zeros(4, 3);
         a.mul_dense_rows(&to_row_major(x.as_ref()), y.as_mut());
         assert_eq!(y, &dense * &x);
-        let at = a.transpose().unwrap();
+        let (at, dup) = a.transpose().unwrap();
+        assert!(dup);
         let z = Mat::from_fn(4, 2, |r, c| (r + 2 * c) as f64);
         let mut w = Mat::<f64>::zeros(5, 2);
         at.as_ref().mul_dense_rows(&to_row_major(z.as_ref()), w.as_mut());
@@ -249,7 +282,7 @@ mod tests {
     fn shifted_norms() {
         let (p, i, d, dense) = example();
         let a = CsrRef::new(4, 5, &p, &i, &d).unwrap();
-        let at = a.transpose().unwrap();
+        let (at, _) = a.transpose().unwrap();
         let mu = [0.5, -1.0, 2.0, 0.0, 3.0];
         let mut want = 0.0;
         for r in 0..4 {
