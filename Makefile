@@ -4,7 +4,7 @@ PY      ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.rankcore-built
-SOURCES := $(shell find rust python cuda -type f \( -name '*.rs' -o -name '*.py' -o -name '*.pyi' -o -name '*.toml' -o -name '*.cu*' \) 2>/dev/null) Cargo.toml pyproject.toml
+SOURCES := $(shell find rust python -type f \( -name '*.rs' -o -name '*.py' -o -name '*.pyi' -o -name '*.toml' -o -name '*.cu*' \) 2>/dev/null) Cargo.toml pyproject.toml
 
 .PHONY: dev test test-rust test-python demo bench clean
 
