@@ -449,3 +449,38 @@ def test_scipy_reference_for_exactness_is_sane():
     s = np.array([3.0, 2.0, 1.0])
     A = with_spectrum(20, 10, s, seed=0)
     np.testing.assert_allclose(scipy.linalg.svdvals(A)[:3], s, rtol=1e-12)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("index", [np.int32, np.int64])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sparse_duplicates_index_types_and_centred_tol_mode(fmt, index, dtype):
+    # A non-canonical matrix: each stored entry split in two halves stored apart, so rows
+    # hold unsorted, duplicate column indices (which add up, as in scipy). Norms in the tol
+    # mode must count each summed entry once.
+    B = with_spectrum(150, 90, 0.7 ** np.arange(90), seed=18) + 0.5
+    B[np.abs(B) < 0.45] = 0.0
+    C = sp.csr_matrix(B) if fmt == "csr" else sp.csc_matrix(B)
+    indptr, indices, data = [0], [], []
+    for i in range(len(C.indptr) - 1):
+        idx, vals = C.indices[C.indptr[i] : C.indptr[i + 1]], C.data[C.indptr[i] : C.indptr[i + 1]]
+        indices += [*idx, *idx]
+        data += [*(vals / 2), *(vals / 2)]
+        indptr.append(len(indices))
+    arrays = (np.array(data, dtype=dtype), np.array(indices, dtype=index), np.array(indptr, dtype=index))
+    A = (sp.csr_matrix if fmt == "csr" else sp.csc_matrix)(arrays, shape=B.shape)
+    assert not A.has_canonical_format and A.nnz == 2 * C.nnz
+    before = digest(A)
+    dense = B
+    Bc = dense.astype(np.float64) - dense.astype(np.float64).mean(axis=0)
+    s = np.linalg.svd(Bc, compute_uv=False)
+    err = np.sqrt(np.cumsum((s**2)[::-1])[::-1] / np.sum(s**2))
+    r = 6
+    tol = float(np.sqrt(err[r] * err[r - 1]))
+    if dtype == np.float32 and tol < 1e-3:
+        pytest.skip("below float32's resolution of the error indicator")
+    U, S, Vt = randomized_svd(A, None, tol=tol, center=True, random_state=0)
+    assert len(S) == r
+    assert U.dtype == dtype
+    np.testing.assert_allclose(S, s[:r], rtol=1e-4 if dtype == np.float32 else 1e-8)
+    assert digest(A) == before
