@@ -484,3 +484,9 @@ def test_sparse_duplicates_index_types_and_centred_tol_mode(fmt, index, dtype):
     assert U.dtype == dtype
     np.testing.assert_allclose(S, s[:r], rtol=1e-4 if dtype == np.float32 else 1e-8)
     assert digest(A) == before
+
+
+def test_real_dask_array_is_refused_until_the_dask_path_exists():
+    da = pytest.importorskip("dask.array")
+    with pytest.raises(NotImplementedError, match="randomized_svd"):
+        randomized_svd(da.ones((20, 10), chunks=5), 2)

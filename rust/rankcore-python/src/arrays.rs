@@ -1,7 +1,7 @@
 //! Conversions between numpy arrays and faer views/matrices.
 
 use faer::{Mat, MatRef};
-use numpy::ndarray::Array2;
+use numpy::ndarray::{Array2, ShapeBuilder};
 use numpy::{Element, PyArray1, PyArray2, PyReadonlyArray2};
 use pyo3::prelude::*;
 
@@ -16,14 +16,20 @@ pub fn view<'a, T: Element>(a: &'a PyReadonlyArray2<'_, T>) -> MatRef<'a, T> {
     unsafe { MatRef::from_raw_parts(arr.as_ptr(), m, n, s[0], s[1]) }
 }
 
-/// A new C-ordered numpy array holding `a` (or `aᵀ` when `transpose`).
+/// A new numpy array holding `a` (Fortran order) or `aᵀ` (C order, when `transpose`): either
+/// way faer's columns are copied whole, with no strided gather.
 pub fn to_numpy<'py, T: Element + Copy>(py: Python<'py>, a: &Mat<T>, transpose: bool) -> Bound<'py, PyArray2<T>> {
+    let (m, n) = a.shape();
+    let mut data = Vec::with_capacity(m * n);
+    for j in 0..n {
+        data.extend(a.col(j).iter().copied());
+    }
     let arr = if transpose {
-        Array2::from_shape_fn((a.ncols(), a.nrows()), |(i, j)| a[(j, i)])
+        Array2::from_shape_vec((n, m), data)
     } else {
-        Array2::from_shape_fn((a.nrows(), a.ncols()), |(i, j)| a[(i, j)])
+        Array2::from_shape_vec((m, n).f(), data)
     };
-    PyArray2::from_owned_array(py, arr)
+    PyArray2::from_owned_array(py, arr.expect("the shape matches the data by construction"))
 }
 
 pub fn vec_to_numpy<'py, T: Element>(py: Python<'py>, v: Vec<T>) -> Bound<'py, PyArray1<T>> {

@@ -7,7 +7,7 @@ use crate::sparse::{to_row_major, CsrOwned, CsrRef, SpIndex};
 use crate::{Float, Result};
 use faer::{MatMut, MatRef};
 use rayon::prelude::*;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A shift subtracted from a matrix before taking its norm: `A - 1·sᵀ` (`Cols`, one value per
 /// column) or `A - s·1ᵀ` (`Rows`).
@@ -74,13 +74,15 @@ pub struct Sparse<'a, T, I> {
     a: CsrRef<'a, T, I>,
     canonical: Option<CsrOwned<T, I>>,
     at: CsrOwned<T, I>,
+    /// The row-major copy of the dense operand, reused from product to product.
+    scratch: Mutex<Vec<T>>,
 }
 
 impl<'a, T: Float, I: SpIndex> Sparse<'a, T, I> {
     pub fn new(a: CsrRef<'a, T, I>) -> Result<Self> {
         let (at, had_duplicates) = a.transpose()?;
         let canonical = if had_duplicates { Some(at.as_ref().transpose()?.0) } else { None };
-        Ok(Self { a, canonical, at })
+        Ok(Self { a, canonical, at, scratch: Mutex::new(Vec::new()) })
     }
 
     fn a(&self) -> CsrRef<'_, T, I> {
@@ -93,10 +95,14 @@ impl<T: Float, I: SpIndex> LinOp<T> for Sparse<'_, T, I> {
         self.a.shape()
     }
     fn mul(&self, x: MatRef<'_, T>, out: MatMut<'_, T>) {
-        self.a().mul_dense_rows(&to_row_major(x), out);
+        let mut rows = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        to_row_major(x, &mut rows);
+        self.a().mul_dense_rows(&rows, out);
     }
     fn mul_t(&self, y: MatRef<'_, T>, out: MatMut<'_, T>) {
-        self.at.as_ref().mul_dense_rows(&to_row_major(y), out);
+        let mut rows = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        to_row_major(y, &mut rows);
+        self.at.as_ref().mul_dense_rows(&rows, out);
     }
     fn sq_norm(&self, shift: Shift<'_, T>) -> f64 {
         match shift {

@@ -151,7 +151,7 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
     /// storage order, whatever the thread count.
     pub fn mul_dense_rows(&self, x_rows: &[T], out: MatMut<'_, T>) {
         let l = out.ncols();
-        debug_assert_eq!(x_rows.len(), self.ncols * l);
+        debug_assert!(x_rows.len() == self.ncols * l);
         par_row_blocks(out, 512, &|row0, mut block: MatMut<'_, T>| {
             let mut acc = vec![T::ZERO; l];
             for r in 0..block.nrows() {
@@ -220,18 +220,20 @@ impl<T: Float, I: SpIndex> CsrOwned<T, I> {
     }
 }
 
-/// Copies a dense block into row-major order (`x[j*l + c] = x(j, c)`), the layout
-/// [`CsrRef::mul_dense_rows`] gathers from. Parallel over blocks of rows small enough that a
-/// block of the output stays in cache while the columns are read into it.
-pub fn to_row_major<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
+/// Copies a dense block into `out` (resized to fit) in row-major order (`out[j*l + c] =
+/// x(j, c)`), the
+/// layout [`CsrRef::mul_dense_rows`] gathers from. `out` is reused between products: a fresh
+/// buffer of this size would be page-faulted in by every thread on each call. Parallel over
+/// blocks of rows small enough that a block of the output stays in cache.
+pub fn to_row_major<T: Float>(x: MatRef<'_, T>, out: &mut Vec<T>) {
     use rayon::prelude::*;
     const ROWS: usize = 256;
     let (n, l) = x.shape();
-    let mut out = vec![T::ZERO; n * l];
+    out.resize(n * l, T::ZERO);
     if l == 0 {
-        return out;
+        return;
     }
-    out.par_chunks_mut(ROWS * l).enumerate().for_each(|(b, chunk)| {
+    out[..n * l].par_chunks_mut(ROWS * l).enumerate().for_each(|(b, chunk)| {
         let r0 = b * ROWS;
         let rows = chunk.len() / l;
         for c in 0..l {
@@ -240,7 +242,6 @@ pub fn to_row_major<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
             }
         }
     });
-    out
 }
 
 #[cfg(test)]
@@ -268,13 +269,16 @@ mod tests {
         let a = CsrRef::new(4, 5, &p, &i, &d).unwrap();
         let x = Mat::from_fn(5, 3, |r, c| (r * 3 + c) as f64 - 4.0);
         let mut y = Mat::<f64>::zeros(4, 3);
-        a.mul_dense_rows(&to_row_major(x.as_ref()), y.as_mut());
+        let mut buf = Vec::new();
+        to_row_major(x.as_ref(), &mut buf);
+        a.mul_dense_rows(&buf, y.as_mut());
         assert_eq!(y, &dense * &x);
         let (at, dup) = a.transpose().unwrap();
         assert!(dup);
         let z = Mat::from_fn(4, 2, |r, c| (r + 2 * c) as f64);
         let mut w = Mat::<f64>::zeros(5, 2);
-        at.as_ref().mul_dense_rows(&to_row_major(z.as_ref()), w.as_mut());
+        to_row_major(z.as_ref(), &mut buf);
+        at.as_ref().mul_dense_rows(&buf, w.as_mut());
         assert_eq!(w, dense.transpose() * &z);
     }
 

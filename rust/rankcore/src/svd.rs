@@ -90,10 +90,13 @@ fn range_finder<T: Float>(
     let mut y = Mat::<T>::zeros(m, l);
     w.mul(omega.as_ref(), y.as_mut());
     let mut z = omega; // reuse the n×l buffer
+    // Checks before every pass over the matrix: one pass is the longest step (about a
+    // second on a 10M-non-zero sparse matrix), so Ctrl-C is honoured within about that.
     for _ in 0..n_iter {
         stop.check()?;
         normalize(y.as_mut(), normalizer);
         w.mul_t(y.as_ref(), z.as_mut());
+        stop.check()?;
         normalize(z.as_mut(), normalizer);
         w.mul(z.as_ref(), y.as_mut());
     }
@@ -209,6 +212,7 @@ impl<T: Float> Basis<T> {
             stop.check()?;
             orthonormalize(y.as_mut());
             self.residual_mul_t(w, y.as_ref(), z.as_mut());
+            stop.check()?;
             orthonormalize(z.as_mut());
             self.residual_mul(w, z.as_ref(), y.as_mut());
         }
