@@ -178,13 +178,20 @@ def test_centered_sparse_equals_dense_pca():
 def test_results_do_not_depend_on_thread_count():
     A = with_spectrum(3000, 400, 0.95 ** np.arange(100), seed=8)
     S_sparse = sp.random(5000, 800, density=0.01, random_state=8, format="csr")
+    # Few columns, many rows: A^T Y is split along the rows of A (the inner dimension).
+    tall = with_spectrum(12000, 200, 0.9 ** np.arange(200), seed=9)
     out = {}
-    for n in (1, 2):
+    for n in (1, 2, 3):
         with rankcore.threads(n):
-            out[n] = (randomized_svd(A, 20, random_state=1), randomized_svd(S_sparse, 10, random_state=1))
-    for a, b in zip(out[1], out[2]):
-        for x, y in zip(a, b):
-            assert np.array_equal(x, y)
+            out[n] = (
+                randomized_svd(A, 20, random_state=1),
+                randomized_svd(S_sparse, 10, random_state=1),
+                randomized_svd(tall, 10, random_state=1, center=True),
+            )
+    for other in (2, 3):
+        for a, b in zip(out[1], out[other]):
+            for x, y in zip(a, b):
+                assert np.array_equal(x, y)
 
 
 def test_same_seed_same_result_and_generators():
@@ -490,3 +497,44 @@ def test_real_dask_array_is_refused_until_the_dask_path_exists():
     da = pytest.importorskip("dask.array")
     with pytest.raises(NotImplementedError, match="randomized_svd"):
         randomized_svd(da.ones((20, 10), chunks=5), 2)
+
+
+def test_float32_centring_of_large_offsets_is_accurate():
+    # Column means summed in float32 over 10^6 rows would be off by about the data's spread.
+    rng = np.random.default_rng(19)
+    X = (1000.0 + rng.standard_normal((1_000_000, 8)) * np.linspace(1, 2, 8)).astype(np.float32)
+    pca = RandomizedPCA(n_components=2, random_state=0).fit(X)
+    np.testing.assert_allclose(pca.mean_, X.mean(axis=0, dtype=np.float64), rtol=0, atol=1e-4)
+    ref = np.var(X.astype(np.float64), axis=0, ddof=1)
+    np.testing.assert_allclose(pca.explained_variance_, np.sort(ref)[::-1][:2], rtol=1e-2)
+
+
+def test_unaligned_input_through_the_estimators():
+    X = (np.arange(200).reshape(20, 10) % 7).astype(np.float64) + np.eye(20, 10)
+    unaligned = np.frombuffer(bytearray(b"\0" + X.tobytes()), dtype=np.float64, offset=1).reshape(20, 10)
+    assert not unaligned.flags.aligned
+    a = RandomizedPCA(n_components=2, random_state=0).fit(unaligned)
+    b = RandomizedPCA(n_components=2, random_state=0).fit(X)
+    np.testing.assert_array_equal(a.components_, b.components_)
+
+
+def test_degenerate_inputs():
+    # A zero matrix in the tol mode: one zero component, not an empty result.
+    U, S, Vt = randomized_svd(np.zeros((30, 20)), None, tol=0.1, random_state=0)
+    assert S.shape == (1,) and S[0] == 0
+    # Constant data: whitened projections stay finite (the scale is clipped at eps).
+    X = np.ones((40, 5))
+    X[:, 0] = np.arange(40)
+    pca = RandomizedPCA(n_components=3, whiten=True, random_state=0).fit(X)
+    assert np.all(np.isfinite(pca.transform(X)))
+    # A huge oversampling is capped at min(m, n), not an overflow.
+    assert randomized_svd(GOOD, 3, n_oversamples=2**63, random_state=0)[1].shape == (3,)
+
+
+def test_drop_in_parameters_are_accepted():
+    X = with_spectrum(60, 20, 0.7 ** np.arange(20), seed=20)
+    RandomizedSVD(n_components=2, algorithm="randomized").fit(X)
+    RandomizedPCA(n_components=2, copy=False, svd_solver="randomized", tol=1e-3).fit(X)
+    assert RandomizedPCA(tol=0.5).fit(X).n_components_ == 20  # tol is ARPACK's: no effect
+    with pytest.raises(ValueError, match="algorithm"):
+        RandomizedSVD(algorithm="arpack").fit(X)

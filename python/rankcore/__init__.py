@@ -1,6 +1,6 @@
 """rankcore: fast structured and low-rank linear algebra with a scikit-learn face.
 
-The public API, nothing else: see README.md for the list and docs/ for details.
+The public API, nothing else: README.md lists it; each function documents itself.
 """
 
 from rankcore._threads import get_num_threads, set_num_threads, threads

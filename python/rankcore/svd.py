@@ -197,6 +197,8 @@ def _randomized_svd(
             opts,
         )
     else:
+        if not (A.flags.aligned and A.dtype.isnative):  # the core reads aligned native data
+            A = np.array(A, dtype=A.dtype.newbyteorder("="), order="K")
         out = _core.rsvd_dense(A, opts)
     return _SvdResult(out["U"], out["S"], out["Vt"], out["mean"], out["rel_error"], n_iter)
 
@@ -248,6 +250,8 @@ class RandomizedSVD(_BaseRandomizedSVD):
     Parameters
     ----------
     n_components : int or None, default=2
+    algorithm : {"randomized"}, default="randomized"
+        Accepted for drop-in compatibility; "arpack" is not offered.
     n_iter : int or "auto", default=5
     n_oversamples : int, default=10
     power_iteration_normalizer : {"auto", "QR", "LU", "none"}, default="auto"
@@ -280,6 +284,7 @@ class RandomizedSVD(_BaseRandomizedSVD):
         self,
         n_components: int | None = 2,
         *,
+        algorithm: str = "randomized",
         n_iter: int | str = 5,
         n_oversamples: int = 10,
         power_iteration_normalizer: str = "auto",
@@ -287,6 +292,7 @@ class RandomizedSVD(_BaseRandomizedSVD):
         tol: float = 0.0,
     ) -> None:
         self.n_components = n_components
+        self.algorithm = algorithm
         self.n_iter = n_iter
         self.n_oversamples = n_oversamples
         self.power_iteration_normalizer = power_iteration_normalizer
@@ -295,6 +301,7 @@ class RandomizedSVD(_BaseRandomizedSVD):
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit on ``X`` and return its projection ``X @ components_.T``."""
+        check_choice(self.algorithm, "algorithm", ("randomized",))
         X = self._validate(X, reset=True)
         if self.n_components is not None and self.n_components > X.shape[1]:
             raise ValueError(f"n_components={self.n_components} must be <= n_features={X.shape[1]}")
@@ -344,17 +351,21 @@ class RandomizedPCA(_BaseRandomizedSVD):
     ----------
     n_components : int, float in (0, 1) or None, default=None
         An int keeps that many components. A float keeps the smallest number explaining
-        more than that fraction of the variance, found by the fixed-accuracy mode
-        (relative error ``sqrt(1 - n_components)``). None keeps ``min(n_samples,
-        n_features)`` components, unless ``tol > 0``, which then sets the relative
-        Frobenius error of the centred data.
+        at least that fraction of the variance, found by the fixed-accuracy mode
+        (relative Frobenius error ``sqrt(1 - n_components)`` of the centred data), without
+        computing the others. None keeps ``min(n_samples, n_features)`` components.
+    copy : bool, default=True
+        Accepted for drop-in compatibility: the input is never modified either way.
     whiten : bool, default=False
         Scale the projections to unit variance.
+    svd_solver : {"auto", "randomized"}, default="auto"
+        Accepted for drop-in compatibility; the solver is always randomized.
+    tol : float, default=0.0
+        Accepted for drop-in compatibility (ARPACK's tolerance in sklearn); unused.
     iterated_power : int or "auto", default="auto"
     n_oversamples : int, default=10
     power_iteration_normalizer : {"auto", "QR", "LU", "none"}, default="auto"
     random_state : None, int, Generator or RandomState, default=None
-    tol : float, default=0.0
 
     Attributes
     ----------
@@ -371,20 +382,24 @@ class RandomizedPCA(_BaseRandomizedSVD):
         self,
         n_components: int | float | None = None,
         *,
+        copy: bool = True,
         whiten: bool = False,
+        svd_solver: str = "auto",
+        tol: float = 0.0,
         iterated_power: int | str = "auto",
         n_oversamples: int = 10,
         power_iteration_normalizer: str = "auto",
         random_state: Any = None,
-        tol: float = 0.0,
     ) -> None:
         self.n_components = n_components
+        self.copy = copy
         self.whiten = whiten
+        self.svd_solver = svd_solver
+        self.tol = tol
         self.iterated_power = iterated_power
         self.n_oversamples = n_oversamples
         self.power_iteration_normalizer = power_iteration_normalizer
         self.random_state = random_state
-        self.tol = tol
 
     def _rank_and_tol(self, m: int, n: int) -> tuple[int | None, float | None]:
         k = self.n_components
@@ -392,12 +407,11 @@ class RandomizedPCA(_BaseRandomizedSVD):
             if not 0.0 < k < 1.0:
                 raise ValueError(f"n_components as a float must be in (0, 1), got {k}")
             return None, float(np.sqrt(1.0 - k))
-        if k is None:
-            return (None, self.tol) if self.tol > 0 else (min(m, n), None)
-        return k, None
+        return (min(m, n) if k is None else k), None
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit on ``X`` and return its (centred, optionally whitened) projection."""
+        check_choice(self.svd_solver, "svd_solver", ("auto", "randomized"))
         X = self._validate(X, reset=True)
         m, n = X.shape
         k, tol = self._rank_and_tol(m, n)
@@ -438,13 +452,18 @@ class RandomizedPCA(_BaseRandomizedSVD):
         X = self._validate(X, reset=False)
         X_new = safe_sparse_dot(X, self.components_.T) - self.mean_ @ self.components_.T
         if self.whiten:
-            X_new /= np.sqrt(self.explained_variance_)
+            X_new /= self._whitening_scale()
         return X_new
+
+    def _whitening_scale(self) -> np.ndarray:
+        # Clipped at eps as sklearn does, so rank-deficient data give finite projections.
+        scale = np.sqrt(self.explained_variance_)
+        return np.maximum(scale, np.finfo(scale.dtype).eps)
 
     def inverse_transform(self, X: Any) -> np.ndarray:
         """Map projections back to feature space (undoing whitening), adding the mean."""
         check_is_fitted(self)
         X = check_array(X, name="X")
         if self.whiten:
-            X = X * np.sqrt(self.explained_variance_)
+            X = X * self._whitening_scale()
         return X @ self.components_ + self.mean_

@@ -42,6 +42,9 @@ pub fn run<R: Send>(
     work: impl FnOnce(&dyn Interrupt) -> rankcore::Result<R> + Send,
 ) -> PyResult<R> {
     let cancel = CancelFlag(AtomicBool::new(false));
+    // Python runs signal handlers on its main thread only; elsewhere polling would just take
+    // the GIL from other Python threads for nothing.
+    let on_main = is_main_thread(py);
     let (outcome, signal) = py.detach(|| {
         std::thread::scope(|scope| {
             let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -53,7 +56,7 @@ pub fn run<R: Send>(
             });
             let mut signal: Option<PyErr> = None;
             while let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(POLL) {
-                if signal.is_none() {
+                if on_main && signal.is_none() {
                     if let Err(e) = Python::attach(|py| py.check_signals()) {
                         cancel.0.store(true, Ordering::Relaxed);
                         signal = Some(e);
@@ -71,4 +74,14 @@ pub fn run<R: Send>(
         Ok(Ok(Err(e))) | Ok(Err(e)) => Err(to_pyerr(e)),
         Err(_) => Err(PyRuntimeError::new_err("rankcore: internal error (a worker panicked); please report it")),
     }
+}
+
+fn is_main_thread(py: Python<'_>) -> bool {
+    let check = || -> PyResult<bool> {
+        let threading = py.import("threading")?;
+        let main = threading.call_method0("main_thread")?;
+        let current = threading.call_method0("current_thread")?;
+        Ok(main.is(&current))
+    };
+    check().unwrap_or(true)
 }

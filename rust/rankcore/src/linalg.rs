@@ -49,13 +49,38 @@ pub fn par_row_blocks<T: Float>(
     go(0, dst, block.max(1), f)
 }
 
-/// `dst = lhs · rhs`, parallel over row blocks of `dst`, bit-identical for any thread count.
-/// Any strides are accepted (faer packs the operands).
+/// Inner-dimension chunk of a [`matmul`] whose output is a single row block.
+const K_BLOCK: usize = 4096;
+
+/// `dst = lhs · rhs`, bit-identical for any thread count. Any strides are accepted (faer
+/// packs the operands). The output is split into row blocks; an output of one block with a
+/// long inner dimension (`Aᵀ·Y` for a matrix with few columns) is split along the inner
+/// dimension instead, into fixed chunks whose partial products are added in chunk order.
 pub fn matmul<T: Float>(dst: MatMut<'_, T>, lhs: MatRef<'_, T>, rhs: MatRef<'_, T>) {
-    par_row_blocks(dst, ROW_BLOCK, &|row0, block: MatMut<'_, T>| {
-        let lhs = lhs.subrows(row0, block.nrows());
-        faer_matmul(block, Accum::Replace, lhs, rhs, T::ONE, Par::Seq);
-    });
+    let k = lhs.ncols();
+    if dst.nrows() > ROW_BLOCK || k < 2 * K_BLOCK {
+        par_row_blocks(dst, ROW_BLOCK, &|row0, block: MatMut<'_, T>| {
+            let lhs = lhs.subrows(row0, block.nrows());
+            faer_matmul(block, Accum::Replace, lhs, rhs, T::ONE, Par::Seq);
+        });
+        return;
+    }
+    let chunks = k / K_BLOCK; // the last chunk takes the remainder
+    let partials: Vec<Mat<T>> = (0..chunks)
+        .into_par_iter()
+        .map(|c| {
+            let k0 = c * K_BLOCK;
+            let len = if c + 1 == chunks { k - k0 } else { K_BLOCK };
+            let mut part = Mat::<T>::zeros(dst.nrows(), dst.ncols());
+            faer_matmul(part.as_mut(), Accum::Replace, lhs.subcols(k0, len), rhs.subrows(k0, len), T::ONE, Par::Seq);
+            part
+        })
+        .collect();
+    let mut dst = dst;
+    dst.copy_from(&partials[0]);
+    for part in &partials[1..] {
+        dst += part;
+    }
 }
 
 /// `dst -= lhs · rhs` (same blocking as [`matmul`]).
@@ -263,6 +288,18 @@ mod tests {
         };
         let (c1, c3) = (run(1), run(3));
         assert!(max_abs((&c1 - &reference).as_ref()) < 1e-11);
+        assert_eq!(c1, c3);
+        // A short output with a long inner dimension takes the inner-split path.
+        let (a, b) = (test_matrix(30, 20000, 3), test_matrix(20000, 5, 4));
+        let reference = &a * &b;
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut c = Mat::<f64>::zeros(30, 5);
+            pool.install(|| matmul(c.as_mut(), a.as_ref(), b.as_ref()));
+            c
+        };
+        let (c1, c3) = (run(1), run(3));
+        assert!(max_abs((&c1 - &reference).as_ref()) < 1e-9);
         assert_eq!(c1, c3);
     }
 

@@ -27,6 +27,8 @@ pub trait LinOp<T: Float>: Sync {
     fn mul_t(&self, y: MatRef<'_, T>, out: MatMut<'_, T>);
     /// `‖A - shift‖²_F`, accumulated in f64 in a fixed order.
     fn sq_norm(&self, shift: Shift<'_, T>) -> f64;
+    /// Column sums (`rows == false`) or row sums, accumulated in f64 in a fixed order.
+    fn sums(&self, rows: bool) -> Vec<f64>;
 }
 
 /// A dense matrix with any strides (C or Fortran order, sliced, read-only: all borrowed).
@@ -64,6 +66,10 @@ impl<T: Float> LinOp<T> for Dense<'_, T> {
             })
             .collect();
         cols.iter().sum()
+    }
+    fn sums(&self, rows: bool) -> Vec<f64> {
+        let a = if rows { self.a.transpose() } else { self.a };
+        (0..a.ncols()).into_par_iter().map(|j| a.col(j).iter().map(|x| x.to_f64()).sum()).collect()
     }
 }
 
@@ -111,6 +117,9 @@ impl<T: Float, I: SpIndex> LinOp<T> for Sparse<'_, T, I> {
             Shift::Cols(s) => self.at.as_ref().shifted_row_sq_norms(Some(s)),
         }
     }
+    fn sums(&self, rows: bool) -> Vec<f64> {
+        if rows { self.a().row_sums() } else { self.at.as_ref().row_sums() }
+    }
 }
 
 /// Column means of the logical matrix, subtracted implicitly. `of_inner_rows` says whether,
@@ -138,11 +147,10 @@ impl<'a, T: Float> Operator<'a, T> {
     /// The same matrix with its column means subtracted (`A - 1·μᵀ`); also returns `μ`.
     pub fn centred(self) -> (Self, Vec<T>) {
         let (m, _) = self.shape();
-        let ones = faer::Mat::<T>::from_fn(m, 1, |_, _| T::ONE);
-        let mut sums = faer::Mat::<T>::zeros(self.shape().1, 1);
-        self.mul_t(ones.as_ref(), sums.as_mut());
-        let inv_m = T::from_f64(1.0 / m as f64);
-        let mean: Vec<T> = sums.col(0).iter().map(|&s| s * inv_m).collect();
+        // Sums in f64: a float32 running sum over 10⁶ rows would be off by far more than
+        // the spread of the data around its mean.
+        let sums = self.inner.sums(self.transposed);
+        let mean: Vec<T> = sums.iter().map(|&s| T::from_f64(s / m as f64)).collect();
         let centring = Centring { mean: mean.clone(), of_inner_rows: self.transposed };
         (Self { centring: Some(Arc::new(centring)), ..self }, mean)
     }
@@ -188,11 +196,11 @@ impl<'a, T: Float> Operator<'a, T> {
         let mean_on_output = c.of_inner_rows != along_inner_t;
         for col in 0..x.ncols() {
             let xc = x.col(col);
-            let d: T = if mean_on_output {
-                xc.iter().copied().sum()
+            let d = T::from_f64(if mean_on_output {
+                xc.iter().map(|v| v.to_f64()).sum::<f64>()
             } else {
-                xc.iter().zip(&c.mean).map(|(&v, &mu)| v * mu).sum()
-            };
+                xc.iter().zip(&c.mean).map(|(&v, &mu)| v.to_f64() * mu.to_f64()).sum::<f64>()
+            });
             let oc = out.as_mut().col_mut(col);
             for (i, o) in oc.iter_mut().enumerate() {
                 *o -= if mean_on_output { c.mean[i] * d } else { d };

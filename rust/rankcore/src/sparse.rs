@@ -165,6 +165,12 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
         });
     }
 
+    /// Row sums in f64 (duplicates simply add up).
+    pub fn row_sums(&self) -> Vec<f64> {
+        use rayon::prelude::*;
+        (0..self.nrows).into_par_iter().map(|i| self.row(i).1.iter().map(|v| v.to_f64()).sum()).collect()
+    }
+
     /// Per-column sums of squares of `A - 1·shiftᵀ` (or of `A` when `shift` is `None`),
     /// accumulated in f64 without the cancellation of `‖A‖² - m‖μ‖²`. Needs the row access of
     /// `Aᵀ`, so it is called on the transposed matrix: row `j` here is column `j` of `A`.

@@ -66,7 +66,7 @@ pub fn randomized_svd<T: Float>(a: &Operator<'_, T>, p: &RsvdParams, stop: &dyn 
     }
     let w = if p.transpose { a.t() } else { a.clone() };
     // More than min(m, n) columns cannot enlarge the range: cap the sketch there.
-    let l = (k + p.n_oversamples).min(m.min(n));
+    let l = k.saturating_add(p.n_oversamples).min(m.min(n));
     let q = range_finder(&w, l, p.n_iter, p.normalizer, p.seed, stop)?;
     let mut svd = project(&w, q.as_ref(), k)?;
     if p.transpose {
@@ -118,14 +118,14 @@ fn project<T: Float>(w: &Operator<'_, T>, q: MatRef<'_, T>, k: usize) -> Result<
     let (_, n) = w.shape();
     let mut bt = Mat::<T>::zeros(n, q.ncols());
     w.mul_t(q, bt.as_mut());
-    svd_of_bt(q, bt.as_ref(), k)
+    Ok(truncate(q, svd_thin(bt.as_ref())?, k))
 }
 
-fn svd_of_bt<T: Float>(q: MatRef<'_, T>, bt: MatRef<'_, T>, k: usize) -> Result<Svd<T>> {
-    let (wv, s, z) = svd_thin(bt)?;
+/// The rank-`k` SVD of `A ≈ Q·B` from the SVD `(W, s, Z)` of `Bᵀ`: `U = Q·Z`, `V = W`.
+fn truncate<T: Float>(q: MatRef<'_, T>, (wv, s, z): (Mat<T>, Vec<T>, Mat<T>), k: usize) -> Svd<T> {
     let mut u = Mat::<T>::zeros(q.nrows(), k);
     matmul(u.as_mut(), q, z.as_ref().subcols(0, k));
-    Ok(Svd { u, s: s[..k].to_vec(), v: wv.as_ref().subcols(0, k).to_owned(), rel_error: None })
+    Svd { u, s: s[..k].to_vec(), v: wv.as_ref().subcols(0, k).to_owned(), rel_error: None }
 }
 
 /// Fixed-accuracy randomized SVD: grows an orthonormal basis `Q` block by block (randQB_EI),
@@ -146,13 +146,17 @@ pub fn adaptive_svd<T: Float>(a: &Operator<'_, T>, p: &AdaptiveParams, stop: &dy
     let w = if p.transpose { a.t() } else { a.clone() };
     let (m, n) = w.shape();
     let cap = m.min(n).min(p.max_rank.max(1));
+    if cap > u32::MAX as usize {
+        return Err(invalid!("the fixed-accuracy mode supports ranks up to 2^32, got min(m, n) = {cap}"));
+    }
     let norm2 = w.sq_norm();
     let target = p.tol * p.tol * norm2;
     let rng = RandomMatrix::new(p.seed, 0);
     let mut basis = Basis { qs: Vec::new(), bts: Vec::new() };
     let mut err2 = norm2;
     let mut rank = 0;
-    while rank < cap && err2 > target {
+    // At least one block, so that a zero matrix gets one zero component, not none.
+    while rank < cap && (rank == 0 || err2 > target) {
         stop.check()?;
         let b = p.block_size.min(cap - rank);
         let mut omega = Mat::<T>::zeros(n, b);
@@ -167,9 +171,10 @@ pub fn adaptive_svd<T: Float>(a: &Operator<'_, T>, p: &AdaptiveParams, stop: &dy
     }
     let q = concat_cols(&basis.qs, m);
     let bt = concat_cols(&basis.bts, n);
-    let (_, s, _) = svd_thin(bt.as_ref())?;
+    let small = svd_thin(bt.as_ref())?;
+    let s = small.1.clone();
     let r = smallest_rank(&s, err2.max(0.0), target);
-    let mut svd = svd_of_bt(q.as_ref(), bt.as_ref(), r)?;
+    let mut svd = truncate(q.as_ref(), small, r);
     let tail: f64 = s[r..].iter().map(|x| x.to_f64().powi(2)).sum();
     svd.rel_error = Some(if norm2 > 0.0 { ((err2.max(0.0) + tail) / norm2).sqrt() } else { 0.0 });
     if p.transpose {
