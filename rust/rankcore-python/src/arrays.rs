@@ -18,7 +18,11 @@ pub fn view<'a, T: Element>(a: &'a PyReadonlyArray2<'_, T>) -> MatRef<'a, T> {
 
 /// A new numpy array holding `a` (Fortran order) or `aᵀ` (C order, when `transpose`): either
 /// way faer's columns are copied whole, with no strided gather.
-pub fn to_numpy<'py, T: Element + Copy>(py: Python<'py>, a: &Mat<T>, transpose: bool) -> Bound<'py, PyArray2<T>> {
+pub fn to_numpy<'py, T: Element + Copy>(
+    py: Python<'py>,
+    a: &Mat<T>,
+    transpose: bool,
+) -> Bound<'py, PyArray2<T>> {
     let (m, n) = a.shape();
     let mut data = Vec::with_capacity(m * n);
     for j in 0..n {

@@ -28,7 +28,11 @@ pub fn random_matrix<'py>(
         "normal" => rng.fill_normal(row0, col0, out.as_mut()),
         "uniform" => rng.fill_uniform(row0, col0, out.as_mut()),
         "rademacher" => rng.fill_rademacher(row0, col0, out.as_mut()),
-        other => return Err(to_pyerr(invalid!("kind must be 'normal', 'uniform' or 'rademacher', got {other:?}"))),
+        other => {
+            return Err(to_pyerr(invalid!(
+                "kind must be 'normal', 'uniform' or 'rademacher', got {other:?}"
+            )))
+        }
     }
     Ok(to_numpy(py, &out, false))
 }

@@ -72,7 +72,9 @@ pub fn run<R: Send>(
     match outcome {
         Ok(Ok(Ok(value))) => Ok(value),
         Ok(Ok(Err(e))) | Ok(Err(e)) => Err(to_pyerr(e)),
-        Err(_) => Err(PyRuntimeError::new_err("rankcore: internal error (a worker panicked); please report it")),
+        Err(_) => Err(PyRuntimeError::new_err(
+            "rankcore: internal error (a worker panicked); please report it",
+        )),
     }
 }
 

@@ -37,7 +37,11 @@ fn options(opts: &Bound<'_, PyDict>) -> PyResult<Options> {
         "none" => Normalizer::None,
         "LU" => Normalizer::Lu,
         "QR" => Normalizer::Qr,
-        other => return Err(to_pyerr(invalid!("power_iteration_normalizer must be 'LU', 'QR' or 'none', got {other:?}"))),
+        other => {
+            return Err(to_pyerr(invalid!(
+                "power_iteration_normalizer must be 'LU', 'QR' or 'none', got {other:?}"
+            )))
+        }
     };
     Ok(Options {
         n_components: get(opts, "n_components")?,
@@ -95,7 +99,10 @@ fn solve<T: Float>(
     Ok((svd, mean))
 }
 
-fn pack<'py, T: Float + Element>(py: Python<'py>, (svd, mean): Packed<T>) -> PyResult<Bound<'py, PyDict>> {
+fn pack<'py, T: Float + Element>(
+    py: Python<'py>,
+    (svd, mean): Packed<T>,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("U", to_numpy(py, &svd.u, false))?;
     d.set_item("S", vec_to_numpy(py, svd.s))?;
@@ -105,7 +112,10 @@ fn pack<'py, T: Float + Element>(py: Python<'py>, (svd, mean): Packed<T>) -> PyR
     Ok(d)
 }
 
-fn dense_impl<'py, T: Float + Element>(a: &Bound<'py, PyAny>, o: Options) -> PyResult<Bound<'py, PyDict>> {
+fn dense_impl<'py, T: Float + Element>(
+    a: &Bound<'py, PyAny>,
+    o: Options,
+) -> PyResult<Bound<'py, PyDict>> {
     let py = a.py();
     let arr: PyReadonlyArray2<'py, T> = a.extract()?;
     let mat = view(&arr);
@@ -116,14 +126,19 @@ fn dense_impl<'py, T: Float + Element>(a: &Bound<'py, PyAny>, o: Options) -> PyR
 /// Randomized SVD of a dense float32/float64 array (any strides). Returns a dict with
 /// `U`, `S`, `Vt`, `mean` (when centred) and `rel_error` (fixed-accuracy mode).
 #[pyfunction]
-pub fn rsvd_dense<'py>(a: &Bound<'py, PyAny>, opts: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyDict>> {
+pub fn rsvd_dense<'py>(
+    a: &Bound<'py, PyAny>,
+    opts: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyDict>> {
     let o = options(opts)?;
     if a.extract::<PyReadonlyArray2<'py, f64>>().is_ok() {
         dense_impl::<f64>(a, o)
     } else if a.extract::<PyReadonlyArray2<'py, f32>>().is_ok() {
         dense_impl::<f32>(a, o)
     } else {
-        Err(PyTypeError::new_err("A must be a 2-D float32 or float64 numpy array"))
+        Err(PyTypeError::new_err(
+            "A must be a 2-D float32 or float64 numpy array",
+        ))
     }
 }
 

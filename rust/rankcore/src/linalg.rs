@@ -44,7 +44,10 @@ pub fn par_row_blocks<T: Float>(
         }
         let mid = (nblocks / 2) * block;
         let (top, bottom) = dst.split_at_row_mut(mid);
-        rayon::join(|| go(row0, top, block, f), || go(row0 + mid, bottom, block, f));
+        rayon::join(
+            || go(row0, top, block, f),
+            || go(row0 + mid, bottom, block, f),
+        );
     }
     go(0, dst, block.max(1), f)
 }
@@ -72,7 +75,14 @@ pub fn matmul<T: Float>(dst: MatMut<'_, T>, lhs: MatRef<'_, T>, rhs: MatRef<'_, 
             let k0 = c * K_BLOCK;
             let len = if c + 1 == chunks { k - k0 } else { K_BLOCK };
             let mut part = Mat::<T>::zeros(dst.nrows(), dst.ncols());
-            faer_matmul(part.as_mut(), Accum::Replace, lhs.subcols(k0, len), rhs.subrows(k0, len), T::ONE, Par::Seq);
+            faer_matmul(
+                part.as_mut(),
+                Accum::Replace,
+                lhs.subcols(k0, len),
+                rhs.subrows(k0, len),
+                T::ONE,
+                Par::Seq,
+            );
             part
         })
         .collect();
@@ -107,14 +117,32 @@ impl<T: Float> HouseholderQr<T> {
         let bs = qr::recommended_block_size::<T>(m, n).max(1);
         let mut factors = a.to_owned();
         let mut h = Mat::<T>::zeros(bs, n);
-        let mut buf = MemBuffer::new(qr::qr_in_place_scratch::<T>(m, n, bs, Par::Seq, Default::default()));
-        qr::qr_in_place(factors.as_mut(), h.as_mut(), Par::Seq, MemStack::new(&mut buf), Default::default());
+        let mut buf = MemBuffer::new(qr::qr_in_place_scratch::<T>(
+            m,
+            n,
+            bs,
+            Par::Seq,
+            Default::default(),
+        ));
+        qr::qr_in_place(
+            factors.as_mut(),
+            h.as_mut(),
+            Par::Seq,
+            MemStack::new(&mut buf),
+            Default::default(),
+        );
         Self { factors, h }
     }
 
     fn r(&self) -> Mat<T> {
         let n = self.factors.ncols();
-        Mat::from_fn(n, n, |i, j| if i <= j { self.factors[(i, j)] } else { T::ZERO })
+        Mat::from_fn(n, n, |i, j| {
+            if i <= j {
+                self.factors[(i, j)]
+            } else {
+                T::ZERO
+            }
+        })
     }
 
     /// Writes `Q·[top; 0]` into `dst` (`nrows × top.ncols()`): with `top = I` that is the thin
@@ -123,7 +151,11 @@ impl<T: Float> HouseholderQr<T> {
         let (m, n) = self.factors.shape();
         dst.fill(T::ZERO);
         dst.rb_mut().subrows_mut(0, top.nrows()).copy_from(top);
-        let req = householder::apply_block_householder_sequence_on_the_left_in_place_scratch::<T>(m, self.h.nrows(), n);
+        let req = householder::apply_block_householder_sequence_on_the_left_in_place_scratch::<T>(
+            m,
+            self.h.nrows(),
+            n,
+        );
         let mut buf = MemBuffer::new(req);
         householder::apply_block_householder_sequence_on_the_left_in_place_with_conj(
             self.factors.as_ref(),
@@ -160,8 +192,10 @@ pub fn orthonormalize<T: Float>(mut y: MatMut<'_, T>) {
     let bounds: Vec<(usize, usize)> = (0..nblocks)
         .map(|b| (b * rows, if b + 1 == nblocks { m } else { (b + 1) * rows }))
         .collect();
-    let local: Vec<HouseholderQr<T>> =
-        bounds.par_iter().map(|&(r0, r1)| HouseholderQr::new(y.rb().subrows(r0, r1 - r0))).collect();
+    let local: Vec<HouseholderQr<T>> = bounds
+        .par_iter()
+        .map(|&(r0, r1)| HouseholderQr::new(y.rb().subrows(r0, r1 - r0)))
+        .collect();
     let mut stacked = Mat::<T>::zeros(nblocks * l, l);
     for (b, qr) in local.iter().enumerate() {
         stacked.as_mut().subrows_mut(b * l, l).copy_from(qr.r());
@@ -175,9 +209,13 @@ pub fn orthonormalize<T: Float>(mut y: MatMut<'_, T>) {
         rest = tail;
     }
     views.push(rest);
-    views.into_par_iter().zip(local.par_iter()).enumerate().for_each(|(b, (dst, qr))| {
-        qr.q_times(q2.as_ref().subrows(b * l, l), dst);
-    });
+    views
+        .into_par_iter()
+        .zip(local.par_iter())
+        .enumerate()
+        .for_each(|(b, (dst, qr))| {
+            qr.q_times(q2.as_ref().subrows(b * l, l), dst);
+        });
 }
 
 /// Replaces a tall block `y` by `P·L` from its LU factorisation with partial pivoting (what
@@ -189,11 +227,26 @@ pub fn lu_normalize<T: Float>(mut y: MatMut<'_, T>) {
     let mut work = y.rb().to_owned();
     let mut perm = vec![0usize; m];
     let mut perm_inv = vec![0usize; m];
-    let mut buf = MemBuffer::new(lu::lu_in_place_scratch::<usize, T>(m, l, Par::Seq, Default::default()));
+    let mut buf = MemBuffer::new(lu::lu_in_place_scratch::<usize, T>(
+        m,
+        l,
+        Par::Seq,
+        Default::default(),
+    ));
     let stack = MemStack::new(&mut buf);
-    lu::lu_in_place(work.as_mut(), &mut perm, &mut perm_inv, Par::Seq, stack, Default::default());
+    lu::lu_in_place(
+        work.as_mut(),
+        &mut perm,
+        &mut perm_inv,
+        Par::Seq,
+        stack,
+        Default::default(),
+    );
     let pivots: Vec<T> = (0..l.min(m)).map(|j| work[(j, j)].abs()).collect();
-    let largest = pivots.iter().copied().fold(T::ZERO, |a, b| if b > a { b } else { a });
+    let largest = pivots
+        .iter()
+        .copied()
+        .fold(T::ZERO, |a, b| if b > a { b } else { a });
     let floor = largest * T::EPSILON * T::from_f64(m as f64);
     if pivots.iter().any(|&p| !(p > floor)) || !largest.is_finite() {
         orthonormalize(y);
@@ -219,11 +272,26 @@ pub fn svd_thin<T: Float>(a: MatRef<'_, T>) -> Result<(Mat<T>, Vec<T>, Mat<T>)> 
     let mut u = Mat::<T>::zeros(m, k);
     let mut v = Mat::<T>::zeros(n, k);
     let mut s = faer::diag::Diag::<T>::zeros(k);
-    let req = svd::svd_scratch::<T>(m, n, ComputeSvdVectors::Thin, ComputeSvdVectors::Thin, Par::Seq, Default::default());
+    let req = svd::svd_scratch::<T>(
+        m,
+        n,
+        ComputeSvdVectors::Thin,
+        ComputeSvdVectors::Thin,
+        Par::Seq,
+        Default::default(),
+    );
     let mut buf = MemBuffer::new(req);
     let stack = MemStack::new(&mut buf);
-    svd::svd(a, s.as_mut(), Some(u.as_mut()), Some(v.as_mut()), Par::Seq, stack, Default::default())
-        .map_err(|_| Error::NoConvergence("SVD of the projected matrix"))?;
+    svd::svd(
+        a,
+        s.as_mut(),
+        Some(u.as_mut()),
+        Some(v.as_mut()),
+        Par::Seq,
+        stack,
+        Default::default(),
+    )
+    .map_err(|_| Error::NoConvergence("SVD of the projected matrix"))?;
     let s: Vec<T> = (0..k).map(|i| s[i]).collect();
     // faer returns them sorted; keep the invariant explicit for callers that truncate.
     debug_assert!(s.windows(2).all(|w| w[0] >= w[1]));
@@ -234,7 +302,12 @@ pub fn svd_thin<T: Float>(a: MatRef<'_, T>) -> Result<(Mat<T>, Vec<T>, Mat<T>)> 
 pub fn sq_norm<T: Float>(a: MatRef<'_, T>) -> f64 {
     let cols: Vec<f64> = (0..a.ncols())
         .into_par_iter()
-        .map(|j| a.col(j).iter().map(|&x| x.to_f64() * x.to_f64()).sum::<f64>())
+        .map(|j| {
+            a.col(j)
+                .iter()
+                .map(|&x| x.to_f64() * x.to_f64())
+                .sum::<f64>()
+        })
         .collect();
     cols.iter().sum()
 }
@@ -264,7 +337,11 @@ mod tests {
     fn assert_orthonormal(q: MatRef<'_, f64>, tol: f64) {
         let gram = q.transpose() * q;
         let err = &gram - Mat::<f64>::identity(q.ncols(), q.ncols());
-        assert!(max_abs(err.as_ref()) < tol, "QᵀQ - I = {}", max_abs(err.as_ref()));
+        assert!(
+            max_abs(err.as_ref()) < tol,
+            "QᵀQ - I = {}",
+            max_abs(err.as_ref())
+        );
     }
 
     /// Distance between the spans of two matrices with orthonormalised columns.
@@ -281,7 +358,10 @@ mod tests {
         let b = test_matrix(300, 40, 2);
         let reference = &a * &b;
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             let mut c = Mat::<f64>::zeros(1000, 40);
             pool.install(|| matmul(c.as_mut(), a.as_ref(), b.as_ref()));
             c
@@ -293,7 +373,10 @@ mod tests {
         let (a, b) = (test_matrix(30, 20000, 3), test_matrix(20000, 5, 4));
         let reference = &a * &b;
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             let mut c = Mat::<f64>::zeros(30, 5);
             pool.install(|| matmul(c.as_mut(), a.as_ref(), b.as_ref()));
             c
@@ -310,7 +393,10 @@ mod tests {
             let mut q = y.clone();
             orthonormalize(q.as_mut());
             assert_orthonormal(q.as_ref(), 1e-12);
-            assert!(span_gap(y.as_ref(), q.as_ref()) < 1e-10, "span differs for {m}x{l}");
+            assert!(
+                span_gap(y.as_ref(), q.as_ref()) < 1e-10,
+                "span differs for {m}x{l}"
+            );
         }
     }
 

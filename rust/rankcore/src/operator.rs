@@ -60,8 +60,12 @@ impl<T: Float> LinOp<T> for Dense<'_, T> {
                 let col = a.col(j).iter().enumerate();
                 match shift {
                     Shift::None => col.map(|(_, &x)| x.to_f64().powi(2)).sum::<f64>(),
-                    Shift::Cols(s) => col.map(|(_, &x)| (x.to_f64() - s[j].to_f64()).powi(2)).sum(),
-                    Shift::Rows(s) => col.map(|(i, &x)| (x.to_f64() - s[i].to_f64()).powi(2)).sum(),
+                    Shift::Cols(s) => col
+                        .map(|(_, &x)| (x.to_f64() - s[j].to_f64()).powi(2))
+                        .sum(),
+                    Shift::Rows(s) => col
+                        .map(|(i, &x)| (x.to_f64() - s[i].to_f64()).powi(2))
+                        .sum(),
                 }
             })
             .collect();
@@ -69,7 +73,10 @@ impl<T: Float> LinOp<T> for Dense<'_, T> {
     }
     fn sums(&self, rows: bool) -> Vec<f64> {
         let a = if rows { self.a.transpose() } else { self.a };
-        (0..a.ncols()).into_par_iter().map(|j| a.col(j).iter().map(|x| x.to_f64()).sum()).collect()
+        (0..a.ncols())
+            .into_par_iter()
+            .map(|j| a.col(j).iter().map(|x| x.to_f64()).sum())
+            .collect()
     }
 }
 
@@ -87,8 +94,17 @@ pub struct Sparse<'a, T, I> {
 impl<'a, T: Float, I: SpIndex> Sparse<'a, T, I> {
     pub fn new(a: CsrRef<'a, T, I>) -> Result<Self> {
         let (at, had_duplicates) = a.transpose()?;
-        let canonical = if had_duplicates { Some(at.as_ref().transpose()?.0) } else { None };
-        Ok(Self { a, canonical, at, scratch: Mutex::new(Vec::new()) })
+        let canonical = if had_duplicates {
+            Some(at.as_ref().transpose()?.0)
+        } else {
+            None
+        };
+        Ok(Self {
+            a,
+            canonical,
+            at,
+            scratch: Mutex::new(Vec::new()),
+        })
     }
 
     fn a(&self) -> CsrRef<'_, T, I> {
@@ -118,7 +134,11 @@ impl<T: Float, I: SpIndex> LinOp<T> for Sparse<'_, T, I> {
         }
     }
     fn sums(&self, rows: bool) -> Vec<f64> {
-        if rows { self.a().row_sums() } else { self.at.as_ref().row_sums() }
+        if rows {
+            self.a().row_sums()
+        } else {
+            self.at.as_ref().row_sums()
+        }
     }
 }
 
@@ -141,7 +161,11 @@ pub struct Operator<'a, T: Float> {
 impl<'a, T: Float> Operator<'a, T> {
     /// `inner` itself, or its transpose (how a CSC matrix is passed: the CSR of its transpose).
     pub fn new(inner: &'a dyn LinOp<T>, transposed: bool) -> Self {
-        Self { inner, transposed, centring: None }
+        Self {
+            inner,
+            transposed,
+            centring: None,
+        }
     }
 
     /// The same matrix with its column means subtracted (`A - 1·μᵀ`); also returns `μ`.
@@ -151,18 +175,34 @@ impl<'a, T: Float> Operator<'a, T> {
         // the spread of the data around its mean.
         let sums = self.inner.sums(self.transposed);
         let mean: Vec<T> = sums.iter().map(|&s| T::from_f64(s / m as f64)).collect();
-        let centring = Centring { mean: mean.clone(), of_inner_rows: self.transposed };
-        (Self { centring: Some(Arc::new(centring)), ..self }, mean)
+        let centring = Centring {
+            mean: mean.clone(),
+            of_inner_rows: self.transposed,
+        };
+        (
+            Self {
+                centring: Some(Arc::new(centring)),
+                ..self
+            },
+            mean,
+        )
     }
 
     /// The transpose, sharing the same data.
     pub fn t(&self) -> Self {
-        Self { transposed: !self.transposed, ..self.clone() }
+        Self {
+            transposed: !self.transposed,
+            ..self.clone()
+        }
     }
 
     pub fn shape(&self) -> (usize, usize) {
         let (p, q) = self.inner.shape();
-        if self.transposed { (q, p) } else { (p, q) }
+        if self.transposed {
+            (q, p)
+        } else {
+            (p, q)
+        }
     }
 
     pub fn mul(&self, x: MatRef<'_, T>, out: MatMut<'_, T>) {
@@ -199,7 +239,10 @@ impl<'a, T: Float> Operator<'a, T> {
             let d = T::from_f64(if mean_on_output {
                 xc.iter().map(|v| v.to_f64()).sum::<f64>()
             } else {
-                xc.iter().zip(&c.mean).map(|(&v, &mu)| v.to_f64() * mu.to_f64()).sum::<f64>()
+                xc.iter()
+                    .zip(&c.mean)
+                    .map(|(&v, &mu)| v.to_f64() * mu.to_f64())
+                    .sum::<f64>()
             });
             let oc = out.as_mut().col_mut(col);
             for (i, o) in oc.iter_mut().enumerate() {

@@ -58,12 +58,19 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
         data: &'a [T],
     ) -> Result<Self> {
         if indptr.len() != nrows + 1 {
-            return Err(invalid!("A.indptr must have nrows + 1 = {} entries, got {}", nrows + 1, indptr.len()));
+            return Err(invalid!(
+                "A.indptr must have nrows + 1 = {} entries, got {}",
+                nrows + 1,
+                indptr.len()
+            ));
         }
         if indptr[0].checked_usize() != 0 {
             return Err(invalid!("A.indptr must start at 0"));
         }
-        if indptr.windows(2).any(|w| w[1].checked_usize() < w[0].checked_usize()) {
+        if indptr
+            .windows(2)
+            .any(|w| w[1].checked_usize() < w[0].checked_usize())
+        {
             return Err(invalid!("A.indptr must be non-decreasing"));
         }
         let nnz = indptr[nrows].checked_usize();
@@ -75,9 +82,18 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
             ));
         }
         if let Some(bad) = indices[..nnz].iter().find(|&&j| j.checked_usize() >= ncols) {
-            return Err(invalid!("A.indices holds {} outside [0, {ncols})", bad.checked_usize() as i128));
+            return Err(invalid!(
+                "A.indices holds {} outside [0, {ncols})",
+                bad.checked_usize() as i128
+            ));
         }
-        Ok(Self { nrows, ncols, indptr, indices: &indices[..nnz], data: &data[..nnz] })
+        Ok(Self {
+            nrows,
+            ncols,
+            indptr,
+            indices: &indices[..nnz],
+            data: &data[..nnz],
+        })
     }
 
     pub fn shape(&self) -> (usize, usize) {
@@ -101,7 +117,9 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
     pub fn transpose(&self) -> Result<(CsrOwned<T, I>, bool)> {
         let nnz = self.nnz();
         if I::from_usize(nnz.max(self.nrows)).is_none() {
-            return Err(invalid!("A has too many rows or non-zeros for its index type"));
+            return Err(invalid!(
+                "A has too many rows or non-zeros for its index type"
+            ));
         }
         let mut start = vec![0usize; self.ncols + 1];
         for &j in self.indices {
@@ -142,8 +160,20 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
         let had_duplicates = write < nnz;
         rows.truncate(write);
         data.truncate(write);
-        let indices = rows.into_iter().map(|i| I::from_usize(i).expect("checked above")).collect();
-        Ok((CsrOwned { nrows: self.ncols, ncols: self.nrows, indptr, indices, data }, had_duplicates))
+        let indices = rows
+            .into_iter()
+            .map(|i| I::from_usize(i).expect("checked above"))
+            .collect();
+        Ok((
+            CsrOwned {
+                nrows: self.ncols,
+                ncols: self.nrows,
+                indptr,
+                indices,
+                data,
+            },
+            had_duplicates,
+        ))
     }
 
     /// `out = A · x` with `x` given row-major (`x_rows[j*l .. (j+1)*l]` is row `j`, `l =
@@ -168,7 +198,10 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
     /// Row sums in f64 (duplicates simply add up).
     pub fn row_sums(&self) -> Vec<f64> {
         use rayon::prelude::*;
-        (0..self.nrows).into_par_iter().map(|i| self.row(i).1.iter().map(|v| v.to_f64()).sum()).collect()
+        (0..self.nrows)
+            .into_par_iter()
+            .map(|i| self.row(i).1.iter().map(|v| v.to_f64()).sum())
+            .collect()
     }
 
     /// Per-column sums of squares of `A - 1·shiftᵀ` (or of `A` when `shift` is `None`),
@@ -239,15 +272,18 @@ pub fn to_row_major<T: Float>(x: MatRef<'_, T>, out: &mut Vec<T>) {
     if l == 0 {
         return;
     }
-    out[..n * l].par_chunks_mut(ROWS * l).enumerate().for_each(|(b, chunk)| {
-        let r0 = b * ROWS;
-        let rows = chunk.len() / l;
-        for c in 0..l {
-            for (r, &v) in x.col(c).subrows(r0, rows).iter().enumerate() {
-                chunk[r * l + c] = v;
+    out[..n * l]
+        .par_chunks_mut(ROWS * l)
+        .enumerate()
+        .for_each(|(b, chunk)| {
+            let r0 = b * ROWS;
+            let rows = chunk.len() / l;
+            for c in 0..l {
+                for (r, &v) in x.col(c).subrows(r0, rows).iter().enumerate() {
+                    chunk[r * l + c] = v;
+                }
             }
-        }
-    });
+        });
 }
 
 #[cfg(test)]

@@ -58,11 +58,18 @@ pub struct Svd<T> {
 
 /// Fixed-rank randomized SVD: the range finder with `n_iter` power iterations, then the
 /// exact SVD of the small projected matrix.
-pub fn randomized_svd<T: Float>(a: &Operator<'_, T>, p: &RsvdParams, stop: &dyn Interrupt) -> Result<Svd<T>> {
+pub fn randomized_svd<T: Float>(
+    a: &Operator<'_, T>,
+    p: &RsvdParams,
+    stop: &dyn Interrupt,
+) -> Result<Svd<T>> {
     let (m, n) = a.shape();
     let k = p.n_components;
     if k == 0 || k > m.min(n) {
-        return Err(invalid!("n_components must be in [1, min(n_rows, n_cols)] = [1, {}], got {k}", m.min(n)));
+        return Err(invalid!(
+            "n_components must be in [1, min(n_rows, n_cols)] = [1, {}], got {k}",
+            m.min(n)
+        ));
     }
     let w = if p.transpose { a.t() } else { a.clone() };
     // More than min(m, n) columns cannot enlarge the range: cap the sketch there.
@@ -90,8 +97,8 @@ fn range_finder<T: Float>(
     let mut y = Mat::<T>::zeros(m, l);
     w.mul(omega.as_ref(), y.as_mut());
     let mut z = omega; // reuse the n×l buffer
-    // Checks before every pass over the matrix: one pass is the longest step (about a
-    // second on a 10M-non-zero sparse matrix), so Ctrl-C is honoured within about that.
+                       // Checks before every pass over the matrix: one pass is the longest step (about a
+                       // second on a 10M-non-zero sparse matrix), so Ctrl-C is honoured within about that.
     for _ in 0..n_iter {
         stop.check()?;
         normalize(y.as_mut(), normalizer);
@@ -125,7 +132,12 @@ fn project<T: Float>(w: &Operator<'_, T>, q: MatRef<'_, T>, k: usize) -> Result<
 fn truncate<T: Float>(q: MatRef<'_, T>, (wv, s, z): (Mat<T>, Vec<T>, Mat<T>), k: usize) -> Svd<T> {
     let mut u = Mat::<T>::zeros(q.nrows(), k);
     matmul(u.as_mut(), q, z.as_ref().subcols(0, k));
-    Svd { u, s: s[..k].to_vec(), v: wv.as_ref().subcols(0, k).to_owned(), rel_error: None }
+    Svd {
+        u,
+        s: s[..k].to_vec(),
+        v: wv.as_ref().subcols(0, k).to_owned(),
+        rel_error: None,
+    }
 }
 
 /// Fixed-accuracy randomized SVD: grows an orthonormal basis `Q` block by block (randQB_EI),
@@ -136,9 +148,16 @@ fn truncate<T: Float>(q: MatRef<'_, T>, (wv, s, z): (Mat<T>, Vec<T>, Mat<T>), k:
 /// The indicator subtracts two nearly equal numbers, so `tol` is resolved down to about
 /// `sqrt(eps)` of the working precision (1e-7 in f64, 3e-4 in f32); below that the method
 /// runs to full rank.
-pub fn adaptive_svd<T: Float>(a: &Operator<'_, T>, p: &AdaptiveParams, stop: &dyn Interrupt) -> Result<Svd<T>> {
+pub fn adaptive_svd<T: Float>(
+    a: &Operator<'_, T>,
+    p: &AdaptiveParams,
+    stop: &dyn Interrupt,
+) -> Result<Svd<T>> {
     if !(p.tol > 0.0 && p.tol < 1.0) {
-        return Err(invalid!("tol must be in (0, 1) for the fixed-accuracy mode, got {}", p.tol));
+        return Err(invalid!(
+            "tol must be in (0, 1) for the fixed-accuracy mode, got {}",
+            p.tol
+        ));
     }
     if p.block_size == 0 {
         return Err(invalid!("block_size must be positive"));
@@ -147,12 +166,17 @@ pub fn adaptive_svd<T: Float>(a: &Operator<'_, T>, p: &AdaptiveParams, stop: &dy
     let (m, n) = w.shape();
     let cap = m.min(n).min(p.max_rank.max(1));
     if cap > u32::MAX as usize {
-        return Err(invalid!("the fixed-accuracy mode supports ranks up to 2^32, got min(m, n) = {cap}"));
+        return Err(invalid!(
+            "the fixed-accuracy mode supports ranks up to 2^32, got min(m, n) = {cap}"
+        ));
     }
     let norm2 = w.sq_norm();
     let target = p.tol * p.tol * norm2;
     let rng = RandomMatrix::new(p.seed, 0);
-    let mut basis = Basis { qs: Vec::new(), bts: Vec::new() };
+    let mut basis = Basis {
+        qs: Vec::new(),
+        bts: Vec::new(),
+    };
     let mut err2 = norm2;
     let mut rank = 0;
     // At least one block, so that a zero matrix gets one zero component, not none.
@@ -176,7 +200,11 @@ pub fn adaptive_svd<T: Float>(a: &Operator<'_, T>, p: &AdaptiveParams, stop: &dy
     let r = smallest_rank(&s, err2.max(0.0), target);
     let mut svd = truncate(q.as_ref(), small, r);
     let tail: f64 = s[r..].iter().map(|x| x.to_f64().powi(2)).sum();
-    svd.rel_error = Some(if norm2 > 0.0 { ((err2.max(0.0) + tail) / norm2).sqrt() } else { 0.0 });
+    svd.rel_error = Some(if norm2 > 0.0 {
+        ((err2.max(0.0) + tail) / norm2).sqrt()
+    } else {
+        0.0
+    });
     if p.transpose {
         std::mem::swap(&mut svd.u, &mut svd.v);
     }
@@ -208,7 +236,13 @@ struct Basis<T> {
 impl<T: Float> Basis<T> {
     /// One randQB_EI step: sample `(A - QB)·Ω`, refine by power iterations on `A - QB`,
     /// re-orthogonalise against `Q`, and return the new orthonormal block.
-    fn next_block(&self, w: &Operator<'_, T>, omega: Mat<T>, n_iter: usize, stop: &dyn Interrupt) -> Result<Mat<T>> {
+    fn next_block(
+        &self,
+        w: &Operator<'_, T>,
+        omega: Mat<T>,
+        n_iter: usize,
+        stop: &dyn Interrupt,
+    ) -> Result<Mat<T>> {
         let (m, _) = w.shape();
         let mut y = Mat::<T>::zeros(m, omega.ncols());
         let mut z = omega;

@@ -28,7 +28,14 @@ fn exact_singular_values(a: &Mat<f64>) -> Vec<f64> {
 }
 
 fn params(k: usize, n_iter: usize, transpose: bool) -> RsvdParams {
-    RsvdParams { n_components: k, n_oversamples: 10, n_iter, normalizer: Normalizer::Lu, transpose, seed: 42 }
+    RsvdParams {
+        n_components: k,
+        n_oversamples: 10,
+        n_iter,
+        normalizer: Normalizer::Lu,
+        transpose,
+        seed: 42,
+    }
 }
 
 fn rel_residual(a: &Mat<f64>, svd: &Svd<f64>) -> f64 {
@@ -60,7 +67,12 @@ fn exact_low_rank_is_recovered() {
     for &(m, n, transpose) in &[(80, 50, false), (50, 80, true), (50, 80, false)] {
         let a = with_spectrum(m, n, &s, 3);
         let dense = Dense::new(a.as_ref());
-        let svd = randomized_svd(&Operator::new(&dense, false), &params(6, 2, transpose), &NeverInterrupt).unwrap();
+        let svd = randomized_svd(
+            &Operator::new(&dense, false),
+            &params(6, 2, transpose),
+            &NeverInterrupt,
+        )
+        .unwrap();
         for (got, want) in svd.s.iter().zip(&s) {
             assert!((got - want).abs() < 1e-12 * s[0], "{got} vs {want}");
         }
@@ -116,7 +128,10 @@ fn centring_is_implicit() {
     let dense = Dense::new(a.as_ref());
     for &transpose in &[false, true] {
         let (op, mean) = Operator::new(&dense, false).centred();
-        assert!((mean[3] - (103.0 + a.col(3).iter().map(|x| x - 103.0).sum::<f64>() / 90.0)).abs() < 1e-12);
+        assert!(
+            (mean[3] - (103.0 + a.col(3).iter().map(|x| x - 103.0).sum::<f64>() / 90.0)).abs()
+                < 1e-12
+        );
         let svd = randomized_svd(&op, &params(4, 2, transpose), &NeverInterrupt).unwrap();
         for (g, w) in svd.s.iter().zip(&exact) {
             assert!((g - w).abs() < 1e-10 * exact[0], "{g} vs {w}");
@@ -127,10 +142,18 @@ fn centring_is_implicit() {
 
 #[test]
 fn thread_count_does_not_change_bits() {
-    let a = with_spectrum(3000, 300, &(0..40).map(|j| 0.8f64.powi(j)).collect::<Vec<_>>(), 11);
+    let a = with_spectrum(
+        3000,
+        300,
+        &(0..40).map(|j| 0.8f64.powi(j)).collect::<Vec<_>>(),
+        11,
+    );
     let (ip, ix, d) = to_csr(&a);
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let dense = Dense::new(a.as_ref());
             let sparse = Sparse::new(CsrRef::new(3000, 300, &ip, &ix, &d).unwrap()).unwrap();
@@ -154,12 +177,23 @@ fn adaptive_rank_is_the_smallest_meeting_tol() {
         let best = (1..=s.len())
             .find(|&r| (s[r..].iter().map(|x| x * x).sum::<f64>() / total).sqrt() <= tol)
             .unwrap();
-        let p = AdaptiveParams { tol, block_size: 8, n_iter: 2, max_rank: usize::MAX, transpose: false, seed: 1 };
+        let p = AdaptiveParams {
+            tol,
+            block_size: 8,
+            n_iter: 2,
+            max_rank: usize::MAX,
+            transpose: false,
+            seed: 1,
+        };
         let svd = adaptive_svd(&Operator::new(&dense, false), &p, &NeverInterrupt).unwrap();
         assert_eq!(svd.s.len(), best, "tol {tol}");
         let err = rel_residual(&a, &svd);
         assert!(err <= tol, "error {err} above tol {tol}");
-        assert!((err - svd.rel_error.unwrap()).abs() < 1e-6, "indicator {:?} vs {err}", svd.rel_error);
+        assert!(
+            (err - svd.rel_error.unwrap()).abs() < 1e-6,
+            "indicator {:?} vs {err}",
+            svd.rel_error
+        );
     }
 }
 
@@ -170,7 +204,14 @@ fn bad_parameters_are_errors() {
     let op = Operator::new(&dense, false);
     assert!(randomized_svd(&op, &params(0, 1, false), &NeverInterrupt).is_err());
     assert!(randomized_svd(&op, &params(6, 1, false), &NeverInterrupt).is_err());
-    let p = AdaptiveParams { tol: 0.0, block_size: 4, n_iter: 1, max_rank: 5, transpose: false, seed: 0 };
+    let p = AdaptiveParams {
+        tol: 0.0,
+        block_size: 4,
+        n_iter: 1,
+        max_rank: 5,
+        transpose: false,
+        seed: 0,
+    };
     assert!(adaptive_svd(&op, &p, &NeverInterrupt).is_err());
 }
 
