@@ -352,38 +352,28 @@ mod tests {
         max_abs(proj.as_ref())
     }
 
+    /// `a · b` through [`matmul`] on a pool of `threads` threads.
+    fn matmul_on(threads: usize, a: &Mat<f64>, b: &Mat<f64>) -> Mat<f64> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut c = Mat::<f64>::zeros(a.nrows(), b.ncols());
+        pool.install(|| matmul(c.as_mut(), a.as_ref(), b.as_ref()));
+        c
+    }
+
     #[test]
     fn matmul_matches_faer_and_is_thread_independent() {
-        let a = test_matrix(1000, 300, 1);
-        let b = test_matrix(300, 40, 2);
-        let reference = &a * &b;
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let mut c = Mat::<f64>::zeros(1000, 40);
-            pool.install(|| matmul(c.as_mut(), a.as_ref(), b.as_ref()));
-            c
-        };
-        let (c1, c3) = (run(1), run(3));
-        assert!(max_abs((&c1 - &reference).as_ref()) < 1e-11);
-        assert_eq!(c1, c3);
-        // A short output with a long inner dimension takes the inner-split path.
-        let (a, b) = (test_matrix(30, 20000, 3), test_matrix(20000, 5, 4));
-        let reference = &a * &b;
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let mut c = Mat::<f64>::zeros(30, 5);
-            pool.install(|| matmul(c.as_mut(), a.as_ref(), b.as_ref()));
-            c
-        };
-        let (c1, c3) = (run(1), run(3));
-        assert!(max_abs((&c1 - &reference).as_ref()) < 1e-9);
-        assert_eq!(c1, c3);
+        // Row-block path, then a short output with a long inner dimension (inner split).
+        for (a, b, tol) in [
+            (test_matrix(1000, 300, 1), test_matrix(300, 40, 2), 1e-11),
+            (test_matrix(30, 20000, 3), test_matrix(20000, 5, 4), 1e-9),
+        ] {
+            let c1 = matmul_on(1, &a, &b);
+            assert!(max_abs((&c1 - &a * &b).as_ref()) < tol);
+            assert_eq!(c1, matmul_on(3, &a, &b));
+        }
     }
 
     #[test]

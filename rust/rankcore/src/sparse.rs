@@ -181,7 +181,7 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
     /// storage order, whatever the thread count.
     pub fn mul_dense_rows(&self, x_rows: &[T], out: MatMut<'_, T>) {
         let l = out.ncols();
-        debug_assert!(x_rows.len() == self.ncols * l);
+        debug_assert_eq!(x_rows.len(), self.ncols * l);
         par_row_blocks(out, 512, &|row0, mut block: MatMut<'_, T>| {
             let mut acc = vec![T::ZERO; l];
             for r in 0..block.nrows() {
@@ -259,11 +259,11 @@ impl<T: Float, I: SpIndex> CsrOwned<T, I> {
     }
 }
 
-/// Copies a dense block into `out` (resized to fit) in row-major order (`out[j*l + c] =
-/// x(j, c)`), the
-/// layout [`CsrRef::mul_dense_rows`] gathers from. `out` is reused between products: a fresh
-/// buffer of this size would be page-faulted in by every thread on each call. Parallel over
-/// blocks of rows small enough that a block of the output stays in cache.
+/// Copies a dense block into `out` (resized to fit) in row-major order, `out[j*l + c] =
+/// x(j, c)`: the layout [`CsrRef::mul_dense_rows`] gathers from. `out` is reused between
+/// products, since a fresh buffer of this size would be page-faulted in by every thread on
+/// each call. Parallel over blocks of rows small enough that a block of the output stays in
+/// cache.
 pub fn to_row_major<T: Float>(x: MatRef<'_, T>, out: &mut Vec<T>) {
     use rayon::prelude::*;
     const ROWS: usize = 256;
@@ -272,8 +272,7 @@ pub fn to_row_major<T: Float>(x: MatRef<'_, T>, out: &mut Vec<T>) {
     if l == 0 {
         return;
     }
-    out[..n * l]
-        .par_chunks_mut(ROWS * l)
+    out.par_chunks_mut(ROWS * l)
         .enumerate()
         .for_each(|(b, chunk)| {
             let r0 = b * ROWS;

@@ -196,12 +196,12 @@ pub fn adaptive_svd<T: Float>(
     let q = concat_cols(&basis.qs, m);
     let bt = concat_cols(&basis.bts, n);
     let small = svd_thin(bt.as_ref())?;
-    let s = small.1.clone();
-    let r = smallest_rank(&s, err2.max(0.0), target);
+    let resid = err2.max(0.0);
+    let r = smallest_rank(&small.1, resid, target);
+    let tail: f64 = small.1[r..].iter().map(|x| x.to_f64().powi(2)).sum();
     let mut svd = truncate(q.as_ref(), small, r);
-    let tail: f64 = s[r..].iter().map(|x| x.to_f64().powi(2)).sum();
     svd.rel_error = Some(if norm2 > 0.0 {
-        ((err2.max(0.0) + tail) / norm2).sqrt()
+        ((resid + tail) / norm2).sqrt()
     } else {
         0.0
     });
