@@ -4,6 +4,8 @@ PY      ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.rankcore-built
+# `make dev PROFILE=quick` builds without LTO for fast iteration (see Cargo.toml).
+PROFILE ?= release
 SOURCES := $(shell find rust python -type f \( -name '*.rs' -o -name '*.py' -o -name '*.pyi' -o -name '*.toml' -o -name '*.cu*' \) 2>/dev/null) Cargo.toml pyproject.toml
 
 .PHONY: dev test test-rust test-python demo bench clean
@@ -15,7 +17,7 @@ $(VPY):
 # Installs the test and bench extras and builds the extension (release profile) into .venv.
 $(STAMP): $(VPY) $(SOURCES)
 	$(VPY) -m pip install -q "maturin>=1.7,<2" numpy scipy scikit-learn pytest hypothesis pandas threadpoolctl "dask[array]" fbpca matplotlib psutil
-	$(VPY) -m maturin develop --release -q
+	$(VPY) -m maturin develop --profile $(PROFILE) -q
 	touch $(STAMP)
 
 dev: $(STAMP)
@@ -31,8 +33,9 @@ test-python: $(STAMP)
 demo: $(STAMP)
 	$(VPY) demo/tour.py
 
+# Runs every benches/bench_*.py in turn; each prints its table and writes bench-results/.
 bench: $(STAMP)
-	$(VPY) benches/bench_svd.py
+	set -e; for b in benches/bench_*.py; do $(VPY) $$b; done
 
 clean:
 	rm -rf $(VENV) target demo-output bench-results

@@ -1,8 +1,9 @@
 """A tour of rankcore. Run it with `make demo` (or `.venv/bin/python demo/tour.py`).
 
 Everything here runs offline in a few seconds: the data are scikit-learn's bundled digits and
-matrices generated with numpy. Each section is one function; main() runs them in order and
-the last one draws the figures into demo-output/.
+matrices generated with numpy. This file holds the randomized-SVD sections, one function each;
+every other algorithm's section is a ``demo/demo_<topic>.py`` file with ``run(out_dir)``, run
+after these in name order. Figures go to demo-output/.
 """
 
 from __future__ import annotations
@@ -186,6 +187,18 @@ def section_plot(results: list[dict], fixed: dict | None = None) -> Path | None:
     return path
 
 
+def other_sections() -> None:
+    """Runs every ``demo/demo_<topic>.py`` in name order: each algorithm's section lives in
+    its own file and exposes ``run(out_dir: Path) -> None``."""
+    import importlib.util
+
+    for path in sorted(Path(__file__).resolve().parent.glob("demo_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.run(OUT_DIR)
+
+
 def main() -> None:
     section_environment()
     digits = section_digits()
@@ -193,6 +206,7 @@ def main() -> None:
     fixed = section_fixed_accuracy(synthetic)
     section_pipeline()
     section_plot([digits, synthetic], fixed)
+    other_sections()
 
 
 if __name__ == "__main__":

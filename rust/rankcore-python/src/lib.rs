@@ -24,8 +24,8 @@ fn get_num_threads() -> usize {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
-    m.add_function(wrap_pyfunction!(svd::rsvd_dense, m)?)?;
-    m.add_function(wrap_pyfunction!(svd::rsvd_sparse, m)?)?;
-    m.add_function(wrap_pyfunction!(rng::random_matrix, m)?)?;
+    // One `register` per algorithm module; each adds its own functions.
+    svd::register(m)?;
+    rng::register(m)?;
     Ok(())
 }

@@ -36,3 +36,9 @@ pub fn random_matrix<'py>(
     }
     Ok(to_numpy(py, &out, false))
 }
+
+/// Adds this module's functions to `rankcore._core`.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(random_matrix, m)?)?;
+    Ok(())
+}

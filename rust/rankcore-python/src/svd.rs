@@ -188,3 +188,10 @@ pub fn rsvd_sparse<'py>(
         (false, false) => sparse_impl::<f32, i32>(py, shape, csc, parts, o),
     }
 }
+
+/// Adds this module's functions to `rankcore._core`.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(rsvd_dense, m)?)?;
+    m.add_function(wrap_pyfunction!(rsvd_sparse, m)?)?;
+    Ok(())
+}
