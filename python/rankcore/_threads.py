@@ -2,6 +2,8 @@
 
 The default is ``RANKCORE_NUM_THREADS`` if set, else the machine's cores. Results do not
 depend on the thread count: every parallel region splits work by shape, not by threads.
+threadpoolctl sees the pool too (``user_api="rankcore"``), so ``threadpool_limits(n)`` limits
+it along with BLAS and OpenMP.
 """
 
 from __future__ import annotations
@@ -40,3 +42,49 @@ def threads(n: int) -> Iterator[None]:
         yield
     finally:
         set_num_threads(previous)
+
+
+# threadpoolctl (a scikit-learn dependency) finds thread pools by scanning the loaded shared
+# libraries. Registering a controller for our extension makes `threadpool_limits(n)` and
+# `threadpool_info()` cover rankcore's pool too, so code that already limits BLAS threads
+# (joblib workers, sklearn's own guards) also keeps rankcore from oversubscribing.
+def _register_threadpoolctl_controller() -> None:
+    try:
+        import threadpoolctl
+    except ImportError:  # pragma: no cover - installed with scikit-learn
+        return
+    if not hasattr(threadpoolctl, "register"):  # pragma: no cover - threadpoolctl < 3.5
+        return
+
+    class RankcoreController(threadpoolctl.LibController):
+        user_api = "rankcore"
+        internal_api = "rankcore"
+        filename_prefixes = ("_core",)  # our extension module is _core.abi3.so
+        # Other packages' `_core` modules lack these, so threadpoolctl skips them.
+        check_symbols = ("rankcore_get_num_threads", "rankcore_set_num_threads")
+
+        def get_num_threads(self):
+            get = self._get_symbol("rankcore_get_num_threads")
+            return None if get is None else get()
+
+        def set_num_threads(self, num_threads):
+            set_ = self._get_symbol("rankcore_set_num_threads")
+            if set_ is not None:
+                set_(num_threads)
+
+        def get_version(self):
+            # Called before threadpoolctl checks the symbols, so it must not assume that
+            # this library is ours.
+            if self._get_symbol("rankcore_get_num_threads") is None:
+                return None
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                return version("rankcore")
+            except PackageNotFoundError:  # pragma: no cover - source checkout
+                return None
+
+    threadpoolctl.register(RankcoreController)
+
+
+_register_threadpoolctl_controller()
