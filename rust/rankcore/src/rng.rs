@@ -128,6 +128,14 @@ impl RandomMatrix {
         self.block(i / 4, j)[(i % 4) as usize]
     }
 
+    /// The 32-bit words of rows `4q .. 4q + 4` of column `j` from one Philox call:
+    /// `words(q, j)[t] == u32_at(4 * q + t, j)`. Consumers that need every row of a block
+    /// (the sparse projections) use this instead of four calls of [`u32_at`](Self::u32_at).
+    #[inline]
+    pub fn words(&self, q: u64, j: u32) -> [u32; 4] {
+        self.block(q, j)
+    }
+
     /// Uniform in [0, 1), a multiple of 2^-32.
     pub fn uniform_at(&self, i: u64, j: u32) -> f64 {
         to_uniform(self.u32_at(i, j))
