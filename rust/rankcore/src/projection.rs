@@ -195,7 +195,7 @@ impl Projection {
         self.family
     }
 
-    fn rng(&self) -> RandomMatrix {
+    pub(crate) fn rng(&self) -> RandomMatrix {
         RandomMatrix::new(self.seed, self.stream)
     }
 
@@ -209,7 +209,7 @@ impl Projection {
     }
 
     /// `ceil(δ · 2^32)`: a word below it is a non-zero.
-    fn threshold(&self) -> u64 {
+    pub(crate) fn threshold(&self) -> u64 {
         match self.family {
             Family::Sparse { density } => (density * 4_294_967_296.0).ceil() as u64,
             Family::Gaussian => 1 << 32,
