@@ -35,8 +35,8 @@
 //! # Products
 //!
 //! `Y = X Rᵀ` (`n × k`, row-major) is computed over blocks of features. For the sparse
-//! families each block's non-zeros are generated once into per-feature lists (component
-//! index and sign packed in a `u32`) and applied to tiles of 8 rows of a dense `X` (any
+//! families each block's non-zeros are generated once into per-feature lists (components
+//! of the positive entries, then of the negative ones) and applied to tiles of 8 rows of a dense `X` (any
 //! strides) or to the rows of a CSR `X`; the sums are `±x` additions scaled by `s` at the
 //! end. Every output entry adds its terms in increasing feature order whatever the block
 //! size, the tiling or the thread count, so results are bit-identical across thread counts,
@@ -73,8 +73,8 @@ const TILE: usize = 8;
 const TASK_ROWS: usize = 64;
 /// Rows per chunk of a CSR output built directly in CSR form.
 const CSR_CHUNK: usize = 1024;
-/// Sign flag in a packed list entry; the low 31 bits hold the component.
-const NEG: u32 = 1 << 31;
+/// Components must fit in 31 bits (the Philox column index is a `u32`).
+const MAX_COMPONENTS: usize = 1 << 31;
 
 /// Which distribution the entries follow.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -107,32 +107,38 @@ pub struct CsrParts<T> {
     pub data: Vec<T>,
 }
 
-/// Per-feature lists of the non-zeros of `R` for features `j0 .. j0 + len`.
+/// Per-feature lists of the non-zeros of `R` for features `j0 .. j0 + len`: for feature
+/// `j0 + f`, `entries[bounds[2f] .. bounds[2f + 1]]` are the components where `R` is
+/// positive and `entries[bounds[2f + 1] .. bounds[2f + 2]]` those where it is negative.
+/// Splitting by sign keeps the kernels free of unpredictable branches.
 struct Lists {
     j0: usize,
-    /// `indptr[f] .. indptr[f + 1]` are feature `j0 + f`'s entries.
-    indptr: Vec<usize>,
-    /// Component index, with [`NEG`] set for a negative entry.
+    bounds: Vec<usize>,
     entries: Vec<u32>,
 }
 
 impl Lists {
+    /// Positive and negative components of feature `j0 + f`.
     #[inline(always)]
-    fn of(&self, f: usize) -> &[u32] {
-        &self.entries[self.indptr[f]..self.indptr[f + 1]]
+    fn of(&self, f: usize) -> (&[u32], &[u32]) {
+        let b = &self.bounds[2 * f..2 * f + 3];
+        (&self.entries[b[0]..b[1]], &self.entries[b[1]..b[2]])
     }
     fn len(&self) -> usize {
-        self.indptr.len() - 1
+        (self.bounds.len() - 1) / 2
     }
 }
 
-/// `+1` or `-1` from a packed entry.
+/// Whether the CPU runs the AVX2/FMA builds of the kernels (checked once by std).
 #[inline(always)]
-fn sign<T: Float>(e: u32) -> T {
-    if e & NEG == 0 {
-        T::ONE
-    } else {
-        -T::ONE
+pub(crate) fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -142,7 +148,7 @@ impl Projection {
         if n_features == 0 {
             return Err(invalid!("n_features must be positive, got 0"));
         }
-        if n_components == 0 || n_components >= NEG as usize {
+        if n_components == 0 || n_components >= MAX_COMPONENTS {
             return Err(invalid!(
                 "n_components must be in [1, 2^31), got {n_components}"
             ));
@@ -245,44 +251,47 @@ impl Projection {
             .into_par_iter()
             .map(|a| self.gen_chunk(a, (a + GEN_CHUNK).min(j1)))
             .collect();
-        let mut indptr = Vec::with_capacity(j1 - j0 + 1);
-        indptr.push(0);
+        let mut bounds = Vec::with_capacity(2 * (j1 - j0) + 1);
+        bounds.push(0);
         let total = chunks.iter().map(|c| c.1.len()).sum();
         let mut entries = Vec::with_capacity(total);
         for (counts, ent) in chunks {
             for c in counts {
-                indptr.push(indptr.last().copied().unwrap_or(0) + c);
+                bounds.push(bounds.last().copied().unwrap_or(0) + c);
             }
             entries.extend_from_slice(&ent);
         }
         Lists {
             j0,
-            indptr,
+            bounds,
             entries,
         }
     }
 
-    /// Counts and entries of features `a .. b` (`a` a multiple of 4): one Philox call gives
-    /// the words of four consecutive features for one component.
+    /// Counts (positives, negatives per feature) and entries of features `a .. b` (`a` a
+    /// multiple of 4): one Philox call gives the words of four consecutive features for one
+    /// component.
     fn gen_chunk(&self, a: usize, b: usize) -> (Vec<usize>, Vec<u32>) {
         let (rng, t, k) = (self.rng(), self.threshold(), self.n_components);
-        let mut counts = Vec::with_capacity(b - a);
+        let mut counts = Vec::with_capacity(2 * (b - a));
         let mut entries = Vec::new();
-        let mut per: [Vec<u32>; 4] = Default::default();
+        let mut per: [[Vec<u32>; 2]; 4] = Default::default();
         for q in a / 4..b.div_ceil(4) {
-            per.iter_mut().for_each(Vec::clear);
+            per.iter_mut().flatten().for_each(Vec::clear);
             for i in 0..k {
                 let w = rng.words(q as u64, i as u32);
                 for (lane, &word) in w.iter().enumerate() {
                     if u64::from(word) < t {
-                        per[lane].push(i as u32 | ((word & 1) << 31));
+                        per[lane][(word & 1) as usize].push(i as u32);
                     }
                 }
             }
-            for (lane, list) in per.iter().enumerate() {
+            for (lane, lists) in per.iter().enumerate() {
                 if (a..b).contains(&(4 * q + lane)) {
-                    counts.push(list.len());
-                    entries.extend_from_slice(list);
+                    for list in lists {
+                        counts.push(list.len());
+                        entries.extend_from_slice(list);
+                    }
                 }
             }
         }
@@ -559,7 +568,15 @@ fn sparse_dense_product<T: Float>(
                     }
                 }
                 let row0 = b * TASK_ROWS + t0;
-                pulp::Arch::new().dispatch(|| tile_kernel(x, row0, h, lists, &mut acc));
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2() {
+                    // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+                    unsafe { tile_kernel_avx2(x, row0, h, lists, &mut acc) };
+                } else {
+                    tile_kernel(x, row0, h, lists, &mut acc);
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                tile_kernel(x, row0, h, lists, &mut acc);
                 for (i, a) in acc.iter().enumerate() {
                     for l in 0..h {
                         tile[l * k + i] = scale.map_or(a[l], |s| a[l] * s);
@@ -569,8 +586,21 @@ fn sparse_dense_product<T: Float>(
         });
 }
 
-/// `acc[i][l] += Σ_j ±x[row0 + l, j]` over the block's features, in feature order. Inlined
-/// into pulp's dispatch so that the 8-lane updates use the widest vectors the CPU has.
+/// [`tile_kernel`] compiled for AVX2/FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_kernel_avx2<T: Float>(
+    x: MatRef<'_, T>,
+    row0: usize,
+    h: usize,
+    lists: &Lists,
+    acc: &mut [[T; TILE]],
+) {
+    tile_kernel(x, row0, h, lists, acc)
+}
+
+/// `acc[i][l] += Σ_j ±x[row0 + l, j]` over the block's features, in feature order (the
+/// 8-lane updates vectorise).
 #[inline(always)]
 fn tile_kernel<T: Float>(
     x: MatRef<'_, T>,
@@ -581,22 +611,33 @@ fn tile_kernel<T: Float>(
 ) {
     let (rs, cs, ptr) = (x.row_stride(), x.col_stride(), x.as_ptr());
     for f in 0..lists.len() {
-        let entries = lists.of(f);
-        if entries.is_empty() {
+        let (pos, neg) = lists.of(f);
+        if pos.is_empty() && neg.is_empty() {
             continue;
         }
         let j = (lists.j0 + f) as isize;
         let mut xv = [T::ZERO; TILE];
-        for (l, v) in xv.iter_mut().enumerate().take(h) {
-            // SAFETY: row0 + l < nrows (h rows remain) and j < ncols (the caller checked the
-            // feature count), so the offset is inside the array the view borrows.
-            *v = unsafe { *ptr.offset((row0 + l) as isize * rs + j * cs) };
+        // SAFETY (both loops): row0 + l < nrows (h rows remain) and j < ncols (the caller
+        // checked the feature count), so every offset is inside the array the view borrows.
+        if h == TILE {
+            for (l, v) in xv.iter_mut().enumerate() {
+                *v = unsafe { *ptr.offset((row0 + l) as isize * rs + j * cs) };
+            }
+        } else {
+            for (l, v) in xv.iter_mut().enumerate().take(h) {
+                *v = unsafe { *ptr.offset((row0 + l) as isize * rs + j * cs) };
+            }
         }
-        for &e in entries {
-            let s = sign::<T>(e);
-            let a = &mut acc[(e & !NEG) as usize];
+        for &i in pos {
+            let a = &mut acc[i as usize];
             for l in 0..TILE {
-                a[l] += s * xv[l];
+                a[l] += xv[l];
+            }
+        }
+        for &i in neg {
+            let a = &mut acc[i as usize];
+            for l in 0..TILE {
+                a[l] -= xv[l];
             }
         }
     }
@@ -656,8 +697,12 @@ fn csr_rows<T: Float, I: SpIndex>(
                 for (&j, &v) in cols.iter().zip(vals) {
                     let j = j.to_usize();
                     if range.contains(&j) {
-                        for &e in lists.of(j - lists.j0) {
-                            y[(e & !NEG) as usize] += sign::<T>(e) * v;
+                        let (pos, neg) = lists.of(j - lists.j0);
+                        for &i in pos {
+                            y[i as usize] += v;
+                        }
+                        for &i in neg {
+                            y[i as usize] -= v;
                         }
                     }
                 }

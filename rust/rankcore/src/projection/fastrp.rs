@@ -26,7 +26,7 @@
 //! gather over fixed row chunks; every row sums its edges in storage order, so results are
 //! bit-identical for any thread count.
 
-use super::{Family, Projection, STREAM_FASTRP_FEATURES, STREAM_SPARSE};
+use super::{has_avx2, Family, Projection, STREAM_FASTRP_FEATURES, STREAM_SPARSE};
 use crate::sparse::{CsrRef, SpIndex};
 use crate::{invalid, Float, Interrupt, Result};
 use faer::MatRef;
@@ -167,7 +167,15 @@ pub fn fastrp<T: Float, I: SpIndex>(
                 for (r, (crow, orow)) in c.chunks_mut(k).zip(o.chunks_mut(k)).enumerate() {
                     let v = b * CHUNK + r;
                     let (cols, vals) = a.row_entries(v);
-                    pulp::Arch::new().dispatch(|| gather(crow, cols, vals, prev_ref, k));
+                    #[cfg(target_arch = "x86_64")]
+                    if has_avx2() {
+                        // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+                        unsafe { gather_avx2(crow, cols, vals, prev_ref, k) };
+                    } else {
+                        gather(crow, cols, vals, prev_ref, k);
+                    }
+                    #[cfg(not(target_arch = "x86_64"))]
+                    gather(crow, cols, vals, prev_ref, k);
                     // Paper: the transition row scaling; GDS: the L2 normalisation that
                     // propagates. Then the weighted contribution to the embedding.
                     let post = if gds {
@@ -207,8 +215,20 @@ fn inv_norm<T: Float>(row: &[T]) -> T {
     }
 }
 
-/// `row = Σ_e w_e prev[col_e, :]` in storage order; inlined into pulp's dispatch so that
-/// the row updates are vectorised.
+/// [`gather`] compiled for AVX2/FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gather_avx2<T: Float, I: SpIndex>(
+    row: &mut [T],
+    cols: &[I],
+    vals: &[T],
+    prev: &[T],
+    k: usize,
+) {
+    gather(row, cols, vals, prev, k)
+}
+
+/// `row = Σ_e w_e prev[col_e, :]` in storage order (the row updates vectorise).
 #[inline(always)]
 fn gather<T: Float, I: SpIndex>(row: &mut [T], cols: &[I], vals: &[T], prev: &[T], k: usize) {
     row.fill(T::ZERO);
