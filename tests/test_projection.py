@@ -270,6 +270,19 @@ def test_bad_inputs():
         random_projection(np.ones((3, 4)), 2, kind="gaussian", density=0.5)
     with pytest.raises(ValueError, match="NaN"):
         random_projection(np.array([[1.0, np.nan]]), 2)
+    # The sparse families check finiteness inside the product: every element, including
+    # columns where R has no non-zero, in every layout.
+    X = data(30, 200, seed=3)
+    est = SparseRandomProjection(2, density=0.01, random_state=0).fit(X)
+    for bad in (np.nan, np.inf, -np.inf):
+        for r, c in ((0, 0), (29, 199), (7, 101)):
+            Xb = X.copy()
+            Xb[r, c] = bad
+            for form in (Xb, np.asfortranarray(Xb), Xb.astype(np.float32)):
+                with pytest.raises(ValueError, match="NaN|inf"):
+                    est.transform(form)
+                with pytest.raises(ValueError, match="NaN|inf"):
+                    SparseRandomProjection(2, density=0.01, random_state=0).fit_transform(form)
     est = SparseRandomProjection(2, random_state=0).fit(np.ones((3, 4)))
     with pytest.raises(ValueError, match="features"):
         est.transform(np.ones((3, 5)))

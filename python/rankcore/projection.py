@@ -223,7 +223,9 @@ def random_projection(
     """
 
     def cpu(a: Any) -> np.ndarray:
-        a = check_array(a, name="X", accept_sparse=True)
+        # The sparse families check dense input for NaN/inf inside the product.
+        in_core = kind != "gaussian" and not sp.issparse(a)
+        a = check_array(a, name="X", accept_sparse=True, ensure_finite=not in_core)
         opts = _functional_options(a.shape, n_components, kind, density, eps, random_state)
         return _project(a, opts, dense_output=True)
 
@@ -268,10 +270,26 @@ class _BaseRandomProjection(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
     def fit(self, X: Any, y: Any = None) -> Any:
         """Draw the matrix's seed and resolve ``n_components`` from the shape of ``X``.
 
-        Only the shape of ``X`` is used. Returns ``self``.
+        Only the shape of ``X`` is used (and its values checked). Returns ``self``.
         """
+        self._fit(X, ensure_all_finite=True)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> Any:
+        """``fit(X).transform(X)`` with one validation of ``X`` (for dense input and the
+        sparse projection, the finiteness check runs inside the product: one pass over
+        ``X`` in all)."""
+        X = self._fit(X, ensure_all_finite=not self._core_checks(X))
+        return self._apply(X)
+
+    def _core_checks(self, X: Any) -> bool:
+        """Whether the product itself rejects NaN/inf (dense input, sparse families)."""
+        return self._kind == "sparse" and not sp.issparse(X) and "_components_set" not in self.__dict__
+
+    def _fit(self, X: Any, *, ensure_all_finite: bool) -> Any:
         self._validate_params()
-        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32])
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32],
+                          ensure_all_finite=ensure_all_finite)
         n_samples, n_features = X.shape
         if self.n_components == "auto":
             self.n_components_ = _auto_components(n_samples, n_features, self.eps)
@@ -292,7 +310,7 @@ class _BaseRandomProjection(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
         self.__dict__.pop("_components_set", None)
         if self.compute_inverse_components:
             self.inverse_components_ = self._compute_inverse_components()
-        return self
+        return X
 
     @property
     def components_(self) -> Any:
@@ -328,9 +346,19 @@ class _BaseRandomProjection(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
             components = components.toarray()
         return scipy.linalg.pinv(components, check_finite=False)
 
-    def _transform(self, X: Any, dense_output: bool) -> Any:
+    def _dense_output(self) -> bool:
+        return True
+
+    def transform(self, X: Any) -> Any:
+        """Project ``X``: ``X @ components_.T`` in the dtype of ``X`` (see the class for the
+        output type)."""
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False, dtype=[np.float64, np.float32])
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False, dtype=[np.float64, np.float32],
+                          ensure_all_finite=not self._core_checks(X))
+        return self._apply(X)
+
+    def _apply(self, X: Any) -> Any:
+        dense_output = self._dense_output()
         if "_components_set" in self.__dict__:
             return _align_sparse(safe_sparse_dot(X, self._components_set.T, dense_output=dense_output))
         return _align_sparse(_project(X, self._opts, dense_output=dense_output))
@@ -395,9 +423,6 @@ class GaussianRandomProjection(_BaseRandomProjection):
         self.compute_inverse_components = compute_inverse_components
         self.random_state = random_state
 
-    def transform(self, X: Any) -> np.ndarray:
-        """Project ``X``: ``X @ components_.T`` (dense, the dtype of ``X``)."""
-        return self._transform(X, dense_output=True)
 
 
 class SparseRandomProjection(_BaseRandomProjection):
@@ -462,8 +487,7 @@ class SparseRandomProjection(_BaseRandomProjection):
         self.density_ = _resolve_density(self.density, n_features)
         return self.density_
 
-    def transform(self, X: Any) -> Any:
-        """Project ``X``: a CSR matrix when ``X`` is sparse and ``dense_output`` is False
-        (and ``density_ < 1``), else a dense array; the dtype of ``X``."""
-        dense = self.dense_output or getattr(self, "density_", 1.0) == 1.0
-        return self._transform(X, dense_output=dense)
+    def _dense_output(self) -> bool:
+        # A CSR result for sparse input unless dense_output, or density 1 (sklearn's
+        # components_ are then dense, and so is its product).
+        return bool(self.dense_output) or self.density_ == 1.0

@@ -382,6 +382,8 @@ impl Projection {
     }
 
     /// `out = X Rᵀ` for a dense `X` (`n × d`, any strides); `out` is row-major `n × k`.
+    /// The sparse families reject NaN and infinity in `X` (checked in the same pass); the
+    /// Gaussian one leaves that to the caller.
     pub fn transform_dense<T: Float>(
         &self,
         x: MatRef<'_, T>,
@@ -404,7 +406,11 @@ impl Projection {
                     } else {
                         None
                     };
-                    sparse_dense_product(x, &lists, out, self.n_components, first, s);
+                    if sparse_dense_product(x, &lists, out, self.n_components, first, s) {
+                        return Err(invalid!(
+                            "X contains NaN or infinity; only finite values are supported"
+                        ));
+                    }
                 }
                 Family::Gaussian => {
                     let rt = self.gaussian_block::<T>(j0, j1);
@@ -549,11 +555,12 @@ fn sparse_dense_product<T: Float>(
     k: usize,
     first: bool,
     scale: Option<T>,
-) {
+) -> bool {
     out.par_chunks_mut(TASK_ROWS * k)
         .enumerate()
-        .for_each(|(b, chunk)| {
+        .map(|(b, chunk)| {
             let mut acc = vec![[T::ZERO; TILE]; k];
+            let mut chk = [T::ZERO; TILE];
             let rows = chunk.len() / k;
             for t0 in (0..rows).step_by(TILE) {
                 let h = TILE.min(rows - t0);
@@ -571,19 +578,22 @@ fn sparse_dense_product<T: Float>(
                 #[cfg(target_arch = "x86_64")]
                 if has_avx2() {
                     // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-                    unsafe { tile_kernel_avx2(x, row0, h, lists, &mut acc) };
+                    unsafe { tile_kernel_avx2(x, row0, h, lists, &mut acc, &mut chk) };
                 } else {
-                    tile_kernel(x, row0, h, lists, &mut acc);
+                    tile_kernel(x, row0, h, lists, &mut acc, &mut chk);
                 }
                 #[cfg(not(target_arch = "x86_64"))]
-                tile_kernel(x, row0, h, lists, &mut acc);
+                tile_kernel(x, row0, h, lists, &mut acc, &mut chk);
                 for (i, a) in acc.iter().enumerate() {
                     for l in 0..h {
                         tile[l * k + i] = scale.map_or(a[l], |s| a[l] * s);
                     }
                 }
             }
-        });
+            // `0 · x` is 0 for finite x and NaN for NaN or ±inf.
+            chk.iter().any(|c| *c != T::ZERO)
+        })
+        .reduce(|| false, |a, b| a || b)
 }
 
 /// [`tile_kernel`] compiled for AVX2/FMA.
@@ -595,12 +605,15 @@ unsafe fn tile_kernel_avx2<T: Float>(
     h: usize,
     lists: &Lists,
     acc: &mut [[T; TILE]],
+    chk: &mut [T; TILE],
 ) {
-    tile_kernel(x, row0, h, lists, acc)
+    tile_kernel(x, row0, h, lists, acc, chk)
 }
 
 /// `acc[i][l] += Σ_j ±x[row0 + l, j]` over the block's features, in feature order (the
-/// 8-lane updates vectorise).
+/// 8-lane updates vectorise). Every element of the tile is read, also for features without
+/// non-zeros, and `chk += 0 · x` turns NaN for a non-finite element: the finiteness check
+/// costs no second pass over `X`.
 #[inline(always)]
 fn tile_kernel<T: Float>(
     x: MatRef<'_, T>,
@@ -608,13 +621,11 @@ fn tile_kernel<T: Float>(
     h: usize,
     lists: &Lists,
     acc: &mut [[T; TILE]],
+    chk: &mut [T; TILE],
 ) {
     let (rs, cs, ptr) = (x.row_stride(), x.col_stride(), x.as_ptr());
     for f in 0..lists.len() {
         let (pos, neg) = lists.of(f);
-        if pos.is_empty() && neg.is_empty() {
-            continue;
-        }
         let j = (lists.j0 + f) as isize;
         let mut xv = [T::ZERO; TILE];
         // SAFETY (both loops): row0 + l < nrows (h rows remain) and j < ncols (the caller
@@ -627,6 +638,9 @@ fn tile_kernel<T: Float>(
             for (l, v) in xv.iter_mut().enumerate().take(h) {
                 *v = unsafe { *ptr.offset((row0 + l) as isize * rs + j * cs) };
             }
+        }
+        for l in 0..TILE {
+            chk[l] += T::ZERO * xv[l];
         }
         for &i in pos {
             let a = &mut acc[i as usize];

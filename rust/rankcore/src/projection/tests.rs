@@ -209,3 +209,19 @@ fn bad_input_is_an_error() {
         .transform_dense(x.as_ref(), &mut short, &NeverInterrupt)
         .is_err());
 }
+
+#[test]
+fn non_finite_input_is_an_error_for_the_sparse_families() {
+    // Also in a feature without non-zeros: every element is checked.
+    let p = sparse(40, 3, 0.01, 1);
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        for (r, c) in [(0, 0), (13, 39), (5, 17)] {
+            let mut x = data(14, 40);
+            x[(r, c)] = bad;
+            let mut out = vec![0.0; 14 * 3];
+            assert!(p
+                .transform_dense(x.as_ref(), &mut out, &NeverInterrupt)
+                .is_err());
+        }
+    }
+}
