@@ -232,10 +232,37 @@ unsafe fn gather_avx2<T: Float, I: SpIndex>(
 #[inline(always)]
 fn gather<T: Float, I: SpIndex>(row: &mut [T], cols: &[I], vals: &[T], prev: &[T], k: usize) {
     row.fill(T::ZERO);
-    for (&j, &w) in cols.iter().zip(vals) {
+    for (e, (&j, &w)) in cols.iter().zip(vals).enumerate() {
+        // The rows gathered are scattered over a matrix much larger than the caches: ask
+        // for the row a few edges ahead while this one is summed.
+        if let Some(&ahead) = cols.get(e + PREFETCH_AHEAD) {
+            prefetch_row(prev, ahead.to_usize() * k, k);
+        }
         let j = j.to_usize();
         for (x, &y) in row.iter_mut().zip(&prev[j * k..(j + 1) * k]) {
             *x += w * y;
+        }
+    }
+}
+
+/// Edges between a row's prefetch and its use.
+const PREFETCH_AHEAD: usize = 4;
+
+/// Hints the cache lines of `data[start .. start + len]` into the cache (x86-64 only; a
+/// hint, so no effect on results).
+#[inline(always)]
+fn prefetch_row<T>(data: &[T], start: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let end = (start + len).min(data.len());
+        let step = (64 / std::mem::size_of::<T>()).max(1);
+        let mut i = start;
+        while i < end {
+            // SAFETY: i < data.len(), so the pointer is inside the slice; prefetching never
+            // faults or changes memory.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(data.as_ptr().add(i) as *const i8) };
+            i += step;
         }
     }
 }
