@@ -26,7 +26,7 @@
 //! gather over fixed row chunks; every row sums its edges in storage order, so results are
 //! bit-identical for any thread count.
 
-use super::{has_avx2, Family, Projection, STREAM_FASTRP_FEATURES, STREAM_SPARSE};
+use super::{has_avx2, huge_zeroed, Family, Projection, STREAM_FASTRP_FEATURES, STREAM_SPARSE};
 use crate::sparse::{CsrRef, SpIndex};
 use crate::{invalid, Float, Interrupt, Result};
 use faer::MatRef;
@@ -154,7 +154,7 @@ pub fn fastrp<T: Float, I: SpIndex>(
         .iter()
         .map(|&d| T::from_f64(if d > 0.0 { 1.0 / d } else { 0.0 }))
         .collect();
-    let mut cur = vec![T::ZERO; n * k];
+    let mut cur = huge_zeroed::<T>(n * k);
     for &alpha in &p.iteration_weights {
         stop.check()?;
         let alpha = T::from_f64(alpha);
@@ -267,6 +267,47 @@ fn prefetch_row<T>(data: &[T], start: usize, len: usize) {
     }
 }
 
+/// Writes the non-zeros of `L R` for the nodes `v0 .. v0 + rows` into their rows.
+struct Fill<'a> {
+    rng: crate::rng::RandomMatrix,
+    t: u64,
+    v0: usize,
+    rows: usize,
+    k: usize,
+    kb: usize,
+    scale: &'a [f64],
+}
+
+impl Fill<'_> {
+    /// [`run`](Self::run) compiled for AVX2 (the Philox generators of `words_x8` in
+    /// vector lanes).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_avx2<T: Float>(&self, chunk: &mut [T]) {
+        self.run(chunk)
+    }
+
+    /// `v0` is a multiple of 4: one Philox call gives the words of four nodes.
+    #[inline(always)]
+    fn run<T: Float>(&self, chunk: &mut [T]) {
+        let (v0, rows, k) = (self.v0, self.rows, self.k);
+        for q in v0 / 4..(v0 + rows).div_ceil(4) {
+            for c0 in (0..self.kb).step_by(8) {
+                let w8 = self.rng.words_x8(q as u64, c0 as u32);
+                for (c, w) in (c0..self.kb).zip(w8) {
+                    for (lane, &word) in w.iter().enumerate() {
+                        let r = 4 * q + lane - v0;
+                        if r < rows && u64::from(word) < self.t {
+                            let s = self.scale[r];
+                            chunk[r * k + c] = T::from_f64(if word & 1 == 0 { s } else { -s });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `E₀ = [L R | F P]`, row-major `n × k`.
 fn initial_vectors<T: Float>(
     n: usize,
@@ -277,12 +318,11 @@ fn initial_vectors<T: Float>(
 ) -> Result<Vec<T>> {
     let k = p.n_components;
     let kb = k - p.property_dim;
-    let mut e = vec![T::ZERO; n * k];
+    let mut e = huge_zeroed::<T>(n * k);
     if kb > 0 {
         let r = Projection::new(n, kb, Family::Sparse { density: p.density }, p.seed)?
             .with_stream(STREAM_SPARSE);
         let (rng, t, s) = (r.rng(), r.threshold(), r.scale());
-        // Chunks of CHUNK rows (a multiple of 4): one Philox call gives four nodes' words.
         e.par_chunks_mut(CHUNK * k)
             .enumerate()
             .for_each(|(b, chunk)| {
@@ -297,18 +337,24 @@ fn initial_vectors<T: Float>(
                         }
                     })
                     .collect();
-                for q in v0 / 4..(v0 + rows).div_ceil(4) {
-                    for c in 0..kb {
-                        let w = rng.words(q as u64, c as u32);
-                        for (lane, &word) in w.iter().enumerate() {
-                            let r = 4 * q + lane - v0;
-                            if r < rows && u64::from(word) < t {
-                                let v = if word & 1 == 0 { scale[r] } else { -scale[r] };
-                                chunk[r * k + c] = T::from_f64(v);
-                            }
-                        }
-                    }
+                let fill = Fill {
+                    rng,
+                    t,
+                    v0,
+                    rows,
+                    k,
+                    kb,
+                    scale: &scale,
+                };
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2() {
+                    // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+                    unsafe { fill.run_avx2(chunk) };
+                } else {
+                    fill.run(chunk);
                 }
+                #[cfg(not(target_arch = "x86_64"))]
+                fill.run(chunk);
             });
     }
     if let Some(f) = features {

@@ -225,3 +225,68 @@ fn non_finite_input_is_an_error_for_the_sparse_families() {
         }
     }
 }
+
+mod fastrp_tests {
+    use super::super::fastrp::{fastrp, FastRpParams, Variant};
+    use crate::sparse::CsrRef;
+    use crate::NeverInterrupt;
+
+    fn params(variant: Variant) -> FastRpParams {
+        FastRpParams {
+            variant,
+            n_components: 16,
+            iteration_weights: vec![0.0, 1.0, 1.0],
+            normalization_strength: -0.5,
+            self_influence: 0.0,
+            property_dim: 0,
+            density: 1.0 / 3.0,
+            transition: true,
+            normalize: false,
+            seed: 3,
+        }
+    }
+
+    /// A ring of 200 nodes with chords, and node 200 isolated.
+    fn ring() -> (Vec<i64>, Vec<i64>, Vec<f64>) {
+        let n = 200;
+        let (mut p, mut ix, mut w) = (vec![0i64], vec![], vec![]);
+        for v in 0..=n {
+            if v < n {
+                for u in [(v + 1) % n, (v + n - 1) % n, (v * 7) % n] {
+                    ix.push(u as i64);
+                    w.push(1.0 + (u % 3) as f64);
+                }
+            }
+            p.push(ix.len() as i64);
+        }
+        (p, ix, w)
+    }
+
+    #[test]
+    fn threads_isolated_nodes_and_bad_weights() {
+        let (p, ix, w) = ring();
+        let a = CsrRef::new(201, 201, &p, &ix, &w).unwrap();
+        for variant in [Variant::Paper, Variant::Gds] {
+            let prm = params(variant);
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut out = vec![0.0; 201 * 16];
+                pool.install(|| fastrp(a, None, &prm, &mut out, &NeverInterrupt))
+                    .unwrap();
+                out
+            };
+            let one = run(1);
+            assert_eq!(one, run(3));
+            assert!(one[200 * 16..].iter().all(|&x| x == 0.0), "isolated node");
+            assert!(one[..16].iter().any(|&x| x != 0.0));
+        }
+        let mut bad = w.clone();
+        bad[5] = -1.0;
+        let a = CsrRef::new(201, 201, &p, &ix, &bad).unwrap();
+        let mut out = vec![0.0; 201 * 16];
+        assert!(fastrp(a, None, &params(Variant::Gds), &mut out, &NeverInterrupt).is_err());
+    }
+}
