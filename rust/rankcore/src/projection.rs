@@ -71,8 +71,9 @@ const GEN_CHUNK: usize = 256;
 const TILE: usize = 8;
 /// Rows per parallel task in the products.
 const TASK_ROWS: usize = 64;
-/// Rows per chunk of a CSR output built directly in CSR form.
-const CSR_CHUNK: usize = 1024;
+/// Rows per chunk of a CSR output built directly in CSR form (a chunk's dense scratch
+/// stays in L2 for `k` up to a few hundred).
+const CSR_CHUNK: usize = 256;
 /// Components must fit in 31 bits (the Philox column index is a `u32`).
 const MAX_COMPONENTS: usize = 1 << 31;
 
@@ -527,11 +528,13 @@ impl Projection {
                 let starts: Vec<usize> = (0..n).step_by(CSR_CHUNK).collect();
                 starts
                     .into_par_iter()
-                    .map(|r0| {
+                    // One scratch tile per rayon job, not per chunk: a fresh buffer per
+                    // chunk would be page-faulted in again every time.
+                    .map_init(Vec::new, |tile: &mut Vec<T>, r0| {
                         let h = CSR_CHUNK.min(n - r0);
-                        let mut tile = vec![T::ZERO; h * k];
-                        csr_rows(x, r0, &block, &mut tile, k, true, Some(s));
-                        compress(&tile, k)
+                        tile.resize(h * k, T::ZERO);
+                        csr_rows(x, r0, &block, tile, k, true, Some(s));
+                        compress(tile, k)
                     })
                     .collect()
             } else {
