@@ -772,7 +772,7 @@ fn csr_rows<T: Float, I: SpIndex>(
                     }
                 }
                 if let Some(s) = scale {
-                    y.iter_mut().for_each(|v| *v = *v * s);
+                    y.iter_mut().for_each(|v| *v *= s);
                 }
             }
             Block::Dense(j0, r) => {
