@@ -235,3 +235,20 @@ def test_bad_inputs_name_the_parameter(make, kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         fastrp(g, **kwargs)
     assert digest(*parts) == before
+
+
+def test_large_graph_crosses_interrupt_sections():
+    # More than 2**16 nodes: rows are processed in several sections between interrupt checks.
+    n, k, seed = 70_000, 8, 2
+    rng = np.random.default_rng(1)
+    src, dst = rng.integers(0, n, 4 * n), rng.integers(0, n, 4 * n)
+    A = sp.csr_array((np.ones(src.size), (src, dst)), shape=(n, n))
+    A.sum_duplicates()
+    got = fastrp(A, k, variant="gds", random_state=seed)
+    R = SparseRandomProjection(k, density=1 / 3, random_state=seed).fit(np.empty((1, n))).components_
+    N = R.T.toarray()
+    U = np.zeros((n, k))
+    for a in (0.0, 1.0, 1.0):
+        N = normalize_rows(A @ N)
+        U += a * N
+    np.testing.assert_allclose(got, U, rtol=1e-10, atol=1e-12)

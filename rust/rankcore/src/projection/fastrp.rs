@@ -34,6 +34,8 @@ use rayon::prelude::*;
 
 /// Rows per parallel task.
 const CHUNK: usize = 256;
+/// Rows between two interrupt checks (a multiple of `CHUNK`).
+const SECTION: usize = 1 << 16;
 
 /// Which FastRP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,50 +158,57 @@ pub fn fastrp<T: Float, I: SpIndex>(
         .collect();
     let mut cur = huge_zeroed::<T>(n * k);
     for &alpha in &p.iteration_weights {
-        stop.check()?;
         let alpha = T::from_f64(alpha);
         let prev_ref = &prev;
         let inv_deg = &inv_deg;
-        cur.par_chunks_mut(CHUNK * k)
-            .zip(out.par_chunks_mut(CHUNK * k))
+        // Rows go in sections so that Ctrl-C is seen within a section, not an iteration.
+        for (sec, (cs, os)) in cur
+            .chunks_mut(SECTION * k)
+            .zip(out.chunks_mut(SECTION * k))
             .enumerate()
-            .for_each(|(b, (c, o))| {
-                for (r, (crow, orow)) in c.chunks_mut(k).zip(o.chunks_mut(k)).enumerate() {
-                    let v = b * CHUNK + r;
-                    let (cols, vals) = a.row_entries(v);
-                    #[cfg(target_arch = "x86_64")]
-                    if has_avx2() {
-                        // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-                        unsafe { gather_avx2(crow, cols, vals, prev_ref, k) };
-                    } else {
+        {
+            stop.check()?;
+            cs.par_chunks_mut(CHUNK * k)
+                .zip(os.par_chunks_mut(CHUNK * k))
+                .enumerate()
+                .for_each(|(b, (c, o))| {
+                    for (r, (crow, orow)) in c.chunks_mut(k).zip(o.chunks_mut(k)).enumerate() {
+                        let v = sec * SECTION + b * CHUNK + r;
+                        let (cols, vals) = a.row_entries(v);
+                        #[cfg(target_arch = "x86_64")]
+                        if has_avx2() {
+                            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+                            unsafe { gather_avx2(crow, cols, vals, prev_ref, k) };
+                        } else {
+                            gather(crow, cols, vals, prev_ref, k);
+                        }
+                        #[cfg(not(target_arch = "x86_64"))]
                         gather(crow, cols, vals, prev_ref, k);
-                    }
-                    #[cfg(not(target_arch = "x86_64"))]
-                    gather(crow, cols, vals, prev_ref, k);
-                    // Paper: the transition row scaling; GDS: the L2 normalisation that
-                    // propagates. Then the weighted contribution to the embedding.
-                    let post = if gds {
-                        inv_norm(crow)
-                    } else if p.transition {
-                        inv_deg[v]
-                    } else {
-                        T::ONE
-                    };
-                    if post != T::ONE {
-                        crow.iter_mut().for_each(|x| *x *= post);
-                    }
-                    let g = if !gds && p.normalize {
-                        inv_norm(crow)
-                    } else {
-                        T::ONE
-                    };
-                    if alpha != T::ZERO {
-                        for (x, &y) in orow.iter_mut().zip(crow.iter()) {
-                            *x += alpha * (g * y);
+                        // Paper: the transition row scaling; GDS: the L2 normalisation that
+                        // propagates. Then the weighted contribution to the embedding.
+                        let post = if gds {
+                            inv_norm(crow)
+                        } else if p.transition {
+                            inv_deg[v]
+                        } else {
+                            T::ONE
+                        };
+                        if post != T::ONE {
+                            crow.iter_mut().for_each(|x| *x *= post);
+                        }
+                        let g = if !gds && p.normalize {
+                            inv_norm(crow)
+                        } else {
+                            T::ONE
+                        };
+                        if alpha != T::ZERO {
+                            for (x, &y) in orow.iter_mut().zip(crow.iter()) {
+                                *x += alpha * (g * y);
+                            }
                         }
                     }
-                }
-            });
+                });
+        }
         std::mem::swap(&mut prev, &mut cur);
     }
     Ok(())
