@@ -4,11 +4,24 @@ The public API, nothing else: README.md lists it; each function documents itself
 """
 
 from rankcore._threads import get_num_threads, set_num_threads, threads
+from rankcore.fastrp import FastRP, fastrp
+from rankcore.projection import (
+    GaussianRandomProjection,
+    SparseRandomProjection,
+    johnson_lindenstrauss_min_dim,
+    random_projection,
+)
 from rankcore.svd import RandomizedPCA, RandomizedSVD, randomized_svd
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FastRP",
+    "GaussianRandomProjection",
+    "SparseRandomProjection",
+    "fastrp",
+    "johnson_lindenstrauss_min_dim",
+    "random_projection",
     "RandomizedPCA",
     "RandomizedSVD",
     "get_num_threads",

@@ -8,6 +8,7 @@
 
 pub mod linalg;
 pub mod operator;
+pub mod projection;
 pub mod rng;
 pub mod sparse;
 pub mod svd;

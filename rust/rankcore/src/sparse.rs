@@ -285,6 +285,15 @@ pub fn to_row_major<T: Float>(x: MatRef<'_, T>, out: &mut Vec<T>) {
         });
 }
 
+impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
+    /// Column indices and values of row `i`, in storage order (for kernels outside this
+    /// module, such as the random projections).
+    #[inline]
+    pub fn row_entries(&self, i: usize) -> (&'a [I], &'a [T]) {
+        self.row(i)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,292 @@
+use super::*;
+use crate::NeverInterrupt;
+use faer::Mat;
+
+fn sparse(d: usize, k: usize, density: f64, seed: u64) -> Projection {
+    Projection::new(d, k, Family::Sparse { density }, seed).unwrap()
+}
+
+/// A test matrix with some exact zeros, so dense and CSR forms differ in what they store.
+fn data(n: usize, d: usize) -> Mat<f64> {
+    Mat::from_fn(n, d, |i, j| {
+        let v = ((i * 31 + j * 17) % 23) as f64 - 11.0;
+        if (i + 2 * j) % 5 == 0 {
+            0.0
+        } else {
+            v / 7.0
+        }
+    })
+}
+
+/// CSR arrays of a dense matrix, sorted column indices, zeros dropped.
+fn to_csr(a: &Mat<f64>) -> (Vec<i64>, Vec<i64>, Vec<f64>) {
+    let (mut p, mut ix, mut v) = (vec![0i64], vec![], vec![]);
+    for i in 0..a.nrows() {
+        for j in 0..a.ncols() {
+            if a[(i, j)] != 0.0 {
+                ix.push(j as i64);
+                v.push(a[(i, j)]);
+            }
+        }
+        p.push(ix.len() as i64);
+    }
+    (p, ix, v)
+}
+
+fn dense_out(p: &Projection, x: MatRef<'_, f64>) -> Vec<f64> {
+    let mut out = vec![f64::NAN; x.nrows() * p.n_components()];
+    p.transform_dense(x, &mut out, &NeverInterrupt).unwrap();
+    out
+}
+
+#[test]
+fn entries_follow_the_documented_layout() {
+    let (d, k, density, seed) = (37, 9, 0.3, 12345);
+    let p = sparse(d, k, density, seed);
+    let r = p.components_dense::<f64>();
+    let rng = RandomMatrix::new(seed, STREAM_SPARSE);
+    let t = (density * 2f64.powi(32)).ceil() as u64;
+    let s = (1.0 / density).sqrt() / (k as f64).sqrt();
+    for i in 0..k {
+        for j in 0..d {
+            let w = rng.u32_at(j as u64, i as u32);
+            let want = if u64::from(w) >= t {
+                0.0
+            } else if w & 1 == 0 {
+                s
+            } else {
+                -s
+            };
+            assert_eq!(r[(i, j)], want, "entry ({i}, {j})");
+        }
+    }
+    let g = Projection::new(d, k, Family::Gaussian, seed).unwrap();
+    let rg = g.components_dense::<f64>();
+    let grng = RandomMatrix::new(seed, STREAM_GAUSSIAN);
+    for i in 0..k {
+        for j in 0..d {
+            assert_eq!(rg[(i, j)], grng.normal_at(j as u64, i as u32) * (1.0 / 3.0));
+        }
+    }
+}
+
+#[test]
+fn dense_product_matches_reference_in_every_layout_and_block_size() {
+    let (n, d, k) = (21, 50, 7);
+    let x = data(n, d);
+    for family in [Family::Sparse { density: 0.25 }, Family::Gaussian] {
+        let p = Projection::new(d, k, family, 7).unwrap();
+        let r = p.components_dense::<f64>();
+        let want = &x * r.transpose();
+        let base = dense_out(&p, x.as_ref());
+        for i in 0..n {
+            for c in 0..k {
+                let tol = 1e-13 * (1.0 + want[(i, c)].abs()) * d as f64;
+                assert!(
+                    (base[i * k + c] - want[(i, c)]).abs() < tol,
+                    "{family:?} ({i}, {c})"
+                );
+            }
+        }
+        // A transposed (row-major) view and small feature blocks.
+        let xt = x.transpose().to_owned();
+        let small = p.with_feature_block(8);
+        for got in [dense_out(&p, xt.transpose()), dense_out(&small, x.as_ref())] {
+            if family == Family::Gaussian {
+                for (a, b) in got.iter().zip(&base) {
+                    assert!((a - b).abs() < 1e-12);
+                }
+            } else {
+                assert_eq!(got, base, "sparse families must be bit-identical");
+            }
+        }
+    }
+}
+
+#[test]
+fn identity_input_gives_the_components_exactly() {
+    let (d, k) = (30, 5);
+    let p = sparse(d, k, 0.4, 3);
+    let eye = Mat::<f32>::identity(d, d);
+    let mut out = vec![0f32; d * k];
+    p.transform_dense(eye.as_ref(), &mut out, &NeverInterrupt)
+        .unwrap();
+    let r = p.components_dense::<f32>();
+    for j in 0..d {
+        for i in 0..k {
+            assert_eq!(out[j * k + i], r[(i, j)]);
+        }
+    }
+}
+
+#[test]
+fn csr_input_equals_dense_input() {
+    let (n, d, k) = (40, 33, 6);
+    let x = data(n, d);
+    let (ip, ix, v) = to_csr(&x);
+    let csr = CsrRef::new(n, d, &ip, &ix, &v).unwrap();
+    for fb in [0, 4, 12] {
+        let mut p = sparse(d, k, 0.3, 99);
+        if fb > 0 {
+            p = p.with_feature_block(fb);
+        }
+        let want = dense_out(&p, x.as_ref());
+        let mut got = vec![0.0; n * k];
+        p.transform_csr(csr, &mut got, &NeverInterrupt).unwrap();
+        assert_eq!(got, want, "block {fb}");
+        let c = p.transform_csr_to_csr(csr, &NeverInterrupt).unwrap();
+        let mut back = vec![0.0; n * k];
+        for i in 0..n {
+            for q in c.indptr[i] as usize..c.indptr[i + 1] as usize {
+                assert!(c.data[q] != 0.0);
+                back[i * k + c.indices[q] as usize] = c.data[q];
+            }
+        }
+        assert_eq!(back, want);
+    }
+    // Gaussian: same values up to rounding (GEMM vs. axpy order).
+    let g = Projection::new(d, k, Family::Gaussian, 5)
+        .unwrap()
+        .with_feature_block(8);
+    let want = dense_out(&g, x.as_ref());
+    let mut got = vec![0.0; n * k];
+    g.transform_csr(csr, &mut got, &NeverInterrupt).unwrap();
+    for (a, b) in got.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_thread_count() {
+    let (n, d, k) = (300, 120, 16);
+    let x = data(n, d);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            [Family::Sparse { density: 0.1 }, Family::Gaussian]
+                .map(|f| dense_out(&Projection::new(d, k, f, 1).unwrap(), x.as_ref()))
+        })
+    };
+    assert_eq!(run(1), run(3));
+}
+
+#[test]
+fn density_scale_and_signs() {
+    let (d, k, density) = (20_000, 50, 0.05);
+    let c = sparse(d, k, density, 2024).components_csr::<f64>().unwrap();
+    let total = (d * k) as f64;
+    let nnz = c.data.len() as f64;
+    let sd = (total * density * (1.0 - density)).sqrt();
+    assert!((nnz - total * density).abs() < 4.0 * sd, "nnz {nnz}");
+    let s = (1.0 / density).sqrt() / (k as f64).sqrt();
+    assert!(c.data.iter().all(|&v| v.abs() == s));
+    let pos = c.data.iter().filter(|&&v| v > 0.0).count() as f64;
+    assert!(
+        (pos - nnz / 2.0).abs() < 4.0 * (nnz / 4.0).sqrt(),
+        "positives {pos}"
+    );
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    for density in [0.0, -0.1, 1.5, f64::NAN] {
+        assert!(Projection::new(5, 2, Family::Sparse { density }, 0).is_err());
+    }
+    assert!(Projection::new(0, 2, Family::Gaussian, 0).is_err());
+    assert!(Projection::new(5, 0, Family::Gaussian, 0).is_err());
+    let p = sparse(5, 2, 0.5, 0);
+    let x = Mat::<f64>::zeros(3, 4);
+    let mut out = vec![0.0; 6];
+    assert!(p
+        .transform_dense(x.as_ref(), &mut out, &NeverInterrupt)
+        .is_err());
+    let x = Mat::<f64>::zeros(3, 5);
+    let mut short = vec![0.0; 5];
+    assert!(p
+        .transform_dense(x.as_ref(), &mut short, &NeverInterrupt)
+        .is_err());
+}
+
+#[test]
+fn non_finite_input_is_an_error_for_the_sparse_families() {
+    // Also in a feature without non-zeros: every element is checked.
+    let p = sparse(40, 3, 0.01, 1);
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        for (r, c) in [(0, 0), (13, 39), (5, 17)] {
+            let mut x = data(14, 40);
+            x[(r, c)] = bad;
+            let mut out = vec![0.0; 14 * 3];
+            assert!(p
+                .transform_dense(x.as_ref(), &mut out, &NeverInterrupt)
+                .is_err());
+        }
+    }
+}
+
+mod fastrp_tests {
+    use super::super::fastrp::{fastrp, FastRpParams, Variant};
+    use crate::sparse::CsrRef;
+    use crate::NeverInterrupt;
+
+    fn params(variant: Variant) -> FastRpParams {
+        FastRpParams {
+            variant,
+            n_components: 16,
+            iteration_weights: vec![0.0, 1.0, 1.0],
+            normalization_strength: -0.5,
+            self_influence: 0.0,
+            property_dim: 0,
+            density: 1.0 / 3.0,
+            transition: true,
+            normalize: false,
+            seed: 3,
+        }
+    }
+
+    /// A ring of 200 nodes with chords, and node 200 isolated.
+    fn ring() -> (Vec<i64>, Vec<i64>, Vec<f64>) {
+        let n = 200;
+        let (mut p, mut ix, mut w) = (vec![0i64], vec![], vec![]);
+        for v in 0..=n {
+            if v < n {
+                for u in [(v + 1) % n, (v + n - 1) % n, (v * 7) % n] {
+                    ix.push(u as i64);
+                    w.push(1.0 + (u % 3) as f64);
+                }
+            }
+            p.push(ix.len() as i64);
+        }
+        (p, ix, w)
+    }
+
+    #[test]
+    fn threads_isolated_nodes_and_bad_weights() {
+        let (p, ix, w) = ring();
+        let a = CsrRef::new(201, 201, &p, &ix, &w).unwrap();
+        for variant in [Variant::Paper, Variant::Gds] {
+            let prm = params(variant);
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut out = vec![0.0; 201 * 16];
+                pool.install(|| fastrp(a, None, &prm, &mut out, &NeverInterrupt))
+                    .unwrap();
+                out
+            };
+            let one = run(1);
+            assert_eq!(one, run(3));
+            assert!(one[200 * 16..].iter().all(|&x| x == 0.0), "isolated node");
+            assert!(one[..16].iter().any(|&x| x != 0.0));
+        }
+        let mut bad = w.clone();
+        bad[5] = -1.0;
+        let a = CsrRef::new(201, 201, &p, &ix, &bad).unwrap();
+        let mut out = vec![0.0; 201 * 16];
+        assert!(fastrp(a, None, &params(Variant::Gds), &mut out, &NeverInterrupt).is_err());
+    }
+}
