@@ -3,12 +3,18 @@
 The public API, nothing else: README.md lists it; each function documents itself.
 """
 
+from rankcore.gp import GridGPRegressor
+from rankcore.kron import kron_logdet, kron_matvec, kron_solve
 from rankcore._threads import get_num_threads, set_num_threads, threads
 from rankcore.svd import RandomizedPCA, RandomizedSVD, randomized_svd
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GridGPRegressor",
+    "kron_logdet",
+    "kron_matvec",
+    "kron_solve",
     "RandomizedPCA",
     "RandomizedSVD",
     "get_num_threads",

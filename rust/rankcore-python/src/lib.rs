@@ -2,6 +2,8 @@
 //! arrays, releases the GIL and maps errors; all maths lives in the core.
 
 mod arrays;
+mod gp;
+mod kron;
 mod rng;
 mod run;
 mod svd;
@@ -27,5 +29,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // One `register` per algorithm module; each adds its own functions.
     svd::register(m)?;
     rng::register(m)?;
+    kron::register(m)?;
+    gp::register(m)?;
     Ok(())
 }
