@@ -321,7 +321,7 @@ def _from_sklearn(kernel: Any, D: int) -> _Model:
             return
         if isinstance(k, skk.Matern) and np.isinf(k.nu):
             k = skk.RBF(k.length_scale, k.length_scale_bounds)
-        if isinstance(k, skk.RBF):
+        if type(k) is skk.RBF:  # (Matern subclasses RBF in scikit-learn)
             ls = np.atleast_1d(np.asarray(k.length_scale, dtype=np.float64))
             if len(ls) not in (1, D):
                 raise ValueError(f"RBF length_scale has {len(ls)} entries for {D} grid dimensions")
@@ -384,6 +384,12 @@ def _from_product(kernel: ProductKernel, D: int) -> _Model:
     for k in kernel.factors:
         if not isinstance(k, Kernel1D):
             raise TypeError(f"ProductKernel factors must be Kernel1D objects, got {type(k).__name__}")
+        if not np.all(np.isfinite(k.params) & (k.params > 0)):
+            raise ValueError(f"kernel parameters of {k!r} must be positive and finite (they are learned in log space)")
+    for name in ("signal_variance", "noise_level"):
+        v = getattr(kernel, name)
+        if v is not None and not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be positive and finite, got {v!r}")
     model = _Model(
         dims=[[copy.deepcopy(k)] for k in kernel.factors],
         scale_parts=[float(kernel.signal_variance)],
