@@ -63,3 +63,13 @@ def gp_predict_points(
     prior_var: float,
     want_var: bool,
 ) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]: ...
+def gp_pcg_solve(
+    qs: list[npt.NDArray[Any]],
+    lams: list[npt.NDArray[Any]],
+    scale: float,
+    observed: npt.NDArray[np.int64],
+    noise: npt.NDArray[Any],
+    b: npt.NDArray[Any],
+    tol: float,
+    max_iter: int,
+) -> tuple[npt.NDArray[Any], int, float]: ...

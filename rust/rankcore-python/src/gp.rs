@@ -272,5 +272,71 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gp_lml_incomplete, m)?)?;
     m.add_function(wrap_pyfunction!(gp_predict_grid, m)?)?;
     m.add_function(wrap_pyfunction!(gp_predict_points, m)?)?;
-    Ok(())
+    register_pcg(m)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pcg_impl<'py, T: Float + Element>(
+    py: Python<'py>,
+    qs: &Bound<'py, PyList>,
+    lams: &Bound<'py, PyList>,
+    scale: f64,
+    observed: PyReadonlyArray1<'py, i64>,
+    noise: &Bound<'py, PyAny>,
+    b: &Bound<'py, PyAny>,
+    tol: f64,
+    max_iter: usize,
+) -> PyResult<(Bound<'py, PyAny>, usize, f64)> {
+    use rankcore::kron::{pcg, Incomplete};
+    let eig = eig_from::<T>(qs, lams)?;
+    let obs: Vec<usize> = observed
+        .as_slice()?
+        .iter()
+        .map(|&i| i.max(0) as usize)
+        .collect();
+    let noise: PyReadonlyArray1<'py, T> = noise.extract()?;
+    let b: PyReadonlyArray2<'py, T> = b.extract()?;
+    let rows = b.as_array().nrows();
+    let (ns, bs) = (noise.as_slice()?, b.as_slice()?);
+    let params = PcgParams { tol, max_iter };
+    let (x, it, res) = run(py, |stop| {
+        let sys = Incomplete::new(&eig, T::from_f64(scale), &obs, ns)?;
+        let m = obs.len();
+        let mut x = Vec::with_capacity(rows * m);
+        let (mut it, mut worst) = (0usize, 0.0f64);
+        for r in 0..rows {
+            let out = pcg(&sys, &bs[r * m..(r + 1) * m], params, stop)?;
+            it = it.max(out.n_iter);
+            worst = worst.max(out.rel_residual);
+            x.extend(out.x);
+        }
+        Ok((x, it, worst))
+    })?;
+    Ok((grid_to_numpy(py, x, rows)?.into_any(), it, res))
+}
+
+/// Solves `(P K Pᵀ + D) x = b` for each row of `b` by PCG; returns `(x, max iterations,
+/// worst relative residual)`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+pub fn gp_pcg_solve<'py>(
+    py: Python<'py>,
+    qs: &Bound<'py, PyList>,
+    lams: &Bound<'py, PyList>,
+    scale: f64,
+    observed: PyReadonlyArray1<'py, i64>,
+    noise: &Bound<'py, PyAny>,
+    b: &Bound<'py, PyAny>,
+    tol: f64,
+    max_iter: usize,
+) -> PyResult<(Bound<'py, PyAny>, usize, f64)> {
+    if is_f64(b) {
+        pcg_impl::<f64>(py, qs, lams, scale, observed, noise, b, tol, max_iter)
+    } else {
+        pcg_impl::<f32>(py, qs, lams, scale, observed, noise, b, tol, max_iter)
+    }
+}
+
+pub fn register_pcg(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(gp_pcg_solve, m)?)
 }

@@ -390,6 +390,8 @@ pub struct Incomplete<'a, T: Float> {
     pub scale: T,
     pub observed: &'a [usize],
     pub noise: &'a [T],
+    /// Grid eigenvalues of `scale · K`, computed once for every mat-vec.
+    lam: Vec<T>,
 }
 
 impl<'a, T: Float> Incomplete<'a, T> {
@@ -421,11 +423,13 @@ impl<'a, T: Float> Incomplete<'a, T> {
                 "noise must be positive and finite on every observed cell"
             ));
         }
+        let lam = eig.grid_eigenvalues(scale, None);
         Ok(Self {
             eig,
             scale,
             observed,
             noise,
+            lam,
         })
     }
 
@@ -435,9 +439,8 @@ impl<'a, T: Float> Incomplete<'a, T> {
         for (&i, &x) in self.observed.iter().zip(v) {
             full[i] = x;
         }
-        let lam = self.eig.grid_eigenvalues(self.scale, None);
         let mut t = self.eig.to_eigenbasis(&full, 1);
-        t.par_iter_mut().zip(&lam).for_each(|(x, &l)| *x *= l);
+        t.par_iter_mut().zip(&self.lam).for_each(|(x, &l)| *x *= l);
         let kv = self.eig.from_eigenbasis(&t, 1);
         self.observed
             .iter()
@@ -489,7 +492,7 @@ pub fn pcg<T: Float>(
     if b.iter().any(|v| !v.is_finite()) {
         return Err(invalid!("y must be finite on the observed cells"));
     }
-    let lam = sys.eig.grid_eigenvalues(sys.scale, None);
+    let lam = &sys.lam;
     let nm = T::from_f64(sys.noise_mean());
     let bnorm = dot(b, b).sqrt();
     let mut x = vec![T::ZERO; m];
@@ -502,7 +505,7 @@ pub fn pcg<T: Float>(
         });
     }
     let mut r = b.to_vec();
-    let mut z = sys.precondition(&lam, nm, &r);
+    let mut z = sys.precondition(lam, nm, &r);
     let mut p = z.clone();
     let mut rz = dot(&r, &z);
     let mut rel = 1.0;
@@ -533,7 +536,7 @@ pub fn pcg<T: Float>(
                 converged: true,
             });
         }
-        z = sys.precondition(&lam, nm, &r);
+        z = sys.precondition(lam, nm, &r);
         let rz_new = dot(&r, &z);
         let beta = T::from_f64(rz_new / rz);
         rz = rz_new;

@@ -35,11 +35,11 @@ pub fn lml_incomplete<T: Float>(
 ) -> Result<IncompleteLml<T>> {
     let sys = Incomplete::new(eig, scale, observed, noise)?;
     let res = pcg(&sys, y, params, stop)?;
-    if !res.converged && !(res.rel_residual <= 1e3 * params.tol) {
+    // Non-convergence is reported (converged = false, the residual reached), not an error:
+    // an optimizer may visit ill-conditioned hyperparameters on its way; callers warn.
+    if !res.rel_residual.is_finite() {
         return Err(invalid!(
-            "conjugate gradients did not converge ({} iterations, relative residual {:.2e}); raise max_iter or the noise",
-            res.n_iter,
-            res.rel_residual
+            "conjugate gradients broke down (non-finite residual)"
         ));
     }
     let m = observed.len();
