@@ -314,3 +314,43 @@ def test_incomplete_grid_monte_carlo_variance(monkeypatch):
     assert abs(np.mean(lat_mc) - np.mean(lat_exact)) < 0.05 * np.mean(lat_exact)
     with pytest.raises(NotImplementedError, match="off-grid"):
         m.predict(X[:3] + 0.01, return_std=True)
+
+
+# scikit-learn's common checks fit on random points, which are never a full grid: every check
+# that fits such data fails by design with the clear "X is not a full grid" error (tested
+# above). The unfitted check expects NotFittedError, but like GaussianProcessRegressor we
+# predict from the prior before fit.
+_NOT_A_GRID = "fits random X, which is not a full grid (GridGPRegressor needs grid data by design)"
+_EXPECTED_FAILED = {
+    name: _NOT_A_GRID
+    for name in [
+        "check_fit_score_takes_y", "check_estimators_overwrite_params", "check_dont_overwrite_parameters",
+        "check_estimators_fit_returns_self", "check_readonly_memmap_input", "check_n_features_in_after_fitting",
+        "check_positive_only_tag_during_fit", "check_estimators_dtypes", "check_dtype_object",
+        "check_pipeline_consistency", "check_estimators_nan_inf", "check_estimators_pickle",
+        "check_f_contiguous_array_estimator", "check_regressors_train", "check_regressor_data_not_an_array",
+        "check_regressor_multioutput", "check_regressors_no_decision_function", "check_supervised_y_2d",
+        "check_regressors_int", "check_methods_sample_order_invariance", "check_methods_subset_invariance",
+        "check_dict_unchanged", "check_fit_idempotent", "check_fit_check_is_fitted", "check_n_features_in",
+        "check_fit2d_predict1d",
+    ]
+}
+_EXPECTED_FAILED["check_estimators_unfitted"] = "predicts from the prior before fit, as GaussianProcessRegressor"
+
+
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+
+@parametrize_with_checks([GridGPRegressor()], expected_failed_checks=lambda est: _EXPECTED_FAILED)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_pipeline_with_scaler_keeps_the_grid():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    _, X, y = toy((6, 5))
+    k = ConstantKernel(1.0) * RBF([0.5, 0.9]) + WhiteKernel(0.1)
+    p = make_pipeline(StandardScaler(), GridGPRegressor(k)).fit(X, y)
+    assert p.score(X, y) > 0.9

@@ -471,6 +471,8 @@ def _detect_grid(X: np.ndarray, name: str = "X") -> tuple[list[np.ndarray], np.n
 
 
 def _grid_or_error(X: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    if X.shape[0] < 2:
+        raise ValueError(f"X has n_samples={X.shape[0]}; a grid needs at least 2 coordinates per dimension")
     axes = [np.unique(X[:, d]) for d in range(X.shape[1])]
     shape = tuple(len(a) for a in axes)
     for d, n in enumerate(shape):
@@ -481,13 +483,12 @@ def _grid_or_error(X: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
             )
     g = _detect_grid(X)
     if g is None:
-        cells = int(np.prod(shape, dtype=np.float64))
-        flat = np.ravel_multi_index([np.searchsorted(a, X[:, d]) for d, a in enumerate(axes)], shape)
-        n_unique = len(np.unique(flat))
+        n_unique = len(np.unique(X, axis=0))
         if n_unique < X.shape[0]:
             raise ValueError(f"X has {X.shape[0] - n_unique} duplicate point(s); a grid GP needs each cell once")
+        cells = float(np.prod(shape, dtype=np.float64))
         raise ValueError(
-            f"X is not a full grid: its {X.shape[0]} points do not fill the {cells} cells spanned by "
+            f"X is not a full grid: its {X.shape[0]} points do not fill the {cells:.0f} cells spanned by "
             f"the unique coordinates per column {shape}. Use fit_grid(axes, Y) with NaN in the missing cells."
         )
     return g
