@@ -46,7 +46,7 @@ pub fn grid_to_numpy<'py, T: Element>(
     v: Vec<T>,
     rows: usize,
 ) -> PyResult<Bound<'py, PyArray2<T>>> {
-    let cols = if rows == 0 { 0 } else { v.len() / rows };
+    let cols = v.len().checked_div(rows).unwrap_or(0);
     let arr =
         Array2::from_shape_vec((rows, cols), v).map_err(|e| PyTypeError::new_err(e.to_string()))?;
     Ok(PyArray2::from_owned_array(py, arr))

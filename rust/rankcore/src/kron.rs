@@ -19,6 +19,8 @@
 //! Every parallel region splits work into blocks whose boundaries depend only on the shape,
 //! each block runs faer's sequential kernels, and reductions add fixed-size chunk sums in
 //! chunk order. Results are bit-identical for any number of threads.
+// `!(x > 0)` is deliberate: it also rejects NaN. `Float` has no `DivAssign`.
+#![allow(clippy::neg_cmp_op_on_partial_ord, clippy::assign_op_pattern)]
 
 use crate::linalg::{matmul, par_row_blocks};
 use crate::{invalid, Error, Float, Interrupt, Result};
