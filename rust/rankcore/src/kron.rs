@@ -699,6 +699,19 @@ mod tests {
     }
 
     #[test]
+    fn wilson_logdet_is_exact_on_a_full_grid() {
+        let ms = vec![spd(6, 0.5), spd(5, 1.0)];
+        let refs: Vec<_> = ms.iter().map(|m| m.as_ref()).collect();
+        let eig = KronEig::new(&refs).unwrap();
+        let (w, mask) = wilson_logdet(&eig, 1.3, 30, 0.05).unwrap();
+        assert!(mask.iter().all(|&b| b));
+        let exact = kron_logdet(&eig, 1.3, 0.05).unwrap();
+        assert!((w - exact).abs() < 1e-12 * exact.abs());
+        assert!(wilson_logdet(&eig, 1.3, 31, 0.05).is_err());
+        assert!(wilson_logdet(&eig, 1.3, 0, 0.05).is_err());
+    }
+
+    #[test]
     fn bit_identical_across_threads() {
         let ms = vec![spd(40, 0.5), spd(33, 1.0), spd(20, 0.3)];
         let refs: Vec<_> = ms.iter().map(|m| m.as_ref()).collect();
