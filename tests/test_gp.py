@@ -372,3 +372,32 @@ def test_incomplete_gradient_is_the_gradient_of_the_approximation():
         [(m.log_marginal_likelihood(theta + h * e) - m.log_marginal_likelihood(theta - h * e)) / (2 * h) for e in np.eye(len(theta))]
     )
     np.testing.assert_allclose(g, fd, rtol=1e-4, atol=1e-5 * np.abs(fd).max())
+
+
+from functools import reduce  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    shape=st.lists(st.integers(2, 5), min_size=1, max_size=3),
+    seed=st.integers(0, 10_000),
+    noise=st.floats(1e-3, 1.0),
+    dtype=st.sampled_from([np.float64, np.float32]),
+)
+def test_lml_property_against_dense(shape, seed, noise, dtype):
+    rng = np.random.default_rng(seed)
+    axes = [np.sort(rng.uniform(0, 3, n)) + np.arange(n) * 1e-3 for n in shape]
+    ls = rng.uniform(0.3, 2.0, len(shape))
+    X = grid_points(*axes)
+    y = rng.standard_normal(len(X))
+    k = ConstantKernel(1.5) * RBF(ls) + WhiteKernel(noise)
+    m = GridGPRegressor(k, optimizer=None).fit(X.astype(dtype), y.astype(dtype))
+    K = 1.5 * reduce(np.kron, [np.exp(-0.5 * (a[:, None] - a[None, :]) ** 2 / l**2) for a, l in zip(axes, ls)])
+    ref = dense_lml(K + (noise + 1e-10) * np.eye(len(y)), y)
+    # float32: cond(K + σ²I) ≤ 1 + 1.5·N/σ² ≤ 2e5 here, so a few 1e-3 relative at worst.
+    tol = 1e-9 if dtype == np.float64 else 5e-3
+    assert abs(m.log_marginal_likelihood_value_ - ref) <= tol * max(abs(ref), 1.0)
+    assert m.predict(X.astype(dtype)).dtype == dtype
