@@ -401,3 +401,21 @@ def test_lml_property_against_dense(shape, seed, noise, dtype):
     tol = 1e-9 if dtype == np.float64 else 5e-3
     assert abs(m.log_marginal_likelihood_value_ - ref) <= tol * max(abs(ref), 1.0)
     assert m.predict(X.astype(dtype)).dtype == dtype
+
+
+def test_multi_output_samples_and_kernel_derivative_matrices():
+    _, X, y = toy((5, 4))
+    Y = np.stack([y, 2 * y + 1], axis=1)
+    m = GridGPRegressor(ConstantKernel(1.0) * RBF([0.5, 0.9]) + WhiteKernel(0.1), optimizer=None, normalize_y=True).fit(X, Y)
+    S = m.sample_y(X, n_samples=3, random_state=1)
+    assert S.shape == (len(X), 2, 3)
+    assert not np.allclose(S[:, 0] - S[:, 0].mean(), (S[:, 1] - S[:, 1].mean()) / 2)  # independent draws
+    # Input-derivative matrices (for derivative observations / PDE solvers) vs finite differences.
+    x1, x2, h = np.linspace(0, 1, 5), np.linspace(0.1, 0.9, 4), 1e-5
+    for k in (RBF1D(0.4), Matern1D(0.5, nu=2.5), Periodic1D(0.8, 0.7), SpectralMixture1D([1.0], [1.3], [0.4])):
+        d1 = (k.matrix(x1 + h, x2) - k.matrix(x1 - h, x2)) / (2 * h)
+        np.testing.assert_allclose(k.matrix(x1, x2, 1, 0), d1, atol=1e-8)
+        d2 = (k.matrix(x1, x2 + h, 1, 0) - k.matrix(x1, x2 - h, 1, 0)) / (2 * h)
+        np.testing.assert_allclose(k.matrix(x1, x2, 1, 1), d2, atol=1e-7)
+        dxx = (k.matrix(x1 + h, x2, 1, 0) - k.matrix(x1 - h, x2, 1, 0)) / (2 * h)
+        np.testing.assert_allclose(k.matrix(x1, x2, 2, 0), dxx, atol=1e-6)

@@ -1012,16 +1012,17 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         N = len(X)
         lam = self._grid_lam(model)
         s2 = float(self._noise(model))
-        z = rng.standard_normal((n_samples, N))
-        zt = (np.sqrt(lam * s2 / (lam + s2)) * z).astype(self._dtype)
-        f = _core.kron_apply([np.ascontiguousarray(q) for q in self._qs], np.ascontiguousarray(zt)).astype(np.float64)
-        f = f[:, self._flat].T  # (M, n_samples)
+        T = 1 if mean.ndim == 1 else mean.shape[1]
+        # Independent draws per target: T·n_samples rows through one batched Kronecker product.
+        z = rng.standard_normal((T * n_samples, N))
+        zt = np.ascontiguousarray(np.sqrt(lam * s2 / (lam + s2)) * z, dtype=self._dtype)
+        f = _core.kron_apply([np.ascontiguousarray(q) for q in self._qs], zt).astype(np.float64)
+        f = f[:, self._flat].reshape(T, n_samples, N).transpose(2, 0, 1)  # (M, T, n_samples)
         if model.white > 0:
             f += np.sqrt(model.white) * rng.standard_normal(f.shape)
-        std_y = self._y_train_std
-        if mean.ndim == 1:
-            return (mean[:, None] + f * std_y).astype(self._dtype)
-        return (mean[:, :, None] + f[:, None, :] * np.asarray(std_y)[None, :, None]).astype(self._dtype)
+        std_y = np.reshape(np.asarray(self._y_train_std, np.float64), (1, -1, 1))
+        out = mean.reshape(N, T, 1) + f * std_y
+        return (out[:, 0, :] if mean.ndim == 1 else out).astype(self._dtype)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
