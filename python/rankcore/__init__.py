@@ -3,6 +3,8 @@
 The public API, nothing else: README.md lists it; each function documents itself.
 """
 
+from rankcore.gp import GridGPRegressor
+from rankcore.kron import kron_logdet, kron_matvec, kron_solve
 from rankcore._threads import get_num_threads, set_num_threads, threads
 from rankcore.fastrp import FastRP, fastrp
 from rankcore.projection import (
@@ -22,6 +24,10 @@ __all__ = [
     "fastrp",
     "johnson_lindenstrauss_min_dim",
     "random_projection",
+    "GridGPRegressor",
+    "kron_logdet",
+    "kron_matvec",
+    "kron_solve",
     "RandomizedPCA",
     "RandomizedSVD",
     "get_num_threads",

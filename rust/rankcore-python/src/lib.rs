@@ -3,6 +3,8 @@
 
 mod arrays;
 mod projection;
+mod gp;
+mod kron;
 mod rng;
 mod run;
 mod svd;
@@ -46,5 +48,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     svd::register(m)?;
     rng::register(m)?;
     projection::register(m)?;
+    kron::register(m)?;
+    gp::register(m)?;
     Ok(())
 }

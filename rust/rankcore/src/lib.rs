@@ -6,6 +6,8 @@
 //!
 //! One implementation serves both precisions through the [`Float`] trait.
 
+pub mod gp;
+pub mod kron;
 pub mod linalg;
 pub mod operator;
 pub mod projection;
