@@ -224,6 +224,8 @@ def test_estimator_passes_every_keyword():
         (lambda: sp.csr_array(np.eye(4)), dict(iteration_weights=[1.0, np.nan]), "iteration_weights"),
         (lambda: sp.csr_array(np.eye(4)), dict(features=np.ones((4, 2))), "feature_ratio"),
         (lambda: sp.csr_array(np.eye(4)), dict(features=np.ones((3, 2)), feature_ratio=0.5), "features"),
+        (lambda: sp.csr_array(np.eye(4)), dict(feature_ratio=0.5), "feature_ratio.*features"),
+        (lambda: sp.csr_array(np.eye(4)), dict(feature_ratio=0.5, variant="gds"), "feature_ratio.*features"),
         (lambda: "edges", {}, "graph"),
     ],
 )
@@ -235,6 +237,41 @@ def test_bad_inputs_name_the_parameter(make, kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         fastrp(g, **kwargs)
     assert digest(*parts) == before
+
+
+def _cancelling_pair(fmt):
+    """A 3-node graph whose edge 0 -> 1 is stored twice, with weights -1 and +1."""
+    data, row, col = np.array([-1.0, 1.0, 2.0]), np.array([0, 0, 1]), np.array([1, 1, 2])
+    if fmt == "coo":
+        return sp.coo_array((data, (row, col)), shape=(3, 3))
+    if fmt == "csr":  # non-canonical: duplicate column in row 0
+        return sp.csr_array((data, col, np.array([0, 2, 3, 3])), shape=(3, 3))
+    return sp.csc_array((data, row, np.array([0, 0, 2, 3])), shape=(3, 3))
+
+
+@pytest.mark.parametrize("fmt", ["coo", "csr", "csc"])
+def test_negative_weights_are_rejected_before_duplicates_are_summed(fmt):
+    g = _cancelling_pair(fmt)
+    assert fmt == "coo" or not g.has_canonical_format
+    before = digest(g.data)
+    with pytest.raises(ValueError, match="non-negative"):
+        fastrp(g, 4, random_state=0)
+    assert digest(g.data) == before
+    # The edge-list form of the same graph.
+    with pytest.raises(ValueError, match="non-negative"):
+        fastrp((np.array([0, 0, 1]), np.array([1, 1, 2]), np.array([-1.0, 1.0, 2.0])), 4)
+
+
+def test_negative_parallel_edge_of_a_multigraph_is_rejected():
+    nx = pytest.importorskip("networkx")
+    G = nx.MultiDiGraph()
+    G.add_edge(0, 1, weight=-1.0)
+    G.add_edge(0, 1, weight=1.0)
+    G.add_edge(1, 2, weight=2.0)
+    with pytest.raises(ValueError, match="non-negative"):
+        fastrp(G, 4, random_state=0)
+    G.remove_edge(0, 1, key=0)  # the -1 edge goes; a valid multigraph still embeds
+    assert fastrp(G, 4, random_state=0).shape == (3, 4)
 
 
 def test_large_graph_crosses_interrupt_sections():

@@ -152,6 +152,24 @@ def test_sparse_output_types_match_sklearn():
     assert isinstance(GaussianRandomProjection(5, random_state=0).fit_transform(X), np.ndarray)
 
 
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_sparse_output_format_for_each_input_format(fmt):
+    """The documented difference: our sparse result is CSR for every sparse input format;
+    sklearn's is CSC for CSC input (CSR otherwise). Values equal the product with
+    ``components_`` either way, and an assigned ``components_`` gives sklearn's format."""
+    X = sp.random(30, 120, density=0.1, random_state=1, format=fmt)
+    ours = SparseRandomProjection(8, dense_output=False, random_state=0).fit(X)
+    theirs = skrp.SparseRandomProjection(8, dense_output=False, random_state=0).fit(X)
+    a, b = ours.transform(X), theirs.transform(X)
+    assert type(a) is sp.csr_matrix and a.has_sorted_indices and not np.any(a.data == 0)
+    assert b.format == ("csc" if fmt == "csc" else "csr")
+    np.testing.assert_allclose(a.toarray(), X @ ours.components_.T.toarray(), rtol=1e-13, atol=1e-13)
+    ours.components_ = theirs.components_
+    c = ours.transform(X)
+    assert c.format == b.format
+    np.testing.assert_allclose(c.toarray(), b.toarray(), rtol=1e-13, atol=1e-13)
+
+
 def test_results_do_not_depend_on_thread_count():
     X = data(700, 300, seed=4)
     S = sp.csr_matrix(X)

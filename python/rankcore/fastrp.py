@@ -43,7 +43,8 @@ Graph conventions (both variants)
   ``max(A, A.T)`` (the union of both directions; a symmetric input is unchanged).
 - Duplicate edges are summed (as scipy does); stored zeros are not edges; self-loops are
   ordinary edges (a node then aggregates its own previous vector).
-- Weights must be finite and non-negative.
+- Weights must be finite and non-negative, each stored entry (or each parallel edge of a
+  networkx multigraph) checked before duplicates are summed.
 - Nodes without out-edges: ``L_v = 1``; their rows of ``N_i`` are zero (and stay zero
   under normalisation), so an isolated node's embedding is ``w0`` times its initial vector
   (zero with the default ``self_influence=0``, as in GDS).
@@ -109,9 +110,28 @@ def _bool(value: Any, name: str) -> bool:
     return bool(value)
 
 
-def _check_weights(A: sp.csr_array) -> None:
-    if A.nnz and not (np.all(np.isfinite(A.data)) and A.data.min() >= 0):
+def _check_weights(A: Any) -> None:
+    """Finite, non-negative weights. Called on the stored entries *before* duplicates are
+    summed (a -1/+1 pair must not pass as a zero) and again after conversions that may
+    overflow."""
+    if not sp.issparse(A):
+        data = np.asarray(A)
+    elif A.format in ("csr", "csc", "coo", "bsr"):
+        data = A.data
+    else:  # dok, lil, dia: formats that hold no duplicates
+        data = A.tocoo().data
+    if data.size and not (np.all(np.isfinite(data)) and data.min() >= 0):
         raise ValueError("graph edge weights must be finite and non-negative")
+
+
+def _networkx_weights(graph: Any) -> np.ndarray:
+    """The weight of every edge (a multigraph's parallel edges one by one; networkx sums
+    them when building the matrix)."""
+    try:
+        return np.fromiter((w for *_, w in graph.edges(data="weight", default=1)), dtype=np.float64,
+                           count=graph.number_of_edges())
+    except (TypeError, ValueError) as exc:
+        raise TypeError("graph edge weights must be real numbers") from exc
 
 
 def _from_edge_list(graph: Any, n_nodes: int | None, dtype: Any) -> sp.csr_array:
@@ -149,6 +169,7 @@ def _adjacency(graph: Any, *, n_nodes: int | None, directed: bool | None, dtype:
         if graph.dtype.kind not in "biuf":
             raise TypeError(f"graph must hold real weights, got dtype {graph.dtype}")
         dt = np.dtype(dtype) if dtype is not None else (graph.dtype if graph.dtype in (np.float32, np.float64) else np.float64)
+        _check_weights(graph)
         A = graph
         if A.format != "csr" or A.dtype != dt or not A.has_canonical_format:
             A = sp.csr_array(A, dtype=dt, copy=True)
@@ -163,6 +184,7 @@ def _adjacency(graph: Any, *, n_nodes: int | None, directed: bool | None, dtype:
         nodes = list(graph.nodes)
         if not nodes:
             raise ValueError("graph has no nodes")
+        _check_weights(_networkx_weights(graph))
         A = nx.to_scipy_sparse_array(graph, nodelist=nodes, weight="weight", format="csr",
                                      dtype=np.dtype(dtype or np.float64))
         A.sum_duplicates()
@@ -247,8 +269,10 @@ def fastrp(
     features : array-like of shape (n, f), optional
         Node features, projected into ``int(n_components * feature_ratio)`` columns.
     feature_ratio : float in [0, 1], default=0.0
-        Share of the columns given to the features (GDS: propertyRatio); must be positive
-        when ``features`` is given.
+        Share of the columns given to the features (GDS: propertyRatio), for either
+        variant; must be positive when ``features`` is given and zero when it is not (a
+        ValueError otherwise, as GDS requires featureProperties for a positive
+        propertyRatio).
     normalize : bool, optional
         Paper variant: L2-normalise each power's rows before weighting (default False).
         The gds variant always normalises.
@@ -299,6 +323,11 @@ def fastrp(
     else:
         dens = check_nonneg_float(density, "density", maximum=1.0, strict=True)
     F, pdim = None, 0
+    if features is None and ratio > 0:
+        raise ValueError(
+            f"feature_ratio={ratio} > 0 requires features (the node features to project; as "
+            "GDS's propertyRatio requires featureProperties); pass features or feature_ratio=0"
+        )
     if features is not None:
         F = check_array(features, name="features", dtype_policy=A.dtype.name)
         if F.shape[0] != n:

@@ -20,6 +20,12 @@ Differences from scikit-learn
   from the dtype seen in ``fit``; sklearn promotes to the fit dtype in that case.
 - ``components_`` is computed on first access (and cached; not pickled). Assigning to it
   is allowed, as with sklearn: ``transform`` then multiplies by the assigned matrix.
+- ``SparseRandomProjection(dense_output=False).transform`` of sparse input returns a
+  ``csr_matrix`` for CSR, CSC and COO input alike (sorted indices, no stored zeros). For CSC
+  input sklearn's ``safe_sparse_dot`` returns a ``csc_matrix`` instead (CSR and COO give CSR
+  in both). The kernel builds CSR rows directly; giving CSC would cost a full copy of the
+  result, so call ``.tocsc()`` when that format is needed. (With an assigned
+  ``components_`` the product is sklearn's ``safe_sparse_dot`` and its format is sklearn's.)
 """
 
 from __future__ import annotations
@@ -439,8 +445,9 @@ class SparseRandomProjection(_BaseRandomProjection):
         "auto" is ``1/sqrt(n_features)`` (Li et al.); 1/3 gives Achlioptas' matrix.
     eps : float, default=0.1
     dense_output : bool, default=False
-        For sparse input: return a dense array instead of a CSR matrix (dense input always
-        gives a dense array, as in sklearn).
+        For sparse input: return a dense array instead of a ``csr_matrix`` (dense input always
+        gives a dense array, as in sklearn). The sparse result is CSR also for CSC input,
+        where sklearn returns CSC (see the module notes; ``.tocsc()`` converts).
     compute_inverse_components : bool, default=False
     random_state : None, int, Generator or RandomState, default=None
 

@@ -11,13 +11,18 @@
 //!
 //! - **Sparse families** (density `δ ∈ (0, 1]`; Achlioptas is `δ = 1/3`, "very sparse" is
 //!   `δ = 1/√d`): let `w = words(j / 4, i)[j % 4]` be the 32-bit word of entry `(j, i)` (the
-//!   word [`RandomMatrix::u32_at`] returns). The entry is non-zero iff
-//!   `w < ceil(δ · 2^32)`, i.e. iff the uniform `u = w / 2^32` satisfies `u < δ`. Its sign is
-//!   the lowest bit of the same word: `+` when `w & 1 == 0`, `-` otherwise (given `w < T`, `w`
-//!   is uniform on `[0, T)`, so the bit is balanced up to `1/T`). Its magnitude is
+//!   word [`RandomMatrix::u32_at`] returns). The word is split in two independent parts:
+//!   bits 1..=31 (`w >> 1`, uniform on `[0, 2^31)`) decide whether the entry is non-zero,
+//!   bit 0 (`w & 1`) decides its sign. The entry is non-zero iff
+//!   `(w >> 1) < T` with `T = ceil(δ · 2^31)` (computed in f64, exact since `δ · 2^31` is a
+//!   scaled f64), i.e. with probability `T / 2^31` (`δ` rounded up to a multiple of
+//!   `2^-31`; `δ = 1` gives `T = 2^31`, so every entry is non-zero). Its sign is `+` when
+//!   `w & 1 == 0`, `-` otherwise; since bit 0 is independent of the other bits, the sign is
+//!   exactly balanced given the entry is non-zero, for every `δ`. Its magnitude is
 //!   scikit-learn's `s = sqrt(1/δ) / sqrt(k)`, computed in f64 and rounded once to the
 //!   working type. Only integer operations decide the pattern, so any implementation of
-//!   the Philox layout (the CUDA kernels included) reproduces it bit for bit.
+//!   the Philox layout (the CUDA kernels included) reproduces it bit for bit
+//!   ([`decode_entry`] is the reference).
 //! - **Gaussian**: `R[i, j] = T(z) · T(1/sqrt(k))` with `z = normal_at(j, i)`, i.e.
 //!   `N(0, 1/k)` as in scikit-learn. Normals agree across devices to a few ulps (see
 //!   [`crate::rng`]).
@@ -171,6 +176,31 @@ pub(crate) fn has_avx2() -> bool {
     }
 }
 
+/// Whether the sparse-family entry of word `w` is non-zero, for threshold
+/// `t = ceil(δ · 2^31)` (bits 1..=31 of the word; see the module docs).
+#[inline(always)]
+pub(crate) fn is_nonzero(w: u32, t: u64) -> bool {
+    u64::from(w >> 1) < t
+}
+
+/// Whether the sparse-family entry of word `w`, if non-zero, is negative (bit 0).
+#[inline(always)]
+pub(crate) fn is_negative(w: u32) -> bool {
+    w & 1 == 1
+}
+
+/// The sign of the sparse-family entry of word `w` for threshold `t = ceil(δ · 2^31)`:
+/// `0` (zero), `1` or `-1`. This is the reference decoding every kernel (CPU or GPU) follows.
+pub fn decode_entry(w: u32, t: u64) -> i8 {
+    if !is_nonzero(w, t) {
+        0
+    } else if is_negative(w) {
+        -1
+    } else {
+        1
+    }
+}
+
 impl Projection {
     /// Validates the shape and the density; the stream is the family's default.
     pub fn new(n_features: usize, n_components: usize, family: Family, seed: u64) -> Result<Self> {
@@ -243,11 +273,12 @@ impl Projection {
         }
     }
 
-    /// `ceil(δ · 2^32)`: a word below it is a non-zero.
+    /// `ceil(δ · 2^31)`: an entry whose word `w` has `(w >> 1)` below it is a non-zero
+    /// (see [`decode_entry`]).
     pub(crate) fn threshold(&self) -> u64 {
         match self.family {
-            Family::Sparse { density } => (density * 4_294_967_296.0).ceil() as u64,
-            Family::Gaussian => 1 << 32,
+            Family::Sparse { density } => (density * 2_147_483_648.0).ceil() as u64,
+            Family::Gaussian => 1 << 31,
         }
     }
 
@@ -329,8 +360,8 @@ impl Projection {
                 let w8 = rng.words_x8(q as u64, i0 as u32);
                 for (i, w) in (i0..k).zip(w8) {
                     for (lane, &word) in w.iter().enumerate() {
-                        if u64::from(word) < t {
-                            per[lane][(word & 1) as usize].push(i as u32);
+                        if is_nonzero(word, t) {
+                            per[lane][usize::from(is_negative(word))].push(i as u32);
                         }
                     }
                 }
@@ -378,9 +409,9 @@ impl Projection {
                     let w = rng.words(q as u64, i as u32);
                     for (lane, &word) in w.iter().enumerate() {
                         let j = 4 * q + lane;
-                        if j < d && u64::from(word) < t {
+                        if j < d && is_nonzero(word, t) {
                             cols.push(j as i64);
-                            neg.push(word & 1 == 1);
+                            neg.push(is_negative(word));
                         }
                     }
                 }

@@ -26,7 +26,10 @@
 //! gather over fixed row chunks; every row sums its edges in storage order, so results are
 //! bit-identical for any thread count.
 
-use super::{has_avx2, huge_zeroed, Family, Projection, STREAM_FASTRP_FEATURES, STREAM_SPARSE};
+use super::{
+    has_avx2, huge_zeroed, is_negative, is_nonzero, Family, Projection, STREAM_FASTRP_FEATURES,
+    STREAM_SPARSE,
+};
 use crate::sparse::{CsrRef, SpIndex};
 use crate::{invalid, Float, Interrupt, Result};
 use faer::MatRef;
@@ -306,9 +309,9 @@ impl Fill<'_> {
                 for (c, w) in (c0..self.kb).zip(w8) {
                     for (lane, &word) in w.iter().enumerate() {
                         let r = 4 * q + lane - v0;
-                        if r < rows && u64::from(word) < self.t {
+                        if r < rows && is_nonzero(word, self.t) {
                             let s = self.scale[r];
-                            chunk[r * k + c] = T::from_f64(if word & 1 == 0 { s } else { -s });
+                            chunk[r * k + c] = T::from_f64(if is_negative(word) { -s } else { s });
                         }
                     }
                 }

@@ -45,12 +45,12 @@ fn entries_follow_the_documented_layout() {
     let p = sparse(d, k, density, seed);
     let r = p.components_dense::<f64>();
     let rng = RandomMatrix::new(seed, STREAM_SPARSE);
-    let t = (density * 2f64.powi(32)).ceil() as u64;
+    let t = (density * 2f64.powi(31)).ceil() as u64;
     let s = (1.0 / density).sqrt() / (k as f64).sqrt();
     for i in 0..k {
         for j in 0..d {
             let w = rng.u32_at(j as u64, i as u32);
-            let want = if u64::from(w) >= t {
+            let want = if u64::from(w >> 1) >= t {
                 0.0
             } else if w & 1 == 0 {
                 s
@@ -68,6 +68,56 @@ fn entries_follow_the_documented_layout() {
             assert_eq!(rg[(i, j)], grng.normal_at(j as u64, i as u32) * (1.0 / 3.0));
         }
     }
+}
+
+/// The sign is bit 0 and the non-zero test uses bits 1..=31 only, so given a non-zero the
+/// sign is exactly balanced for every density, the tiniest included (with the sign taken
+/// from the low bit of a word also compared against `ceil(δ · 2^32)`, `δ = 2e-9` gave
+/// `P(+) = 5/9`).
+#[test]
+fn signs_are_balanced_given_nonzero_at_every_density() {
+    for density in [2e-9, 1e-9, 3e-9, 2f64.powi(-31), 1e-6, 1.0 / 3.0, 0.5, 1.0] {
+        let t = Projection::new(4, 1, Family::Sparse { density }, 0)
+            .unwrap()
+            .threshold();
+        assert_eq!(t, (density * 2f64.powi(31)).ceil() as u64, "{density}");
+        // Non-zero words are exactly [0, 2t): count signs over all of them (small t) or
+        // over their first and last 2^16 (large t), plus words just past the boundary.
+        let span = 2 * t;
+        let mut words: Vec<u64> = (0..span.min(1 << 17)).collect();
+        words.extend(span.saturating_sub(1 << 16).max(1 << 17)..span);
+        let (mut pos, mut neg) = (0u64, 0u64);
+        for &w in &words {
+            match decode_entry(w as u32, t) {
+                1 => pos += 1,
+                -1 => neg += 1,
+                _ => panic!("word {w} below 2t = {span} must be non-zero ({density})"),
+            }
+        }
+        assert_eq!(pos, neg, "sign balance at density {density}");
+        for w in span..(span + 64).min(1 << 32) {
+            assert_eq!(decode_entry(w as u32, t), 0, "word {w} ({density})");
+        }
+    }
+    // Density 1: every word, the largest included, is a non-zero.
+    let t = Projection::new(4, 1, Family::Sparse { density: 1.0 }, 0)
+        .unwrap()
+        .threshold();
+    assert_eq!(decode_entry(u32::MAX, t), -1);
+    assert_eq!(decode_entry(u32::MAX - 1, t), 1);
+    let r = sparse(13, 6, 1.0, 9).components_csr::<f64>().unwrap();
+    let s = 1.0 / 6f64.sqrt();
+    assert_eq!(r.data.len(), 13 * 6);
+    assert!(r.data.iter().all(|&v| v == s || v == -s));
+    // The generated stream: at density 0.5, signs of the non-zeros of a 400 × 500 matrix
+    // are balanced within 4 standard deviations.
+    let c = sparse(500, 400, 0.5, 4).components_csr::<f64>().unwrap();
+    let n = c.data.len() as f64;
+    let plus = c.data.iter().filter(|&&v| v > 0.0).count() as f64;
+    assert!(
+        (plus - n / 2.0).abs() < 4.0 * (n / 4.0).sqrt(),
+        "{plus} of {n}"
+    );
 }
 
 #[test]
