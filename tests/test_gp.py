@@ -190,6 +190,31 @@ def test_heteroscedastic_alpha_matches_sklearn():
     assert rel(ours.alpha_, sk.alpha_) < 1e-7
 
 
+def test_heteroscedastic_alpha_shuffled_rows_matches_sklearn():
+    # Per-sample alpha follows X's rows, whatever their order: the core solve works in
+    # grid-cell order, so alpha must be scattered to the cells with y.
+    _, X, y = toy((7, 5), seed=3, shuffle=True)
+    alpha = np.random.default_rng(1).uniform(0.01, 0.3, len(y))
+    k = ConstantKernel(1.1) * RBF([0.6, 0.7])
+    sk = GaussianProcessRegressor(k, alpha=alpha, optimizer=None).fit(X, y)
+    ours = GridGPRegressor(k, alpha=alpha, optimizer=None).fit(X, y)
+    fine = grid_points(np.linspace(-1, 2, 6), np.linspace(-1, 2, 4))
+    for P in (X, X[::-1], fine, fine[:5]):
+        m1, s1 = sk.predict(P, return_std=True)
+        m2, s2 = ours.predict(P, return_std=True)
+        assert rel(m2, m1) < 1e-8
+        assert rel(s2, s1) < 1e-7
+    assert rel(ours.predict(X[:4], return_cov=True)[1], sk.predict(X[:4], return_cov=True)[1]) < 1e-7
+    assert rel(ours.alpha_, sk.alpha_) < 1e-7
+    # The LML here is the Wilson approximation (not sklearn's exact value), but it must not
+    # depend on the row order: refit on the C-ordered rows with alpha permuted alike.
+    p = np.lexsort(X.T[::-1])
+    c_order = GridGPRegressor(k, alpha=alpha[p], optimizer=None).fit(X[p], y[p])
+    v1, g1 = ours.log_marginal_likelihood(k.theta, eval_gradient=True)
+    v2, g2 = c_order.log_marginal_likelihood(k.theta, eval_gradient=True)
+    assert abs(v1 - v2) < 1e-10 * abs(v2) and rel(g1, g2) < 1e-8
+
+
 def test_off_grid_test_grid_and_samples():
     _, X, y = toy((6, 5), seed=8)
     k = ConstantKernel(1.0) * RBF([0.5, 0.8]) + WhiteKernel(0.05)

@@ -680,6 +680,13 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             self._y_train_std = 1.0
         self.y_train_ = y
         self._obs_flat = np.flatnonzero(obs).astype(np.int64)
+        # alpha arrives in the rows' order (X_train_, used by the dense variance paths);
+        # the core solve works on the observed cells in ascending cell order.
+        self._alpha_rows = a
+        if a.ndim > 0:
+            cells = np.empty(len(self._obs_flat), dtype=np.float64)
+            cells[np.searchsorted(self._obs_flat, flat)] = a
+            a = cells
         self._alpha_cells = a
         ygrid = np.zeros((len(obs),) + y.shape[1:], dtype=self._dtype)
         ygrid[flat] = y
@@ -724,7 +731,12 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         raise ValueError(f"optimizer must be 'fmin_l_bfgs_b', a callable or None, got {self.optimizer!r}")
 
     def _noise(self, model: _Model) -> float | np.ndarray:
+        """Noise variance per observed cell, in ascending cell order (``_obs_flat``)."""
         return self._alpha_cells + model.white
+
+    def _noise_rows(self, model: _Model) -> float | np.ndarray:
+        """Noise variance per training row, in the order of ``X_train_``."""
+        return self._alpha_rows + model.white
 
     def _eig(self, model: _Model):
         Ks = [np.ascontiguousarray(model.factor_matrix(d, ax, ax), dtype=self._dtype) for d, ax in enumerate(self.axes_)]
@@ -927,7 +939,7 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         X = X.astype(np.float64)
         if len(self.X_train_) <= _DENSE_VAR_LIMIT:
             Xo = self.X_train_.astype(np.float64)
-            Koo = self._prior_matrix(model, Xo, Xo) + np.diag(np.broadcast_to(self._noise(model), (len(Xo),)))
+            Koo = self._prior_matrix(model, Xo, Xo) + np.diag(np.broadcast_to(self._noise_rows(model), (len(Xo),)))
             Kxo = self._prior_matrix(model, X, Xo)
             L = np.linalg.cholesky(Koo)
             V = scipy.linalg.solve_triangular(L, Kxo.T, lower=True)
@@ -981,7 +993,7 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                     f"return_cov on an incomplete grid with more than {_DENSE_VAR_LIMIT} observed cells is not implemented"
                 )
             Xo = self.X_train_.astype(np.float64)
-            Koo = self._prior_matrix(model, Xo, Xo) + np.diag(np.broadcast_to(self._noise(model), (len(Xo),)))
+            Koo = self._prior_matrix(model, Xo, Xo) + np.diag(np.broadcast_to(self._noise_rows(model), (len(Xo),)))
             Kxo = self._prior_matrix(model, X64, Xo)
             return prior - Kxo @ np.linalg.solve(Koo, Kxo.T)
         s = model.scale
