@@ -215,6 +215,31 @@ def test_heteroscedastic_alpha_shuffled_rows_matches_sklearn():
     assert abs(v1 - v2) < 1e-10 * abs(v2) and rel(g1, g2) < 1e-8
 
 
+@pytest.mark.parametrize("normalize_y", [False, True])
+@pytest.mark.parametrize("n_targets", [None, 1, 3])
+def test_output_shapes_and_values_match_sklearn(normalize_y, n_targets):
+    # sklearn (>= 1.6): mean (M,)|(M, B), std (M,)|(M, B), cov (M, M)|(M, M, B); y of shape
+    # (n, 1) is squeezed to the 1-D forms; sample_y (M, S)|(M, B, S).
+    _, X, y = toy((4, 3), seed=11)
+    if n_targets is not None:
+        y = np.stack([y * (t + 1) + t for t in range(n_targets)], axis=1)
+    k = ConstantKernel(1.2) * RBF([0.7, 0.9]) + WhiteKernel(0.05)
+    sk = GaussianProcessRegressor(k, optimizer=None, normalize_y=normalize_y).fit(X, y)
+    ours = GridGPRegressor(k, optimizer=None, normalize_y=normalize_y).fit(X, y)
+    off = np.random.default_rng(2).uniform(-1, 2, (5, 2))
+    for P in (X, off):
+        assert ours.predict(P).shape == sk.predict(P).shape
+        assert rel(ours.predict(P), sk.predict(P)) < 1e-8
+        (m1, s1), (m2, s2) = sk.predict(P, return_std=True), ours.predict(P, return_std=True)
+        assert m2.shape == m1.shape and s2.shape == s1.shape
+        assert rel(m2, m1) < 1e-8
+        assert rel(s2, s1) < 1e-7
+        (m1, c1), (m2, c2) = sk.predict(P, return_cov=True), ours.predict(P, return_cov=True)
+        assert m2.shape == m1.shape and c2.shape == c1.shape
+        assert rel(c2, c1) < 1e-7
+        assert ours.sample_y(P, 4).shape == sk.sample_y(P, 4).shape
+
+
 def test_off_grid_test_grid_and_samples():
     _, X, y = toy((6, 5), seed=8)
     k = ConstantKernel(1.0) * RBF([0.5, 0.8]) + WhiteKernel(0.05)

@@ -862,19 +862,37 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         cov = None
         if return_cov:
             cov = self._predict_cov(model, X)
-        # Undo the normalisation.
-        std_y = self._y_train_std
-        mean = mean * std_y + self._y_train_mean
-        multi = self.y_train_.ndim > 1
+        return self._denormalise(model, len(X), mean, var if return_std else None, cov)
+
+    def _denormalise(self, model, M, mean, var, cov):
+        """Undo the target normalisation and shape the outputs as scikit-learn (≥ 1.6) does:
+        mean (M,) or (M, B), std (M,) or (M, B), cov (M, M) or (M, M, B), where a single
+        target given as y of shape (n, 1) is squeezed to the 1-D forms."""
         dt = self._dtype
-        if return_cov:
-            cov = cov + model.white * np.eye(len(X))
-            cov = np.einsum("ij,...->ij...", cov, np.asarray(std_y) ** 2) if multi else cov * std_y**2
+        multi = self.y_train_.ndim > 1
+        B = self.y_train_.shape[1] if multi else 1
+        std_y = np.broadcast_to(np.asarray(self._y_train_std, np.float64), (B,)) if multi else self._y_train_std
+        squeeze = multi and B == 1
+        if multi:
+            mean = np.reshape(mean, (M, B)) * std_y + self._y_train_mean
+            mean = mean[:, 0] if squeeze else mean
+        else:
+            mean = mean * std_y + self._y_train_mean
+        if cov is not None:
+            cov = cov + model.white * np.eye(M)
+            if multi:
+                cov = cov[:, :, None] * std_y**2
+                cov = cov[:, :, 0] if squeeze else cov
+            else:
+                cov = cov * std_y**2
             return mean.astype(dt), cov.astype(dt)
-        if return_std:
-            var = np.maximum(var + model.white, 0.0)
-            std = np.sqrt(var)
-            std = np.outer(std, std_y) if multi else std * std_y
+        if var is not None:
+            std = np.sqrt(np.maximum(var + model.white, 0.0))
+            if multi:
+                std = std[:, None] * std_y
+                std = std[:, 0] if squeeze else std
+            else:
+                std = std * std_y
             return mean.astype(dt), std.astype(dt)
         return mean.astype(dt)
 
