@@ -294,7 +294,9 @@ def test_clone_pickle_and_unfitted_prior():
     k = ConstantKernel(2.0) * RBF([0.5, 0.9])
     mean, std = GridGPRegressor(k).predict(X[:3], return_std=True)
     sk_mean, sk_std = GaussianProcessRegressor(k).predict(X[:3], return_std=True)
-    np.testing.assert_allclose(std, sk_std) and np.testing.assert_allclose(mean, sk_mean)
+    np.testing.assert_allclose(std, sk_std, rtol=1e-12)
+    np.testing.assert_allclose(mean, sk_mean, atol=0)
+    assert mean.shape == sk_mean.shape and std.shape == sk_std.shape
 
 
 def test_bad_inputs():
