@@ -306,6 +306,14 @@ def test_bad_inputs():
         GridGPRegressor(k).fit(X[:-1], y[:-1])
     with pytest.raises(ValueError, match="duplicate"):
         GridGPRegressor(k).fit(np.vstack([X[:-1], X[:1]]), y)
+    # Scattered points whose unique counts per column multiply to ~1e28 cells: the clear
+    # message, not numpy's "invalid dims" from allocating the spanned grid.
+    Xs = np.random.default_rng(0).uniform(size=(3000, 8))
+    with pytest.raises(ValueError, match="not a full grid"):
+        GridGPRegressor(k).fit(Xs, np.ones(3000))
+    m8 = GridGPRegressor(ConstantKernel(1.0) * RBF([0.5] * 8) + WhiteKernel(0.1), optimizer=None)
+    m8.fit(grid_points(*[[0.0, 1.0]] * 8), np.arange(256.0))
+    assert m8.predict(Xs[:300]).shape == (300,)  # 300 scattered rows span 300**8 cells
     with pytest.raises(ValueError, match="NaN|infinity"):
         Xn = X.copy()
         Xn[0, 0] = np.nan
