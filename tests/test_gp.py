@@ -190,6 +190,56 @@ def test_heteroscedastic_alpha_matches_sklearn():
     assert rel(ours.alpha_, sk.alpha_) < 1e-7
 
 
+def test_heteroscedastic_alpha_shuffled_rows_matches_sklearn():
+    # Per-sample alpha follows X's rows, whatever their order: the core solve works in
+    # grid-cell order, so alpha must be scattered to the cells with y.
+    _, X, y = toy((7, 5), seed=3, shuffle=True)
+    alpha = np.random.default_rng(1).uniform(0.01, 0.3, len(y))
+    k = ConstantKernel(1.1) * RBF([0.6, 0.7])
+    sk = GaussianProcessRegressor(k, alpha=alpha, optimizer=None).fit(X, y)
+    ours = GridGPRegressor(k, alpha=alpha, optimizer=None).fit(X, y)
+    fine = grid_points(np.linspace(-1, 2, 6), np.linspace(-1, 2, 4))
+    for P in (X, X[::-1], fine, fine[:5]):
+        m1, s1 = sk.predict(P, return_std=True)
+        m2, s2 = ours.predict(P, return_std=True)
+        assert rel(m2, m1) < 1e-8
+        assert rel(s2, s1) < 1e-7
+    assert rel(ours.predict(X[:4], return_cov=True)[1], sk.predict(X[:4], return_cov=True)[1]) < 1e-7
+    assert rel(ours.alpha_, sk.alpha_) < 1e-7
+    # The LML here is the Wilson approximation (not sklearn's exact value), but it must not
+    # depend on the row order: refit on the C-ordered rows with alpha permuted alike.
+    p = np.lexsort(X.T[::-1])
+    c_order = GridGPRegressor(k, alpha=alpha[p], optimizer=None).fit(X[p], y[p])
+    v1, g1 = ours.log_marginal_likelihood(k.theta, eval_gradient=True)
+    v2, g2 = c_order.log_marginal_likelihood(k.theta, eval_gradient=True)
+    assert abs(v1 - v2) < 1e-10 * abs(v2) and rel(g1, g2) < 1e-8
+
+
+@pytest.mark.parametrize("normalize_y", [False, True])
+@pytest.mark.parametrize("n_targets", [None, 1, 3])
+def test_output_shapes_and_values_match_sklearn(normalize_y, n_targets):
+    # sklearn (>= 1.6): mean (M,)|(M, B), std (M,)|(M, B), cov (M, M)|(M, M, B); y of shape
+    # (n, 1) is squeezed to the 1-D forms; sample_y (M, S)|(M, B, S).
+    _, X, y = toy((4, 3), seed=11)
+    if n_targets is not None:
+        y = np.stack([y * (t + 1) + t for t in range(n_targets)], axis=1)
+    k = ConstantKernel(1.2) * RBF([0.7, 0.9]) + WhiteKernel(0.05)
+    sk = GaussianProcessRegressor(k, optimizer=None, normalize_y=normalize_y).fit(X, y)
+    ours = GridGPRegressor(k, optimizer=None, normalize_y=normalize_y).fit(X, y)
+    off = np.random.default_rng(2).uniform(-1, 2, (5, 2))
+    for P in (X, off):
+        assert ours.predict(P).shape == sk.predict(P).shape
+        assert rel(ours.predict(P), sk.predict(P)) < 1e-8
+        (m1, s1), (m2, s2) = sk.predict(P, return_std=True), ours.predict(P, return_std=True)
+        assert m2.shape == m1.shape and s2.shape == s1.shape
+        assert rel(m2, m1) < 1e-8
+        assert rel(s2, s1) < 1e-7
+        (m1, c1), (m2, c2) = sk.predict(P, return_cov=True), ours.predict(P, return_cov=True)
+        assert m2.shape == m1.shape and c2.shape == c1.shape
+        assert rel(c2, c1) < 1e-7
+        assert ours.sample_y(P, 4).shape == sk.sample_y(P, 4).shape
+
+
 def test_off_grid_test_grid_and_samples():
     _, X, y = toy((6, 5), seed=8)
     k = ConstantKernel(1.0) * RBF([0.5, 0.8]) + WhiteKernel(0.05)
@@ -244,7 +294,9 @@ def test_clone_pickle_and_unfitted_prior():
     k = ConstantKernel(2.0) * RBF([0.5, 0.9])
     mean, std = GridGPRegressor(k).predict(X[:3], return_std=True)
     sk_mean, sk_std = GaussianProcessRegressor(k).predict(X[:3], return_std=True)
-    np.testing.assert_allclose(std, sk_std) and np.testing.assert_allclose(mean, sk_mean)
+    np.testing.assert_allclose(std, sk_std, rtol=1e-12)
+    np.testing.assert_allclose(mean, sk_mean, atol=0)
+    assert mean.shape == sk_mean.shape and std.shape == sk_std.shape
 
 
 def test_bad_inputs():
@@ -254,6 +306,14 @@ def test_bad_inputs():
         GridGPRegressor(k).fit(X[:-1], y[:-1])
     with pytest.raises(ValueError, match="duplicate"):
         GridGPRegressor(k).fit(np.vstack([X[:-1], X[:1]]), y)
+    # Scattered points whose unique counts per column multiply to ~1e28 cells: the clear
+    # message, not numpy's "invalid dims" from allocating the spanned grid.
+    Xs = np.random.default_rng(0).uniform(size=(3000, 8))
+    with pytest.raises(ValueError, match="not a full grid"):
+        GridGPRegressor(k).fit(Xs, np.ones(3000))
+    m8 = GridGPRegressor(ConstantKernel(1.0) * RBF([0.5] * 8) + WhiteKernel(0.1), optimizer=None)
+    m8.fit(grid_points(*[[0.0, 1.0]] * 8), np.arange(256.0))
+    assert m8.predict(Xs[:300]).shape == (300,)  # 300 scattered rows span 300**8 cells
     with pytest.raises(ValueError, match="NaN|infinity"):
         Xn = X.copy()
         Xn[0, 0] = np.nan

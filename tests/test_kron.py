@@ -89,6 +89,20 @@ def test_rank_deficient_factor_is_clamped():
     assert abs(kron_logdet(Ks, 1e-3) - np.linalg.slogdet(A)[1]) < 1e-8 * abs(np.linalg.slogdet(A)[1])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_indefinite_factor_raises(dtype):
+    # K1 has eigenvalues -1 and 3; clamping -1 to zero used to give a solve off by 6.
+    K1 = np.array([[1.0, 2.0], [2.0, 1.0]], dtype=dtype)
+    I2 = np.eye(2, dtype=dtype)
+    y = np.arange(4.0, dtype=dtype)
+    for f in (lambda: kron_solve([I2, K1], y, 0.5), lambda: kron_logdet([I2, K1], 0.5)):
+        with pytest.raises(ValueError, match=r"Ks\[1\] is not positive semi-definite: eigenvalue -1\.0"):
+            f()
+    # A single indefinite factor is named by its index too.
+    with pytest.raises(ValueError, match=r"Ks\[0\] is not positive semi-definite"):
+        kron_solve([K1], y[:2], 0.5)
+
+
 def test_bad_inputs():
     K = spd(4, 0.3)
     with pytest.raises(ValueError, match="noise"):

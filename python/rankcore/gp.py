@@ -680,6 +680,13 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             self._y_train_std = 1.0
         self.y_train_ = y
         self._obs_flat = np.flatnonzero(obs).astype(np.int64)
+        # alpha arrives in the rows' order (X_train_, used by the dense variance paths);
+        # the core solve works on the observed cells in ascending cell order.
+        self._alpha_rows = a
+        if a.ndim > 0:
+            cells = np.empty(len(self._obs_flat), dtype=np.float64)
+            cells[np.searchsorted(self._obs_flat, flat)] = a
+            a = cells
         self._alpha_cells = a
         ygrid = np.zeros((len(obs),) + y.shape[1:], dtype=self._dtype)
         ygrid[flat] = y
@@ -724,7 +731,12 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         raise ValueError(f"optimizer must be 'fmin_l_bfgs_b', a callable or None, got {self.optimizer!r}")
 
     def _noise(self, model: _Model) -> float | np.ndarray:
+        """Noise variance per observed cell, in ascending cell order (``_obs_flat``)."""
         return self._alpha_cells + model.white
+
+    def _noise_rows(self, model: _Model) -> float | np.ndarray:
+        """Noise variance per training row, in the order of ``X_train_``."""
+        return self._alpha_rows + model.white
 
     def _eig(self, model: _Model):
         Ks = [np.ascontiguousarray(model.factor_matrix(d, ax, ax), dtype=self._dtype) for d, ax in enumerate(self.axes_)]
@@ -850,19 +862,37 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         cov = None
         if return_cov:
             cov = self._predict_cov(model, X)
-        # Undo the normalisation.
-        std_y = self._y_train_std
-        mean = mean * std_y + self._y_train_mean
-        multi = self.y_train_.ndim > 1
+        return self._denormalise(model, len(X), mean, var if return_std else None, cov)
+
+    def _denormalise(self, model, M, mean, var, cov):
+        """Undo the target normalisation and shape the outputs as scikit-learn (≥ 1.6) does:
+        mean (M,) or (M, B), std (M,) or (M, B), cov (M, M) or (M, M, B), where a single
+        target given as y of shape (n, 1) is squeezed to the 1-D forms."""
         dt = self._dtype
-        if return_cov:
-            cov = cov + model.white * np.eye(len(X))
-            cov = np.einsum("ij,...->ij...", cov, np.asarray(std_y) ** 2) if multi else cov * std_y**2
+        multi = self.y_train_.ndim > 1
+        B = self.y_train_.shape[1] if multi else 1
+        std_y = np.broadcast_to(np.asarray(self._y_train_std, np.float64), (B,)) if multi else self._y_train_std
+        squeeze = multi and B == 1
+        if multi:
+            mean = np.reshape(mean, (M, B)) * std_y + self._y_train_mean
+            mean = mean[:, 0] if squeeze else mean
+        else:
+            mean = mean * std_y + self._y_train_mean
+        if cov is not None:
+            cov = cov + model.white * np.eye(M)
+            if multi:
+                cov = cov[:, :, None] * std_y**2
+                cov = cov[:, :, 0] if squeeze else cov
+            else:
+                cov = cov * std_y**2
             return mean.astype(dt), cov.astype(dt)
-        if return_std:
-            var = np.maximum(var + model.white, 0.0)
-            std = np.sqrt(var)
-            std = np.outer(std, std_y) if multi else std * std_y
+        if var is not None:
+            std = np.sqrt(np.maximum(var + model.white, 0.0))
+            if multi:
+                std = std[:, None] * std_y
+                std = std[:, 0] if squeeze else std
+            else:
+                std = std * std_y
             return mean.astype(dt), std.astype(dt)
         return mean.astype(dt)
 
@@ -927,7 +957,7 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         X = X.astype(np.float64)
         if len(self.X_train_) <= _DENSE_VAR_LIMIT:
             Xo = self.X_train_.astype(np.float64)
-            Koo = self._prior_matrix(model, Xo, Xo) + np.diag(np.broadcast_to(self._noise(model), (len(Xo),)))
+            Koo = self._prior_matrix(model, Xo, Xo) + np.diag(np.broadcast_to(self._noise_rows(model), (len(Xo),)))
             Kxo = self._prior_matrix(model, X, Xo)
             L = np.linalg.cholesky(Koo)
             V = scipy.linalg.solve_triangular(L, Kxo.T, lower=True)
@@ -981,7 +1011,7 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                     f"return_cov on an incomplete grid with more than {_DENSE_VAR_LIMIT} observed cells is not implemented"
                 )
             Xo = self.X_train_.astype(np.float64)
-            Koo = self._prior_matrix(model, Xo, Xo) + np.diag(np.broadcast_to(self._noise(model), (len(Xo),)))
+            Koo = self._prior_matrix(model, Xo, Xo) + np.diag(np.broadcast_to(self._noise_rows(model), (len(Xo),)))
             Kxo = self._prior_matrix(model, X64, Xo)
             return prior - Kxo @ np.linalg.solve(Koo, Kxo.T)
         s = model.scale

@@ -91,7 +91,9 @@ def kron_solve(Ks: Sequence[Any], y: Any, noise: float) -> np.ndarray:
     Parameters
     ----------
     Ks : list of array-like, each (n_d, n_d), symmetric positive semi-definite
-        Eigenvalues below zero (round-off) are clamped to zero.
+        Eigenvalues below zero within round-off (``λ ≥ −64·ε·n_d·max|λ|``) are clamped to
+        zero; a more negative one raises ValueError naming the factor (``Ks[d] is not
+        positive semi-definite``), since clamping it would return a wrong solve.
     y : array-like of shape (N,) or (N, k)
     noise : float
         σ² > 0, added to the diagonal.
@@ -115,6 +117,8 @@ def kron_logdet(Ks: Sequence[Any], noise: float) -> float:
     Parameters
     ----------
     Ks : list of array-like, each (n_d, n_d), symmetric positive semi-definite
+        As in `kron_solve`: round-off negative eigenvalues are clamped, an indefinite
+        factor raises ValueError.
     noise : float
         σ² > 0.
     """

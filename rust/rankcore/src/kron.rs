@@ -132,9 +132,12 @@ pub(crate) fn kron_apply_unchecked<T: Float>(
 
 /// Eigendecompositions `K_d = Q_d diag(λ_d) Q_dᵀ` of the Kronecker factors.
 ///
-/// Eigenvalues below zero (round-off in nearly singular kernel matrices, typically `-1e-16·‖K‖`)
-/// are clamped to zero, so that `K` is treated as the positive semi-definite matrix it is in
-/// exact arithmetic; `σ² > 0` then keeps `K + σ²I` invertible.
+/// Eigenvalues below zero but within the round-off band `λ ≥ −PSD_SLACK·ε·n·max|λ|` (a
+/// backward-stable symmetric eigensolver perturbs eigenvalues by about `p(n)·ε·‖K‖₂`; nearly
+/// singular kernel matrices show `−1e-16·‖K‖`) are clamped to zero, so that `K` is treated as
+/// the positive semi-definite matrix it is in exact arithmetic; `σ² > 0` then keeps `K + σ²I`
+/// invertible. A more negative eigenvalue means the factor is not a covariance matrix, and
+/// is an `InvalidValue` error naming the factor rather than a silently wrong solve.
 #[derive(Clone, Debug)]
 pub struct KronEig<T: Float> {
     pub q: Vec<Mat<T>>,
@@ -150,7 +153,11 @@ impl<T: Float> KronEig<T> {
         if ks.is_empty() {
             return Err(invalid!("Ks must hold at least one factor"));
         }
-        let parts: Vec<Result<(Mat<T>, Vec<T>)>> = ks.par_iter().map(|k| eigh(*k)).collect();
+        let parts: Vec<Result<(Mat<T>, Vec<T>)>> = ks
+            .par_iter()
+            .enumerate()
+            .map(|(d, k)| eigh(*k, d))
+            .collect();
         let mut q = Vec::with_capacity(ks.len());
         let mut lam = Vec::with_capacity(ks.len());
         for p in parts {
@@ -256,9 +263,16 @@ impl<T: Float> KronEig<T> {
     }
 }
 
+/// Round-off allowance, in units of `ε·n·max|λ|`, for negative eigenvalues of a factor that
+/// is positive semi-definite in exact arithmetic. Eigenvalue errors of faer's Householder
+/// tridiagonalisation + QR are `O(ε·n·‖K‖₂)` with a small constant; 64 leaves a wide margin
+/// while still rejecting any genuinely indefinite factor (e.g. `λ = −1` with `‖K‖ = 3`).
+pub const PSD_SLACK: f64 = 64.0;
+
 /// Symmetric eigendecomposition with faer's sequential kernel (deterministic), eigenvalues
-/// clamped at zero (see [`KronEig`]).
-pub fn eigh<T: Float>(k: MatRef<'_, T>) -> Result<(Mat<T>, Vec<T>)> {
+/// clamped at zero within the round-off band (see [`KronEig`]); `d` is the factor's index,
+/// named in the error when `K` is not positive semi-definite.
+pub fn eigh<T: Float>(k: MatRef<'_, T>, d: usize) -> Result<(Mat<T>, Vec<T>)> {
     let n = k.nrows();
     if k.ncols() != n || n == 0 {
         return Err(Error::InvalidShape(format!(
@@ -292,6 +306,15 @@ pub fn eigh<T: Float>(k: MatRef<'_, T>) -> Result<(Mat<T>, Vec<T>)> {
         Default::default(),
     )
     .map_err(|_| Error::NoConvergence("symmetric eigendecomposition"))?;
+    let raw: Vec<f64> = s.column_vector().iter().map(|v| v.to_f64()).collect();
+    let max_abs = raw.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let floor = -PSD_SLACK * T::EPSILON.to_f64() * n as f64 * max_abs;
+    if let Some(&bad) = raw.iter().find(|&&v| v < floor) {
+        return Err(invalid!(
+            "Ks[{d}] is not positive semi-definite: eigenvalue {bad:.6e} < {floor:.3e} \
+             (the round-off allowance −{PSD_SLACK}·ε·n·max|λ|, max|λ| = {max_abs:.6e})"
+        ));
+    }
     let lam = s
         .column_vector()
         .iter()
@@ -639,6 +662,36 @@ mod tests {
             }
         }
         assert!(kron_apply(&refs, &x[..7], 1).is_err());
+    }
+
+    #[test]
+    fn indefinite_factor_is_an_error_round_off_is_clamped() {
+        // K1 has eigenvalues −1 and 3: clamping −1 to 0 used to give a solve off by 6.
+        let k1 = Mat::from_fn(2, 2, |i, j| if i == j { 1.0 } else { 2.0 });
+        let eye = Mat::<f64>::identity(2, 2);
+        match KronEig::new(&[eye.as_ref(), k1.as_ref()]) {
+            Err(Error::InvalidValue(m)) => {
+                assert!(m.contains("Ks[1] is not positive semi-definite"), "{m}");
+                assert!(m.contains("-1.0"), "{m}");
+            }
+            other => panic!("expected InvalidValue, got {other:?}"),
+        }
+        let k32 = Mat::from_fn(2, 2, |i, j| if i == j { 1.0f32 } else { 2.0 });
+        assert!(KronEig::new(&[k32.as_ref()]).is_err());
+        // A rank-one PSD factor (all ones, n = 40) has round-off eigenvalues around −1e-15:
+        // clamped to zero, and the solve matches the closed form.
+        let n = 40;
+        let ones = Mat::from_fn(n, n, |_, _| 1.0f64);
+        let eig = KronEig::new(&[ones.as_ref()]).unwrap();
+        assert!(eig.lam[0].iter().all(|&l| l >= 0.0));
+        let y: Vec<f64> = (0..n).map(|i| (i as f64 * 0.7).sin()).collect();
+        let x = kron_solve(&eig, 1.0, 0.5, &y, 1).unwrap();
+        // (11ᵀ + σ²I)⁻¹ y = (y − 1·Σy/(σ² + n)) / σ²
+        let sy: f64 = y.iter().sum();
+        for i in 0..n {
+            let r = (y[i] - sy / (0.5 + n as f64)) / 0.5;
+            assert!((x[i] - r).abs() < 1e-12, "{i}: {} vs {r}", x[i]);
+        }
     }
 
     #[test]
