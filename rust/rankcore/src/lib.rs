@@ -12,6 +12,7 @@ pub mod rng;
 pub mod sparse;
 pub mod svd;
 pub mod threads;
+pub mod tucker;
 
 use std::fmt::Debug;
 use std::iter::Sum;
