@@ -5,6 +5,18 @@ The public API, nothing else: README.md lists it; each function documents itself
 
 from rankcore._threads import get_num_threads, set_num_threads, threads
 from rankcore.svd import RandomizedPCA, RandomizedSVD, randomized_svd
+from rankcore.tucker import (
+    Tucker,
+    TuckerTensor,
+    fold,
+    mode_dot,
+    multi_mode_dot,
+    partial_tucker,
+    tucker,
+    tucker_to_tensor,
+    unfold,
+)
+from rankcore import flora
 
 __version__ = "0.1.0"
 
@@ -15,4 +27,14 @@ __all__ = [
     "randomized_svd",
     "set_num_threads",
     "threads",
+    "Tucker",
+    "TuckerTensor",
+    "flora",
+    "fold",
+    "mode_dot",
+    "multi_mode_dot",
+    "partial_tucker",
+    "tucker",
+    "tucker_to_tensor",
+    "unfold",
 ]

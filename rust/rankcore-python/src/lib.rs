@@ -5,6 +5,7 @@ mod arrays;
 mod rng;
 mod run;
 mod svd;
+mod tucker;
 
 use pyo3::prelude::*;
 
@@ -27,5 +28,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // One `register` per algorithm module; each adds its own functions.
     svd::register(m)?;
     rng::register(m)?;
+    tucker::register(m)?;
     Ok(())
 }

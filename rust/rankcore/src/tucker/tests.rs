@@ -232,3 +232,49 @@ fn bad_ranks_are_errors() {
     )
     .is_err());
 }
+
+#[test]
+#[ignore]
+fn microbench_skinny() {
+    use std::time::Instant;
+    let a = Mat::<f64>::from_fn(40000, 200, |i, j| ((i * 7 + j * 13) % 17) as f64);
+    let b = Mat::<f64>::from_fn(200, 10, |i, j| ((i + j) % 5) as f64);
+    let mut c = Mat::<f64>::zeros(40000, 10);
+    for _ in 0..2 {
+        let t = Instant::now();
+        crate::linalg::matmul(c.as_mut(), a.as_ref(), b.as_ref());
+        eprintln!("linalg::matmul {:?}", t.elapsed());
+        let t = Instant::now();
+        faer::linalg::matmul::matmul(
+            c.as_mut(),
+            faer::Accum::Replace,
+            a.as_ref(),
+            b.as_ref(),
+            1.0,
+            faer::Par::Seq,
+        );
+        eprintln!("faer seq {:?}", t.elapsed());
+        let at = a.transpose().to_owned();
+        let mut ct = Mat::<f64>::zeros(10, 40000);
+        let t = Instant::now();
+        faer::linalg::matmul::matmul(
+            ct.as_mut(),
+            faer::Accum::Replace,
+            b.transpose(),
+            at.as_ref(),
+            1.0,
+            faer::Par::Seq,
+        );
+        eprintln!("faer seq transposed {:?}", t.elapsed());
+        let t = Instant::now();
+        faer::linalg::matmul::matmul(
+            ct.as_mut(),
+            faer::Accum::Replace,
+            b.transpose(),
+            a.transpose(),
+            1.0,
+            faer::Par::Seq,
+        );
+        eprintln!("faer seq, bt * a^T (row-major rhs) {:?}", t.elapsed());
+    }
+}
