@@ -382,7 +382,7 @@ def chain_order(shape: Sequence[int], mats: Sequence[tuple[int, int]]) -> list[i
                 continue
             nxt = subset | 1 << i
             c = cost[subset] + sz * j
-            if c < cost[nxt]:
+            if c <= cost[nxt]:  # ties: the last product on the lowest mode (as in the core)
                 cost[nxt], prev[nxt] = c, i
     order, s = [], full - 1
     while s:

@@ -390,7 +390,9 @@ pub fn chain_order(shape: &[usize], mats: &[(usize, usize, usize)]) -> Vec<usize
             }
             let next = subset | (1 << i);
             let c = cost[subset] + size * jr as f64;
-            if c < cost[next] {
+            // Ties go to the candidate seen last, whose final product is on the lowest mode:
+            // in C order that product is one contiguous GEMM over all the other modes.
+            if c <= cost[next] {
                 cost[next] = c;
                 prev[next] = i;
             }
