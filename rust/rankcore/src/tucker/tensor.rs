@@ -223,7 +223,7 @@ struct Group {
 
 /// The memory order of a view: modes sorted by decreasing |stride| (ties by mode index), so
 /// `order[0]` varies slowest, as C order's `0..n` does.
-pub(crate) fn memory_order(strides: &[isize], shape: &[usize]) -> Vec<usize> {
+pub fn memory_order(strides: &[isize], shape: &[usize]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..strides.len()).collect();
     order.sort_by(|&p, &q| {
         let (sp, sq) = (strides[p].unsigned_abs(), strides[q].unsigned_abs());
@@ -332,6 +332,10 @@ pub fn mode_product<T: Float>(
     let (sa, sb) = (t.strides()[n], y.strides[n]);
     let c = bt.cols;
     let yp = SendPtr(y.data.as_mut_ptr());
+    if shape[n] <= SMALL && j <= SMALL {
+        small_product(t, m, &bt, (sa, sb), yp);
+        return Ok(y);
+    }
     let item = |(oa, ob): (isize, isize), par: bool| {
         // SAFETY: (oa, ob) index inside both tensors; items write disjoint output slices.
         let (x, dst) = unsafe {
@@ -356,6 +360,70 @@ pub fn mode_product<T: Float>(
 }
 
 use crate::Error;
+
+/// Mode and matrix sizes up to which a product is done fibre by fibre: a GEMM with an inner
+/// dimension of 3 (a 3×3 kernel mode) runs at a fraction of memory speed, a plain loop at it.
+const SMALL: usize = 16;
+/// Fibres per parallel task of [`small_product`].
+const FIBRES: usize = 4096;
+
+/// `Y = T ×ₙ M` for small `M` (at most [`SMALL`]×[`SMALL`]): each output fibre is `M` times
+/// the input fibre, summed in index order (so the result does not depend on threads).
+fn small_product<T: Float>(
+    t: TensorRef<'_, T>,
+    m: MatRef<'_, T>,
+    bt: &Batch,
+    (sa, sb): (isize, isize),
+    yp: SendPtr<T>,
+) {
+    let (j, i_n) = m.shape();
+    let mut coef = [T::ZERO; SMALL * SMALL];
+    for jj in 0..j {
+        for k in 0..i_n {
+            coef[jj * SMALL + k] = m[(jj, k)];
+        }
+    }
+    let c = bt.cols;
+    let per_item = c.size.div_ceil(FIBRES);
+    let tasks = bt.offsets.len() * per_item;
+    (0..tasks).into_par_iter().for_each(|task| {
+        let yp = yp;
+        let (b, part) = (task / per_item, task % per_item);
+        let (c0, c1) = (part * FIBRES, c.size.min((part + 1) * FIBRES));
+        let (oa, ob) = bt.offsets[b];
+        let (ia, ib) = (oa + c0 as isize * c.a, ob + c0 as isize * c.b);
+        let len = c1 - c0;
+        let xp = t.as_ptr();
+        // One pass over the chunk per (output row, input row) pair: long, simple loops that
+        // vectorise when the column stride is one. y[j] = Σₖ m[j,k]·x[k], k ascending.
+        for jj in 0..j {
+            for k in 0..i_n {
+                let a = coef[jj * SMALL + k];
+                // SAFETY: fibres lie inside the input view; each output fibre belongs to one
+                // task.
+                unsafe {
+                    let src = xp.offset(ia + k as isize * sa);
+                    let dst = yp.0.offset(ib + jj as isize * sb);
+                    if c.a == 1 && c.b == 1 {
+                        let x = std::slice::from_raw_parts(src, len);
+                        let y = std::slice::from_raw_parts_mut(dst, len);
+                        if k == 0 {
+                            y.iter_mut().zip(x).for_each(|(y, &x)| *y = a * x);
+                        } else {
+                            y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
+                        }
+                    } else {
+                        for f in 0..len as isize {
+                            let y = dst.offset(f * c.b);
+                            let v = a * *src.offset(f * c.a);
+                            *y = if k == 0 { v } else { *y + v };
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
 
 /// The cheapest order in which to apply a chain of mode products, by dynamic programming
 /// over subsets of modes (at most 2⁸ states). Applying a J×K matrix along a mode of a tensor
