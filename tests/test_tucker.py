@@ -113,6 +113,19 @@ def test_mode_dot_matches_tensordot(shape, dtype):
         np.testing.assert_allclose(mode_dot(t, v, mode), wv, rtol=tol, atol=tol * np.abs(wv).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mode_dot_gemm_paths(dtype):
+    """Sizes above the small-matrix kernel: one GEMM, a serial batch and a parallel batch."""
+    t = RNG.standard_normal((20, 17, 18, 9)).astype(dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for x in layouts(t):
+        for mode in range(4):
+            m = RNG.standard_normal((19, t.shape[mode])).astype(dtype)
+            want = ref_mode_dot(t.astype(np.float64), m.astype(np.float64), mode)
+            got = mode_dot(x, m, mode)
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
 def test_multi_mode_dot_any_order_and_skip():
     t = RNG.standard_normal((6, 5, 4, 3))
     ms = [RNG.standard_normal((2, 6)), RNG.standard_normal((7, 5)), RNG.standard_normal((3, 4))]
