@@ -343,14 +343,12 @@ def compress(
         n_params = tt.n_params
         m, n = d.shape[0], d.size // d.shape[0]
         lora_rank = max(1, min(n_params // (m + n), min(m, n)))
-        # squared singular values of the flattened matrix: eigenvalues of its smaller Gram
-        # matrix (the tail is needed to eps·‖ΔW‖² only, which the Gram route gives)
-        flat = d.reshape(m, n).astype(np.float64)
-        gram = flat @ flat.T if m <= n else flat.T @ flat
-        s2 = np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None)
-        total = float(np.sum(flat * flat))
-        kept = float(np.sum(s2[:lora_rank]))
-        lora_err = float(np.sqrt(max(total - kept, 0.0) / total)) if total > 0 else 0.0
+        # best rank-r matrix error: the partial Tucker (HOSVD) of the flattened matrix in its
+        # smaller mode is exactly the truncated SVD, computed by our core
+        flat = d.reshape(m, n)
+        small = 0 if m <= n else 1
+        lora = tucker(flat, [lora_rank], modes=[small], method="hosvd")
+        lora_err = lora.rel_error
         return FloraCompression(
             core, tt.factors, scale, tt.rank, tt.rel_error, n_params, lora_rank, lora_err,
             lora_rank * (m + n),
