@@ -208,10 +208,12 @@ def large_case(rc, cfg, threads):
     us = [np.linalg.qr(rng.standard_normal((s, r)))[0].astype(np.float32)
           for s, r in zip(shape, rank)]
     core = rng.standard_normal(rank).astype(np.float32)
+    core *= np.sqrt(np.prod(shape)) / np.linalg.norm(core)  # unit RMS signal
     x = np.empty(shape, dtype=np.float32)
     for i in range(shape[0]):
-        x[i] = np.einsum("abc,a,Bb,Cc->BC", core, us[0][i], us[1], us[2])
-        x[i] += 0.01 * rng.standard_normal(shape[1:], dtype=np.float32)
+        slab = np.tensordot(us[0][i], core, axes=(0, 0))  # (r1, r2)
+        x[i] = us[1] @ slab @ us[2].T
+        x[i] += 0.1 * rng.standard_normal(shape[1:], dtype=np.float32)
     nbytes = x.nbytes
     rows = []
     for method, kw in (("sthosvd", {}), ("hooi", dict(n_iter_max=3, tol=0.0))):

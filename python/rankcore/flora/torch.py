@@ -150,8 +150,9 @@ class Embedding(_Wrapper):
         if self.merged:
             return out
         b = self.base_layer
+        # dense gradients for the adapter (ΔW is computed, not a stored table)
         return out + F.embedding(idx, self.delta_weight(), b.padding_idx, None, 2.0,
-                                 b.scale_grad_by_freq, b.sparse)
+                                 b.scale_grad_by_freq, False)
 
 
 def wrap(layer: nn.Module, ranks: Any, scale: float = 1.0, dropout: float = 0.0) -> nn.Module:
