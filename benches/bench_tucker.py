@@ -162,8 +162,8 @@ def _numpy_vjp(core, factors, grad):
 
 
 def _vjp_flops(shape, ranks):
-    """Flops of the binary-split leave-one-out scheme plus the final contractions, counting
-    each product in the DP order (a close estimate of what the core does)."""
+    """Flops of the core's leave-one-out scheme (the most-shrinking mode split off, then
+    recursively) plus the final contractions, each chain in the DP order."""
     from rankcore import flora
 
     def chain(cur, mats):
@@ -182,7 +182,8 @@ def _vjp_flops(shape, ranks):
     def loo(cur, rest):
         if len(rest) == 1:
             return 0.0, {rest[0]: cur}
-        left, right = rest[: len(rest) // 2], rest[len(rest) // 2:]
+        big = max(rest, key=lambda m: (cur[m] / ranks[m], -m))  # as the core splits
+        left, right = [big], [m for m in rest if m != big]
         total, outs = 0.0, {}
         for keep, contract in ((left, right), (right, left)):
             fl, part = chain(cur, [(m, ranks[m]) for m in contract])

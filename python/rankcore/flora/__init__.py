@@ -195,8 +195,9 @@ def delta_vjp(
     """Gradients of a loss with respect to the core and the factors, given ``∂L/∂ΔW``.
 
     ``∂L/∂G = scale · R ×ₖ Uₖᵀ`` and ``∂L/∂Uₖ = scale · (R ×_{m≠k} U_mᵀ)₍ₖ₎ G₍ₖ₎ᵀ`` with
-    ``R = grad_delta``. The leave-one-out products share work through a binary split of the
-    modes (``R`` is read twice, not N times) and nothing larger than ΔW is formed.
+    ``R = grad_delta``. The leave-one-out products share work through a split of the modes
+    (the most-shrinking mode against the rest, recursively): ``R`` is read twice, not N
+    times, and nothing larger than ΔW is formed.
 
     Parameters
     ----------

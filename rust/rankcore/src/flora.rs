@@ -8,8 +8,8 @@
 //!   `∂L/∂G  = s · R ×ₖ Uₖᵀ (all k)`,
 //!   `∂L/∂Uₖ = s · (R ×_{m≠k} U_mᵀ)₍ₖ₎ · G₍ₖ₎ᵀ`,
 //! where `R = ∂L/∂ΔW`. The leave-one-out products `R ×_{m≠k} U_mᵀ` share their work through a
-//! binary split of the modes: contracting one half of the modes serves every mode of the
-//! other half, so the full-size `R` is read twice instead of N times.
+//! split of the modes: contracting one group of modes serves every mode of the other group,
+//! so the full-size `R` is read twice instead of N times.
 
 use crate::tucker::tensor::{multi_mode_product, Tensor, TensorRef};
 use crate::{Error, Float, Result};
@@ -107,8 +107,22 @@ fn leave_one_out<T: Float>(
         out[rest[0]] = Some(multi_mode_product(t, &[])?);
         return Ok(());
     }
-    let (left, right) = rest.split_at(rest.len() / 2);
-    for (keep, contract) in [(left, right), (right, left)] {
+    // Split off the most-shrinking mode (largest Iₖ/rₖ): the other modes' products are then
+    // all computed on the tensor it has already shrunk, and its own leave-one-out product
+    // contracts the others starting from the one that shrinks most. For a convolution
+    // (out, in, kh, kw) this reads the full-size gradient in two GEMMs instead of three plus
+    // two passes of the kernel modes.
+    let big = *rest
+        .iter()
+        .max_by(|&&a, &&b| {
+            let ra = t.shape()[a] as f64 / factors[a].ncols() as f64;
+            let rb = t.shape()[b] as f64 / factors[b].ncols() as f64;
+            ra.total_cmp(&rb).then(b.cmp(&a))
+        })
+        .expect("rest is not empty");
+    let left = [big];
+    let right: Vec<usize> = rest.iter().copied().filter(|&m| m != big).collect();
+    for (keep, contract) in [(&left[..], &right[..]), (&right[..], &left[..])] {
         let mats: Vec<(usize, MatRef<'_, T>)> = contract
             .iter()
             .map(|&m| (m, factors[m].transpose()))
