@@ -300,6 +300,14 @@ struct SendPtr<T>(*mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 
+impl<T> SendPtr<T> {
+    /// The pointer; a method, so that closures capture the whole (Send) wrapper rather than
+    /// its raw-pointer field.
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
 /// Batch items at or above which the batch (not the rows of one GEMM) runs in parallel.
 const PAR_BATCH: usize = 8;
 
@@ -387,7 +395,6 @@ fn small_product<T: Float>(
     let per_item = c.size.div_ceil(FIBRES);
     let tasks = bt.offsets.len() * per_item;
     (0..tasks).into_par_iter().for_each(|task| {
-        let yp = yp;
         let (b, part) = (task / per_item, task % per_item);
         let (c0, c1) = (part * FIBRES, c.size.min((part + 1) * FIBRES));
         let (oa, ob) = bt.offsets[b];
@@ -403,7 +410,7 @@ fn small_product<T: Float>(
                 // task.
                 unsafe {
                     let src = xp.offset(ia + k as isize * sa);
-                    let dst = yp.0.offset(ib + jj as isize * sb);
+                    let dst = yp.get().offset(ib + jj as isize * sb);
                     if c.a == 1 && c.b == 1 {
                         let x = std::slice::from_raw_parts(src, len);
                         let y = std::slice::from_raw_parts_mut(dst, len);
