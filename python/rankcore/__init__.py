@@ -14,6 +14,18 @@ from rankcore.projection import (
     random_projection,
 )
 from rankcore.svd import RandomizedPCA, RandomizedSVD, randomized_svd
+from rankcore.tucker import (
+    Tucker,
+    TuckerTensor,
+    fold,
+    mode_dot,
+    multi_mode_dot,
+    partial_tucker,
+    tucker,
+    tucker_to_tensor,
+    unfold,
+)
+from rankcore import flora
 
 __version__ = "0.1.0"
 
@@ -34,4 +46,14 @@ __all__ = [
     "randomized_svd",
     "set_num_threads",
     "threads",
+    "Tucker",
+    "TuckerTensor",
+    "flora",
+    "fold",
+    "mode_dot",
+    "multi_mode_dot",
+    "partial_tucker",
+    "tucker",
+    "tucker_to_tensor",
+    "unfold",
 ]

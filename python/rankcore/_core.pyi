@@ -96,3 +96,26 @@ def gp_pcg_solve(
     tol: float,
     max_iter: int,
 ) -> tuple[npt.NDArray[Any], int, float]: ...
+# Tucker decompositions and FLoRA (rust/rankcore-python/src/tucker.rs)
+def multi_mode_dot(
+    t: npt.NDArray[np.floating[Any]],
+    mats: list[npt.NDArray[np.floating[Any]]],
+    modes: list[int],
+) -> npt.NDArray[np.floating[Any]]: ...
+def tucker_decompose(
+    t: npt.NDArray[np.floating[Any]],
+    opts: dict[str, Any],
+    mask: npt.NDArray[np.uint8] | None = None,
+    init: list[npt.NDArray[np.floating[Any]]] | None = None,
+) -> dict[str, Any]: ...
+def flora_delta(
+    core: npt.NDArray[np.floating[Any]],
+    factors: list[npt.NDArray[np.floating[Any]]],
+    scale: float,
+) -> npt.NDArray[np.floating[Any]]: ...
+def flora_delta_vjp(
+    core: npt.NDArray[np.floating[Any]],
+    factors: list[npt.NDArray[np.floating[Any]]],
+    grad: npt.NDArray[np.floating[Any]],
+    scale: float,
+) -> tuple[npt.NDArray[np.floating[Any]], list[npt.NDArray[np.floating[Any]]]]: ...

@@ -8,6 +8,7 @@ mod kron;
 mod rng;
 mod run;
 mod svd;
+mod tucker;
 
 use pyo3::prelude::*;
 
@@ -50,5 +51,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     projection::register(m)?;
     kron::register(m)?;
     gp::register(m)?;
+    tucker::register(m)?;
     Ok(())
 }

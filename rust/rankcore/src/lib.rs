@@ -8,6 +8,7 @@
 
 pub mod gp;
 pub mod kron;
+pub mod flora;
 pub mod linalg;
 pub mod operator;
 pub mod projection;
@@ -15,6 +16,7 @@ pub mod rng;
 pub mod sparse;
 pub mod svd;
 pub mod threads;
+pub mod tucker;
 
 use std::fmt::Debug;
 use std::iter::Sum;

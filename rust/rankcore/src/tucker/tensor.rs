@@ -1,0 +1,711 @@
+//! Strided tensor views, owned dense tensors, n-mode products and Gram matrices of
+//! unfoldings, all without materialising an unfolding.
+//!
+//! Layout: an n-mode product `T ×ₙ M` is `Y₍ₙ₎ = M·T₍ₙ₎`. The columns of the unfolding are the
+//! multi-indices of the other modes, in any order we like, so we group the other modes into
+//! as few (size, stride) pairs as their strides allow (all other modes of a C- or F-ordered
+//! tensor form at most two groups: those before `n` and those after). The largest group is the
+//! column dimension of one strided GEMM; the other groups are a batch of such GEMMs. Results
+//! are allocated in the input's memory order (numpy's `order="K"`), so every group of the
+//! input is also a group of the output.
+//!
+//! Determinism: whether the batch or the rows of one GEMM run in parallel depends on the
+//! shapes only, and partial sums are added in a fixed order, so 1 and N threads give
+//! bit-identical results.
+
+use crate::linalg::matmul;
+use crate::operator::{LinOp, Shift};
+use crate::{invalid, Float, Result};
+use faer::linalg::matmul::matmul as faer_matmul;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+use rayon::prelude::*;
+use std::marker::PhantomData;
+
+/// Largest supported order (number of modes).
+pub const MAX_ORDER: usize = 8;
+
+/// A read-only strided N-d view (order 1 to [`MAX_ORDER`]); strides are in elements and may
+/// be negative or zero.
+#[derive(Clone, Copy)]
+pub struct TensorRef<'a, T> {
+    ptr: *const T,
+    ndim: usize,
+    shape: [usize; MAX_ORDER],
+    strides: [isize; MAX_ORDER],
+    _life: PhantomData<&'a T>,
+}
+
+// SAFETY: a TensorRef is a shared borrow of `T`s; it is only read through.
+unsafe impl<T: Sync> Send for TensorRef<'_, T> {}
+unsafe impl<T: Sync> Sync for TensorRef<'_, T> {}
+
+impl<'a, T: Copy> TensorRef<'a, T> {
+    /// # Safety
+    /// Every offset `Σ iₖ·strides[k]` with `0 ≤ iₖ < shape[k]` must be a valid read of a `T`
+    /// from `ptr` for the lifetime `'a`.
+    pub unsafe fn from_raw_parts(
+        ptr: *const T,
+        shape: &[usize],
+        strides: &[isize],
+    ) -> Result<Self> {
+        let ndim = shape.len();
+        if ndim == 0 || ndim > MAX_ORDER || strides.len() != ndim {
+            return Err(invalid!(
+                "tensor order must be between 1 and {MAX_ORDER}, got {ndim}"
+            ));
+        }
+        let mut s = [1usize; MAX_ORDER];
+        let mut st = [0isize; MAX_ORDER];
+        s[..ndim].copy_from_slice(shape);
+        st[..ndim].copy_from_slice(strides);
+        Ok(Self {
+            ptr,
+            ndim,
+            shape: s,
+            strides: st,
+            _life: PhantomData,
+        })
+    }
+
+    pub fn ndim(&self) -> usize {
+        self.ndim
+    }
+    pub fn shape(&self) -> &[usize] {
+        &self.shape[..self.ndim]
+    }
+    pub fn strides(&self) -> &[isize] {
+        &self.strides[..self.ndim]
+    }
+    pub fn len(&self) -> usize {
+        self.shape().iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn as_ptr(&self) -> *const T {
+        self.ptr
+    }
+
+    /// Calls `f(value)` for every element in C order (last index fastest).
+    pub fn for_each_c(&self, mut f: impl FnMut(T)) {
+        let n = self.ndim;
+        if self.is_empty() {
+            return;
+        }
+        let mut idx = [0usize; MAX_ORDER];
+        let (last, ls) = (self.shape[n - 1], self.strides[n - 1]);
+        let mut base: isize = 0;
+        loop {
+            for i in 0..last {
+                // SAFETY: the index is inside the shape (see `from_raw_parts`).
+                f(unsafe { *self.ptr.offset(base + i as isize * ls) });
+            }
+            // advance the outer multi-index
+            let mut k = n - 1;
+            loop {
+                if k == 0 {
+                    return;
+                }
+                k -= 1;
+                idx[k] += 1;
+                base += self.strides[k];
+                if idx[k] < self.shape[k] {
+                    break;
+                }
+                base -= self.strides[k] * idx[k] as isize;
+                idx[k] = 0;
+            }
+        }
+    }
+
+    /// A dense copy in C order.
+    pub fn to_c_vec(&self) -> Vec<T> {
+        let mut v = Vec::with_capacity(self.len());
+        self.for_each_c(|x| v.push(x));
+        v
+    }
+}
+
+impl<T: Float> TensorRef<'_, T> {
+    /// `‖T‖²_F` accumulated in f64 (in C order, so deterministic).
+    pub fn sq_norm(&self) -> f64 {
+        let mut s = 0.0f64;
+        self.for_each_c(|x| s += x.to_f64() * x.to_f64());
+        s
+    }
+
+    /// Whether every element is finite.
+    pub fn all_finite(&self) -> bool {
+        let mut ok = true;
+        self.for_each_c(|x| ok &= x.is_finite());
+        ok
+    }
+}
+
+/// An owned dense tensor. Its strides are a dense layout in some memory order (C order
+/// unless it was produced from a view in another order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor<T> {
+    pub data: Vec<T>,
+    pub shape: Vec<usize>,
+    pub strides: Vec<isize>,
+}
+
+/// Dense strides for `shape` in the memory order `order` (`order[0]` varies slowest).
+fn dense_strides(shape: &[usize], order: &[usize]) -> Vec<isize> {
+    let mut strides = vec![0isize; shape.len()];
+    let mut acc = 1isize;
+    for &k in order.iter().rev() {
+        strides[k] = acc;
+        acc *= shape[k].max(1) as isize;
+    }
+    strides
+}
+
+impl<T: Float> Tensor<T> {
+    /// Zeros in C order.
+    pub fn zeros(shape: &[usize]) -> Self {
+        let order: Vec<usize> = (0..shape.len()).collect();
+        Self::zeros_in_order(shape, &order)
+    }
+
+    fn zeros_in_order(shape: &[usize], order: &[usize]) -> Self {
+        Self {
+            data: vec![T::ZERO; shape.iter().product()],
+            shape: shape.to_vec(),
+            strides: dense_strides(shape, order),
+        }
+    }
+
+    /// A C-ordered tensor from C-ordered data.
+    pub fn from_c_vec(shape: &[usize], data: Vec<T>) -> Result<Self> {
+        if data.len() != shape.iter().product::<usize>() {
+            return Err(invalid!("data length does not match the shape {shape:?}"));
+        }
+        let order: Vec<usize> = (0..shape.len()).collect();
+        Ok(Self {
+            data,
+            strides: dense_strides(shape, &order),
+            shape: shape.to_vec(),
+        })
+    }
+
+    pub fn view(&self) -> TensorRef<'_, T> {
+        // SAFETY: dense strides over our own buffer.
+        unsafe { TensorRef::from_raw_parts(self.data.as_ptr(), &self.shape, &self.strides) }
+            .expect("owned tensors have a valid order")
+    }
+
+    /// `‖T‖²_F` in f64, in storage order.
+    pub fn sq_norm(&self) -> f64 {
+        self.data.iter().map(|&x| x.to_f64() * x.to_f64()).sum()
+    }
+
+    /// The same tensor in C order (a copy unless it already is).
+    pub fn into_c_order(self) -> Self {
+        let order: Vec<usize> = (0..self.shape.len()).collect();
+        if self.strides == dense_strides(&self.shape, &order) {
+            return self;
+        }
+        let data = self.view().to_c_vec();
+        Self::from_c_vec(&self.shape, data).expect("same length")
+    }
+}
+
+/// One group of modes that behaves as a single index: `size` values at stride `a` in the
+/// input and `b` in the output.
+#[derive(Clone, Copy, Debug)]
+struct Group {
+    size: usize,
+    a: isize,
+    b: isize,
+}
+
+/// The memory order of a view: modes sorted by decreasing |stride| (ties by mode index), so
+/// `order[0]` varies slowest, as C order's `0..n` does.
+pub fn memory_order(strides: &[isize], shape: &[usize]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..strides.len()).collect();
+    order.sort_by(|&p, &q| {
+        let (sp, sq) = (strides[p].unsigned_abs(), strides[q].unsigned_abs());
+        sq.cmp(&sp)
+            .then((shape[q] > 1).cmp(&(shape[p] > 1)))
+            .then(p.cmp(&q))
+    });
+    order
+}
+
+/// Groups the modes other than `skip` into as few index groups as both stride sets allow.
+/// Modes of size one are dropped (any stride is fine for them).
+fn groups(shape: &[usize], a: &[isize], b: &[isize], skip: usize) -> Vec<Group> {
+    let mut modes: Vec<usize> = (0..shape.len())
+        .filter(|&k| k != skip && shape[k] > 1)
+        .collect();
+    // fastest-varying first (smallest |stride| in the input)
+    modes.sort_by_key(|&k| (a[k].unsigned_abs(), k));
+    let mut out: Vec<Group> = Vec::new();
+    for k in modes {
+        if let Some(g) = out.last_mut() {
+            if a[k] == g.a * g.size as isize && b[k] == g.b * g.size as isize {
+                g.size *= shape[k];
+                continue;
+            }
+        }
+        out.push(Group {
+            size: shape[k],
+            a: a[k],
+            b: b[k],
+        });
+    }
+    out
+}
+
+/// The batch of a grouped layout: the largest group is the GEMM's column index, the rest are
+/// enumerated as batch items with their input and output offsets.
+struct Batch {
+    cols: Group,
+    offsets: Vec<(isize, isize)>,
+}
+
+fn batch(mut gs: Vec<Group>) -> Batch {
+    if gs.is_empty() {
+        return Batch {
+            cols: Group {
+                size: 1,
+                a: 1,
+                b: 1,
+            },
+            offsets: vec![(0, 0)],
+        };
+    }
+    let big = (0..gs.len())
+        .max_by_key(|&i| (gs[i].size, std::cmp::Reverse(i)))
+        .expect("non-empty");
+    let cols = gs.remove(big);
+    let mut offsets = vec![(0isize, 0isize)];
+    for g in &gs {
+        let mut next = Vec::with_capacity(offsets.len() * g.size);
+        for &(oa, ob) in &offsets {
+            for i in 0..g.size as isize {
+                next.push((oa + i * g.a, ob + i * g.b));
+            }
+        }
+        offsets = next;
+    }
+    Batch { cols, offsets }
+}
+
+/// A pointer that may cross threads; each batch item writes a disjoint part of the output.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer; a method, so that closures capture the whole (Send) wrapper rather than
+    /// its raw-pointer field.
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Batch items at or above which the batch (not the rows of one GEMM) runs in parallel.
+const PAR_BATCH: usize = 8;
+
+/// `T ×ₙ M` (`M` is J×Iₙ): the result has `shape[n] = J`, in the input's memory order.
+pub fn mode_product<T: Float>(
+    t: TensorRef<'_, T>,
+    m: MatRef<'_, T>,
+    n: usize,
+) -> Result<Tensor<T>> {
+    let shape = t.shape();
+    if n >= shape.len() {
+        return Err(invalid!("mode must be in [0, {}), got {n}", shape.len()));
+    }
+    if m.ncols() != shape[n] {
+        return Err(Error::InvalidShape(format!(
+            "matrix for mode {n} has {} columns, but the tensor has {} entries along that mode",
+            m.ncols(),
+            shape[n]
+        )));
+    }
+    let j = m.nrows();
+    let mut out_shape = shape.to_vec();
+    out_shape[n] = j;
+    let order = memory_order(t.strides(), shape);
+    let mut y = Tensor::<T>::zeros_in_order(&out_shape, &order);
+    if y.data.is_empty() || t.is_empty() {
+        return Ok(y);
+    }
+    let bt = batch(groups(shape, t.strides(), &y.strides, n));
+    let (sa, sb) = (t.strides()[n], y.strides[n]);
+    let c = bt.cols;
+    let yp = SendPtr(y.data.as_mut_ptr());
+    if shape[n] <= SMALL && j <= SMALL {
+        small_product(t, m, &bt, (sa, sb), yp);
+        return Ok(y);
+    }
+    let item = |(oa, ob): (isize, isize), par: bool| {
+        // SAFETY: (oa, ob) index inside both tensors; items write disjoint output slices.
+        let (x, dst) = unsafe {
+            (
+                MatRef::from_raw_parts(t.as_ptr().offset(oa), c.size, shape[n], c.a, sa),
+                MatMut::from_raw_parts_mut({ yp }.0.offset(ob), c.size, j, c.b, sb),
+            )
+        };
+        // Y₍ₙ₎ᵀ = T₍ₙ₎ᵀ·Mᵀ: the long column index is the GEMM's row index.
+        if par {
+            matmul(dst, x, m.transpose());
+        } else {
+            faer_matmul(dst, Accum::Replace, x, m.transpose(), T::ONE, Par::Seq);
+        }
+    };
+    if bt.offsets.len() >= PAR_BATCH {
+        bt.offsets.par_iter().for_each(|&o| item(o, false));
+    } else {
+        bt.offsets.iter().for_each(|&o| item(o, true));
+    }
+    Ok(y)
+}
+
+use crate::Error;
+
+/// Mode and matrix sizes up to which a product is done fibre by fibre: a GEMM with an inner
+/// dimension of 3 (a 3×3 kernel mode) runs at a fraction of memory speed, a plain loop at it.
+const SMALL: usize = 16;
+/// Fibres per parallel task of [`small_product`].
+const FIBRES: usize = 4096;
+
+/// `Y = T ×ₙ M` for small `M` (at most [`SMALL`]×[`SMALL`]): each output fibre is `M` times
+/// the input fibre, summed in index order (so the result does not depend on threads).
+fn small_product<T: Float>(
+    t: TensorRef<'_, T>,
+    m: MatRef<'_, T>,
+    bt: &Batch,
+    (sa, sb): (isize, isize),
+    yp: SendPtr<T>,
+) {
+    let (j, i_n) = m.shape();
+    let mut coef = [T::ZERO; SMALL * SMALL];
+    for jj in 0..j {
+        for k in 0..i_n {
+            coef[jj * SMALL + k] = m[(jj, k)];
+        }
+    }
+    let c = bt.cols;
+    let per_item = c.size.div_ceil(FIBRES);
+    let tasks = bt.offsets.len() * per_item;
+    (0..tasks).into_par_iter().for_each(|task| {
+        let (b, part) = (task / per_item, task % per_item);
+        let (c0, c1) = (part * FIBRES, c.size.min((part + 1) * FIBRES));
+        let (oa, ob) = bt.offsets[b];
+        let (ia, ib) = (oa + c0 as isize * c.a, ob + c0 as isize * c.b);
+        let len = c1 - c0;
+        let xp = t.as_ptr();
+        // One pass over the chunk per (output row, input row) pair: long, simple loops that
+        // vectorise when the column stride is one. y[j] = Σₖ m[j,k]·x[k], k ascending.
+        for jj in 0..j {
+            for k in 0..i_n {
+                let a = coef[jj * SMALL + k];
+                // SAFETY: fibres lie inside the input view; each output fibre belongs to one
+                // task.
+                unsafe {
+                    let src = xp.offset(ia + k as isize * sa);
+                    let dst = yp.get().offset(ib + jj as isize * sb);
+                    if c.a == 1 && c.b == 1 {
+                        let x = std::slice::from_raw_parts(src, len);
+                        let y = std::slice::from_raw_parts_mut(dst, len);
+                        if k == 0 {
+                            y.iter_mut().zip(x).for_each(|(y, &x)| *y = a * x);
+                        } else {
+                            y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
+                        }
+                    } else {
+                        for f in 0..len as isize {
+                            let y = dst.offset(f * c.b);
+                            let v = a * *src.offset(f * c.a);
+                            *y = if k == 0 { v } else { *y + v };
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The cheapest order in which to apply a chain of mode products, by dynamic programming
+/// over subsets of modes (at most 2⁸ states). Applying a J×K matrix along a mode of a tensor
+/// of `size` elements costs `size·J` multiply-adds and leaves `size·J/K` elements, and the
+/// size after a subset of products does not depend on their order, so the DP is exact.
+/// (The usual rule "most-shrinking first" is what the DP picks for truncations whose matrices
+/// all shrink; it also handles chains that grow, such as FLoRA's ΔW.)
+pub fn chain_order(shape: &[usize], mats: &[(usize, usize, usize)]) -> Vec<usize> {
+    // mats: (mode, rows J, cols K); returns indices into `mats` in application order.
+    let k = mats.len();
+    let full = 1usize << k;
+    let size_of = |subset: usize| -> f64 {
+        let mut s: f64 = shape.iter().map(|&x| x as f64).product();
+        for (i, &(_, jr, kc)) in mats.iter().enumerate() {
+            if subset & (1 << i) != 0 {
+                s = s / kc.max(1) as f64 * jr as f64;
+            }
+        }
+        s
+    };
+    let mut cost = vec![f64::INFINITY; full];
+    let mut prev = vec![usize::MAX; full];
+    cost[0] = 0.0;
+    for subset in 0..full {
+        if !cost[subset].is_finite() {
+            continue;
+        }
+        let size = size_of(subset);
+        for (i, &(_, jr, _)) in mats.iter().enumerate() {
+            if subset & (1 << i) != 0 {
+                continue;
+            }
+            let next = subset | (1 << i);
+            let c = cost[subset] + size * jr as f64;
+            // Ties go to the candidate seen last, whose final product is on the lowest mode:
+            // in C order that product is one contiguous GEMM over all the other modes.
+            if c <= cost[next] {
+                cost[next] = c;
+                prev[next] = i;
+            }
+        }
+    }
+    let mut order = Vec::with_capacity(k);
+    let mut s = full - 1;
+    while s != 0 {
+        let i = prev[s];
+        order.push(i);
+        s &= !(1 << i);
+    }
+    order.reverse();
+    order
+}
+
+/// `T ×_{m₁} M₁ ×_{m₂} M₂ …` in the flop-optimal order (modes must be distinct).
+pub fn multi_mode_product<T: Float>(
+    t: TensorRef<'_, T>,
+    mats: &[(usize, MatRef<'_, T>)],
+) -> Result<Tensor<T>> {
+    let shape = t.shape();
+    let mut seen = [false; MAX_ORDER];
+    for &(mode, m) in mats {
+        if mode >= shape.len() {
+            return Err(invalid!("mode must be in [0, {}), got {mode}", shape.len()));
+        }
+        if seen[mode] {
+            return Err(invalid!(
+                "modes must be distinct, mode {mode} appears twice"
+            ));
+        }
+        seen[mode] = true;
+        if m.ncols() != shape[mode] {
+            return Err(Error::InvalidShape(format!(
+                "matrix for mode {mode} has {} columns, but the tensor has {} entries along that mode",
+                m.ncols(),
+                shape[mode]
+            )));
+        }
+    }
+    if mats.is_empty() {
+        let order = memory_order(t.strides(), shape);
+        let mut y = Tensor::<T>::zeros_in_order(shape, &order);
+        copy_into(t, &mut y);
+        return Ok(y);
+    }
+    let dims: Vec<(usize, usize, usize)> = mats
+        .iter()
+        .map(|&(md, m)| (md, m.nrows(), m.ncols()))
+        .collect();
+    let order = chain_order(shape, &dims);
+    let mut cur = mode_product(t, mats[order[0]].1, mats[order[0]].0)?;
+    for &i in &order[1..] {
+        cur = mode_product(cur.view(), mats[i].1, mats[i].0)?;
+    }
+    Ok(cur)
+}
+
+/// Copies a view into a dense tensor of the same shape (any layouts).
+fn copy_into<T: Float>(t: TensorRef<'_, T>, y: &mut Tensor<T>) {
+    let c = t.to_c_vec();
+    let shape = y.shape.clone();
+    let strides = y.strides.clone();
+    let n = shape.len();
+    let mut idx = vec![0usize; n];
+    for v in c {
+        let off: isize = idx
+            .iter()
+            .zip(&strides)
+            .map(|(&i, &s)| i as isize * s)
+            .sum();
+        y.data[off as usize] = v;
+        for k in (0..n).rev() {
+            idx[k] += 1;
+            if idx[k] < shape[k] {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+}
+
+/// Batch items summed per partial Gram matrix (fixed, so the sum order is thread-independent).
+const GRAM_CHUNKS: usize = 16;
+
+/// The Gram matrix `T₍ₙ₎·T₍ₙ₎ᵀ` (Iₙ×Iₙ) without forming the unfolding.
+pub fn unfolding_gram<T: Float>(t: TensorRef<'_, T>, n: usize) -> Mat<T> {
+    let shape = t.shape();
+    let i_n = shape[n];
+    let bt = batch(groups(shape, t.strides(), t.strides(), n));
+    let c = bt.cols;
+    let sa = t.strides()[n];
+    // SAFETY: offsets come from the view's own shape and strides.
+    let block =
+        |oa: isize| unsafe { MatRef::from_raw_parts(t.as_ptr().offset(oa), i_n, c.size, sa, c.a) };
+    let mut g = Mat::<T>::zeros(i_n, i_n);
+    if bt.offsets.len() == 1 {
+        let x = block(bt.offsets[0].0);
+        matmul(g.as_mut(), x, x.transpose());
+        return g;
+    }
+    let per = bt.offsets.len().div_ceil(GRAM_CHUNKS);
+    let partials: Vec<Mat<T>> = bt
+        .offsets
+        .par_chunks(per)
+        .map(|chunk| {
+            let mut p = Mat::<T>::zeros(i_n, i_n);
+            for &(oa, _) in chunk {
+                let x = block(oa);
+                faer_matmul(p.as_mut(), Accum::Add, x, x.transpose(), T::ONE, Par::Seq);
+            }
+            p
+        })
+        .collect();
+    for p in &partials {
+        g += p;
+    }
+    g
+}
+
+/// The mode-`n` unfolding of a view as a [`LinOp`] (Iₙ × Πₖ≠ₙ Iₖ; the column order is the
+/// batch layout's, which only matters for right singular vectors, never used here).
+pub struct Unfolding<'a, T> {
+    t: TensorRef<'a, T>,
+    n: usize,
+    cols: Group,
+    offsets: Vec<isize>,
+}
+
+impl<'a, T: Float> Unfolding<'a, T> {
+    pub fn new(t: TensorRef<'a, T>, n: usize) -> Self {
+        let bt = batch(groups(t.shape(), t.strides(), t.strides(), n));
+        Self {
+            t,
+            n,
+            cols: bt.cols,
+            offsets: bt.offsets.iter().map(|o| o.0).collect(),
+        }
+    }
+    fn block(&self, b: usize) -> MatRef<'_, T> {
+        let i_n = self.t.shape()[self.n];
+        // SAFETY: offsets come from the view's own shape and strides.
+        unsafe {
+            MatRef::from_raw_parts(
+                self.t.as_ptr().offset(self.offsets[b]),
+                i_n,
+                self.cols.size,
+                self.t.strides()[self.n],
+                self.cols.a,
+            )
+        }
+    }
+}
+
+impl<T: Float> LinOp<T> for Unfolding<'_, T> {
+    fn shape(&self) -> (usize, usize) {
+        let i_n = self.t.shape()[self.n];
+        (i_n, self.t.len() / i_n.max(1))
+    }
+    fn mul(&self, x: MatRef<'_, T>, mut out: MatMut<'_, T>) {
+        let c = self.cols.size;
+        let nb = self.offsets.len();
+        if nb == 1 {
+            matmul(out, self.block(0), x);
+            return;
+        }
+        let per = nb.div_ceil(GRAM_CHUNKS);
+        let starts: Vec<usize> = (0..nb).step_by(per).collect();
+        let partials: Vec<Mat<T>> = starts
+            .par_iter()
+            .map(|&s| {
+                let mut p = Mat::<T>::zeros(out.nrows(), out.ncols());
+                for b in s..(s + per).min(nb) {
+                    let xb = x.subrows(b * c, c);
+                    faer_matmul(p.as_mut(), Accum::Add, self.block(b), xb, T::ONE, Par::Seq);
+                }
+                p
+            })
+            .collect();
+        out.fill(T::ZERO);
+        for p in &partials {
+            out += p;
+        }
+    }
+    fn mul_t(&self, y: MatRef<'_, T>, out: MatMut<'_, T>) {
+        let c = self.cols.size;
+        let nb = self.offsets.len();
+        if nb == 1 {
+            matmul(out, self.block(0).transpose(), y);
+            return;
+        }
+        let ncols = out.ncols();
+        let (rs, cs) = (out.row_stride(), out.col_stride());
+        let op = SendPtr(out.as_ptr_mut());
+        (0..nb).into_par_iter().for_each(|b| {
+            // SAFETY: row block b of `out` is disjoint from the other items' blocks.
+            let dst = unsafe {
+                MatMut::from_raw_parts_mut(
+                    { op }.0.offset(b as isize * c as isize * rs),
+                    c,
+                    ncols,
+                    rs,
+                    cs,
+                )
+            };
+            faer_matmul(
+                dst,
+                Accum::Replace,
+                self.block(b).transpose(),
+                y,
+                T::ONE,
+                Par::Seq,
+            );
+        });
+    }
+    fn sq_norm(&self, shift: Shift<'_, T>) -> f64 {
+        debug_assert!(matches!(shift, Shift::None));
+        self.t.sq_norm()
+    }
+    fn sums(&self, rows: bool) -> Vec<f64> {
+        // Not needed by the range finder; computed plainly for completeness.
+        let (m, n) = self.shape();
+        let c = self.cols.size;
+        let mut out = vec![0.0f64; if rows { m } else { n }];
+        for b in 0..self.offsets.len() {
+            let blk = self.block(b);
+            for jj in 0..c {
+                for i in 0..m {
+                    let v = blk[(i, jj)].to_f64();
+                    if rows {
+                        out[i] += v;
+                    } else {
+                        out[b * c + jj] += v;
+                    }
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,207 @@
+"""FLoRA adapters: ΔW, its vector-Jacobian product, merging, compression."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rankcore import flora
+
+RNG = np.random.default_rng(7)
+
+
+def ref_delta(core, factors, scale):
+    """ΔW with einsum, spelled out per order."""
+    letters = "abcdefgh"
+    upper = "ABCDEFGH"
+    n = core.ndim
+    spec = letters[:n] + "," + ",".join(f"{upper[k]}{letters[k]}" for k in range(n))
+    return scale * np.einsum(spec + "->" + upper[:n], core, *factors)
+
+
+def random_adapter(shape, ranks, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    core = rng.standard_normal(ranks).astype(dtype)
+    factors = [rng.standard_normal((s, r)).astype(dtype) for s, r in zip(shape, ranks)]
+    return core, factors
+
+
+SHAPES = [((6, 5), (2, 3)), ((8, 6, 3, 3), (3, 2, 2, 3)), ((4, 3, 2, 3, 2), (2, 2, 1, 2, 2))]
+
+
+@pytest.mark.parametrize("shape,ranks", SHAPES)
+def test_init_gives_exact_zero_and_paper_scale(shape, ranks):
+    core, factors, scale = flora.init(shape, ranks, scale=2.0, random_state=0)
+    assert core.shape == tuple(ranks) and not core.any()
+    assert [f.shape for f in factors] == [(s, r) for s, r in zip(shape, ranks)]
+    d = flora.delta(core, factors, scale)
+    assert d.shape == tuple(shape) and d.dtype == np.float32
+    assert np.all(d == 0)
+    # reproducible, and distinct seeds differ
+    _, f2, _ = flora.init(shape, ranks, random_state=0)
+    np.testing.assert_array_equal(factors[0], f2[0])
+
+
+def test_init_factor_variance():
+    _, factors, _ = flora.init((4000, 3000), (8, 8), random_state=1, dtype=np.float64)
+    for f in factors:
+        assert abs(f.var() - 1 / 16) < 0.05 / 16
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,ranks", SHAPES)
+def test_delta_matches_einsum(shape, ranks, dtype):
+    core, factors = random_adapter(shape, ranks, dtype)
+    before = [core.copy()] + [f.copy() for f in factors]
+    d = flora.delta(core, factors, 0.5)
+    assert d.dtype == dtype
+    want = ref_delta(core.astype(np.float64), [f.astype(np.float64) for f in factors], 0.5)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(d, want, rtol=tol, atol=tol * np.abs(want).max())
+    for a, b in zip([core] + factors, before):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape,ranks", SHAPES)
+def test_vjp_matches_finite_differences(shape, ranks):
+    core, factors = random_adapter(shape, ranks, seed=3)
+    scale = 0.7
+    r = RNG.standard_normal(shape)
+
+    def loss(c, fs):
+        return float(np.sum(ref_delta(c, fs, scale) * r))
+
+    gc, gf = flora.delta_vjp(core, factors, r, scale)
+    h = 1e-6
+    fd = np.zeros_like(core)
+    for idx in np.ndindex(core.shape):
+        cp, cm = core.copy(), core.copy()
+        cp[idx] += h
+        cm[idx] -= h
+        fd[idx] = (loss(cp, factors) - loss(cm, factors)) / (2 * h)
+    np.testing.assert_allclose(gc, fd, atol=1e-6)
+    for k in range(len(factors)):
+        fdk = np.zeros_like(factors[k])
+        for idx in np.ndindex(factors[k].shape):
+            fp = [f.copy() for f in factors]
+            fm = [f.copy() for f in factors]
+            fp[k][idx] += h
+            fm[k][idx] -= h
+            fdk[idx] = (loss(core, fp) - loss(core, fm)) / (2 * h)
+        np.testing.assert_allclose(gf[k], fdk, atol=1e-6)
+
+
+def test_vjp_float32_and_layouts():
+    core, factors = random_adapter((16, 8, 3, 3), (4, 4, 3, 3), np.float32, seed=4)
+    g = RNG.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    a = flora.delta_vjp(core, factors, g, 1.0)
+    b = flora.delta_vjp(np.asfortranarray(core), [np.asfortranarray(f) for f in factors],
+                        np.asfortranarray(g), 1.0)
+    assert a[0].dtype == np.float32 and all(x.dtype == np.float32 for x in a[1])
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-4)
+    for x, y in zip(a[1], b[1]):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-4)
+
+
+def test_merge_unmerge_round_trip_and_inputs_unchanged():
+    w = RNG.standard_normal((8, 6, 3, 3))
+    core, factors = random_adapter((8, 6, 3, 3), (3, 2, 2, 3), seed=5)
+    w0 = w.copy()
+    merged = flora.merge(w, core, factors, 0.3)
+    np.testing.assert_array_equal(w, w0)
+    np.testing.assert_allclose(merged, w + ref_delta(core, factors, 0.3), atol=1e-13)
+    back = flora.unmerge(merged, core, factors, 0.3)
+    np.testing.assert_allclose(back, w, atol=1e-13)
+    # in place only when asked
+    res = flora.merge(w, core, factors, 0.3, out=w)
+    assert res is w
+    np.testing.assert_allclose(w, merged, atol=0)
+    flora.unmerge(w, core, factors, 0.3, out=w)
+    np.testing.assert_allclose(w, w0, atol=1e-13)
+
+
+def test_compress_exact_low_rank_is_exact():
+    core, factors = random_adapter((16, 12, 3, 3), (3, 2, 2, 2), seed=6)
+    d = ref_delta(core, factors, 1.0)
+    c = flora.compress(d, (3, 2, 2, 2), scale=2.0)
+    assert c.rel_error < 1e-7
+    np.testing.assert_allclose(flora.delta(c.core, c.factors, c.scale), d, atol=1e-10 * np.abs(d).max())
+    assert c.n_params == 3 * 2 * 2 * 2 + 16 * 3 + 12 * 2 + 3 * 2 + 3 * 2
+    assert c.lora_n_params <= max(c.n_params, 16 + 12 * 9)
+    assert 0 <= c.lora_rel_error <= 1
+
+
+def test_compress_tol():
+    core, factors = random_adapter((10, 8, 3, 3), (3, 3, 2, 2), seed=8)
+    d = ref_delta(core, factors, 1.0) + 1e-3 * RNG.standard_normal((10, 8, 3, 3))
+    c = flora.compress(d, tol=0.05)
+    err = np.linalg.norm(flora.delta(*c) - d) / np.linalg.norm(d)
+    assert err <= 0.05 and abs(err - c.rel_error) < 1e-6
+
+
+def test_chain_order_shrinks_first():
+    # expanding a 2x2x2 core to (100, 2, 50): the mode that grows least comes first
+    assert flora.chain_order((2, 2, 2), [(0, 100), (1, 2), (2, 50)])[0] == 1
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="ranks"):
+        flora.init((4, 3), (5, 1))
+    with pytest.raises(ValueError, match="ranks"):
+        flora.init((4, 3), (0, 1))
+    with pytest.raises(ValueError, match="ranks"):
+        flora.init((4, 3), (1, 1, 1))
+    with pytest.raises(ValueError, match="weight_shape"):
+        flora.init((2,) * 9, 1)
+    core, factors = random_adapter((6, 5), (2, 3))
+    with pytest.raises(ValueError, match="chain"):
+        flora.delta(core, [factors[0], factors[0]])
+    with pytest.raises(ValueError, match="factors"):
+        flora.delta(core, factors[:1])
+    with pytest.raises(ValueError, match="grad_delta"):
+        flora.delta_vjp(core, factors, np.ones((5, 6)))
+    bad = core.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        flora.delta(bad, factors)
+    with pytest.raises(ValueError, match="weight"):
+        flora.merge(np.ones((6, 4)), core, factors)
+    with pytest.raises(ValueError, match="ranks or tol"):
+        flora.compress(np.ones((6, 5)))
+
+
+def test_cupy_like_input_is_not_implemented():
+    class FakeCupy:
+        __module__ = "cupy"
+
+    with pytest.raises(NotImplementedError, match="GPU"):
+        flora.delta(FakeCupy(), [])
+    with pytest.raises(NotImplementedError, match="GPU"):
+        flora.delta_vjp(FakeCupy(), [], None)
+
+
+def test_torch_wrappers():
+    torch = pytest.importorskip("torch")
+    from rankcore.flora import torch as ft
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 6, 3, groups=2, padding=1)
+    layer = ft.Conv(conv, (3, 2, 3, 3))
+    x = torch.randn(2, 8, 5, 5)
+    y0 = conv(x)
+    torch.testing.assert_close(layer(x), y0)  # zero change at init
+    with torch.no_grad():
+        layer.flora.core.normal_()
+    d = layer.delta_weight().detach().numpy().astype(np.float64)
+    fs = [f.detach().numpy().astype(np.float64) for f in layer.flora.factors]
+    np.testing.assert_allclose(d, ref_delta(layer.flora.core.detach().numpy(), fs, 1.0), rtol=1e-4, atol=1e-5)
+    y = layer(x)
+    y.sum().backward()
+    assert layer.flora.core.grad is not None and conv.weight.grad is None
+    layer.merge()
+    torch.testing.assert_close(layer(x), y.detach(), rtol=1e-4, atol=1e-4)
+    layer.unmerge()
+    lin = ft.wrap(torch.nn.Linear(5, 4), (2, 2))
+    emb = ft.wrap(torch.nn.Embedding(10, 4), (3, 2))
+    assert lin(torch.randn(3, 5)).shape == (3, 4)
+    assert emb(torch.tensor([1, 2])).shape == (2, 4)
