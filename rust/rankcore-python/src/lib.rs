@@ -2,6 +2,7 @@
 //! arrays, releases the GIL and maps errors; all maths lives in the core.
 
 mod arrays;
+mod kmedoids;
 mod rng;
 mod run;
 mod svd;
@@ -27,5 +28,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // One `register` per algorithm module; each adds its own functions.
     svd::register(m)?;
     rng::register(m)?;
+    kmedoids::register(m)?;
     Ok(())
 }

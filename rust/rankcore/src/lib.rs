@@ -6,6 +6,7 @@
 //!
 //! One implementation serves both precisions through the [`Float`] trait.
 
+pub mod kmedoids;
 pub mod linalg;
 pub mod operator;
 pub mod rng;

@@ -1,0 +1,464 @@
+//! Dissimilarity sources behind one trait: a precomputed square matrix, a condensed vector
+//! (scipy's `pdist` layout) and a feature matrix whose distances are computed on the fly.
+//!
+//! The algorithms only ever ask for whole rows `d(x, ·)` (a swap candidate against every
+//! point, or a medoid against every point), in blocks, so the feature source can compute a
+//! block of rows at once with a register-tiled kernel and never forms the n×n matrix.
+//!
+//! Every entry `d(i, j)` is a pure function of the two rows `i` and `j`: the kernel sums in a
+//! fixed lane order that does not depend on which other rows share the block, so on-the-fly
+//! distances are bit-identical to the materialised matrix ([`Features::to_matrix`]) and
+//! exactly symmetric, whatever the block sizes and thread count.
+
+use crate::{invalid, Float, Result};
+use rayon::prelude::*;
+
+/// A symmetric dissimilarity over `n` objects with a zero diagonal.
+pub trait Dissimilarity<T: Float>: Sync {
+    /// Number of objects.
+    fn len(&self) -> usize;
+    /// Writes `d(rows[r], j)` for all `j` into `out[r * n .. (r + 1) * n]`.
+    fn rows_into(&self, rows: &[usize], out: &mut [T]);
+    /// Row `i` without a copy, when the source stores it.
+    fn stored_row(&self, _i: usize) -> Option<&[T]> {
+        None
+    }
+    /// One entry `d(i, j)`, identical to entry `j` of row `i`.
+    fn get(&self, i: usize, j: usize) -> T;
+    /// Rows a caller should request at once for efficiency.
+    fn preferred_block(&self) -> usize {
+        1
+    }
+}
+
+/// Checks a square matrix stored contiguously (row- or column-major: it must be symmetric, so
+/// either reads the same): finite, non-negative, zero diagonal, symmetric to
+/// `sqrt(eps) · max(D)` (matrices from a GEMM-based distance are not exactly symmetric; row
+/// `x` is what the algorithms read).
+pub fn check_square<T: Float>(data: &[T], n: usize, name: &str) -> Result<()> {
+    if n == 0 || data.len() != n.checked_mul(n).unwrap_or(usize::MAX) {
+        return Err(invalid!("{name} must be a non-empty square matrix"));
+    }
+    let bad = |i: usize| -> Option<String> {
+        let row = &data[i * n..(i + 1) * n];
+        for (j, &v) in row.iter().enumerate() {
+            if !v.is_finite() {
+                return Some(format!("{name} contains NaN or infinity (at [{i}, {j}])"));
+            }
+            if v < T::ZERO {
+                return Some(format!(
+                    "{name} must be non-negative, got {v:?} at [{i}, {j}]"
+                ));
+            }
+        }
+        if row[i] != T::ZERO {
+            return Some(format!(
+                "{name} must have a zero diagonal, got {:?} at [{i}, {i}]",
+                row[i]
+            ));
+        }
+        None
+    };
+    if let Some(msg) = (0..n).into_par_iter().find_map_first(bad) {
+        return Err(invalid!("{msg}"));
+    }
+    let max = data.par_iter().map(|v| v.to_f64()).reduce(|| 0.0, f64::max);
+    let tol = T::EPSILON.to_f64().sqrt() * max;
+    let asym = |i: usize| -> Option<String> {
+        (0..i).find_map(|j| {
+            let (a, b) = (data[i * n + j].to_f64(), data[j * n + i].to_f64());
+            ((a - b).abs() > tol)
+                .then(|| format!("{name} must be symmetric: [{i}, {j}] = {a} but [{j}, {i}] = {b}"))
+        })
+    };
+    match (0..n).into_par_iter().find_map_first(asym) {
+        Some(msg) => Err(invalid!("{msg}")),
+        None => Ok(()),
+    }
+}
+
+/// A precomputed square matrix, contiguous (C or Fortran order).
+pub struct Square<'a, T> {
+    data: &'a [T],
+    n: usize,
+}
+
+impl<'a, T: Float> Square<'a, T> {
+    /// Validates (see [`check_square`]) and wraps `data` (`n * n` values).
+    pub fn new(data: &'a [T], n: usize) -> Result<Self> {
+        check_square(data, n, "the dissimilarity matrix")?;
+        Ok(Self { data, n })
+    }
+}
+
+impl<T: Float> Dissimilarity<T> for Square<'_, T> {
+    fn len(&self) -> usize {
+        self.n
+    }
+    fn rows_into(&self, rows: &[usize], out: &mut [T]) {
+        for (r, &i) in rows.iter().enumerate() {
+            out[r * self.n..(r + 1) * self.n]
+                .copy_from_slice(&self.data[i * self.n..(i + 1) * self.n]);
+        }
+    }
+    fn stored_row(&self, i: usize) -> Option<&[T]> {
+        Some(&self.data[i * self.n..(i + 1) * self.n])
+    }
+    fn get(&self, i: usize, j: usize) -> T {
+        self.data[i * self.n + j]
+    }
+}
+
+/// The condensed upper triangle as scipy's `pdist` returns it: `d(i, j)` for `i < j` at
+/// `n i - i (i + 1) / 2 + j - i - 1`.
+pub struct Condensed<'a, T> {
+    data: &'a [T],
+    n: usize,
+}
+
+impl<'a, T: Float> Condensed<'a, T> {
+    /// Validates the length (`n (n - 1) / 2` for some `n >= 1`... `n = 1` is the empty
+    /// vector) and the values (finite, non-negative).
+    pub fn new(data: &'a [T]) -> Result<Self> {
+        let m = data.len();
+        // n (n - 1) / 2 = m  ⇔  n = (1 + sqrt(1 + 8m)) / 2
+        let n = ((1.0 + (1.0 + 8.0 * m as f64).sqrt()) / 2.0).round() as usize;
+        if n * (n - 1) / 2 != m {
+            return Err(invalid!(
+                "a condensed distance vector must have length n (n - 1) / 2, got {m}"
+            ));
+        }
+        if let Some((i, v)) = data
+            .par_iter()
+            .enumerate()
+            .find_first(|(_, v)| !v.is_finite() || **v < T::ZERO)
+        {
+            return Err(invalid!(
+                "the condensed distances must be finite and non-negative, got {v:?} at [{i}]"
+            ));
+        }
+        Ok(Self { data, n })
+    }
+}
+
+impl<T: Float> Dissimilarity<T> for Condensed<'_, T> {
+    fn len(&self) -> usize {
+        self.n
+    }
+    fn rows_into(&self, rows: &[usize], out: &mut [T]) {
+        let n = self.n;
+        for (r, &i) in rows.iter().enumerate() {
+            let out = &mut out[r * n..(r + 1) * n];
+            // j < i: the entries (j, i) sit one per stored row j, at a shrinking stride.
+            let mut at = i.wrapping_sub(1);
+            for (j, o) in out[..i].iter_mut().enumerate() {
+                *o = self.data[at];
+                at = at + n - j - 2;
+            }
+            out[i] = T::ZERO;
+            let start = n * i - i * (i + 1) / 2;
+            out[i + 1..].copy_from_slice(&self.data[start..start + n - i - 1]);
+        }
+    }
+    fn get(&self, i: usize, j: usize) -> T {
+        let (a, b) = if i < j { (i, j) } else { (j, i) };
+        if a == b {
+            return T::ZERO;
+        }
+        self.data[self.n * a - a * (a + 1) / 2 + b - a - 1]
+    }
+}
+
+/// Metrics computed on the fly from features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    Euclidean,
+    SqEuclidean,
+    Manhattan,
+    Cosine,
+}
+
+impl Metric {
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "euclidean" => Self::Euclidean,
+            "sqeuclidean" => Self::SqEuclidean,
+            "manhattan" | "cityblock" | "l1" => Self::Manhattan,
+            "cosine" => Self::Cosine,
+            other => {
+                return Err(invalid!(
+                    "metric must be 'precomputed', 'euclidean', 'sqeuclidean', 'manhattan' or 'cosine', got {other:?}"
+                ))
+            }
+        })
+    }
+}
+
+/// Lanes of the distance kernel: each lane sums every `LANES`-th coordinate, then the lanes
+/// are added in a fixed tree. The order depends only on the feature count.
+const LANES: usize = 8;
+/// Candidates evaluated together in the kernel (rows of `X` held in registers / L1).
+const TILE: usize = 4;
+
+/// A row-major feature matrix (`n × d`, contiguous) and a metric.
+pub struct Features<'a, T> {
+    x: &'a [T],
+    n: usize,
+    d: usize,
+    metric: Metric,
+    /// Euclidean norms of the rows (cosine only), computed by the same kernel.
+    norms: Vec<T>,
+}
+
+impl<'a, T: Float> Features<'a, T> {
+    pub fn new(x: &'a [T], n: usize, d: usize, metric: Metric) -> Result<Self> {
+        if n == 0 || d == 0 || x.len() != n * d {
+            return Err(invalid!(
+                "X must be a non-empty n_samples × n_features matrix"
+            ));
+        }
+        if x.par_iter().any(|v| !v.is_finite()) {
+            return Err(invalid!("X contains NaN or infinity"));
+        }
+        let mut f = Self {
+            x,
+            n,
+            d,
+            metric,
+            norms: Vec::new(),
+        };
+        if metric == Metric::Cosine {
+            f.norms = (0..n)
+                .into_par_iter()
+                .map(|i| {
+                    let r = f.row(i);
+                    pulp::Arch::new().dispatch(|| tile::<T, _>([r; TILE], r, |a, b| a * b))[0]
+                        .sqrt()
+                })
+                .collect();
+        }
+        Ok(f)
+    }
+
+    #[inline(always)]
+    fn row(&self, i: usize) -> &[T] {
+        &self.x[i * self.d..(i + 1) * self.d]
+    }
+
+    /// The full `n × n` matrix from the same kernel (bit-identical to the on-the-fly rows).
+    pub fn to_matrix(&self) -> Vec<T> {
+        let n = self.n;
+        let mut out = vec![T::ZERO; n * n];
+        let rows: Vec<usize> = (0..n).collect();
+        out.par_chunks_mut(n * TILE)
+            .zip(rows.par_chunks(TILE))
+            .for_each(|(o, r)| self.rows_into(r, o));
+        out
+    }
+
+    /// `out[c * n + j] = d(cands[c], j)` for up to `TILE` candidates.
+    fn tile_rows(&self, cands: &[usize], out: &mut [T]) {
+        let n = self.n;
+        let rows: [&[T]; TILE] = std::array::from_fn(|c| self.row(cands[c.min(cands.len() - 1)]));
+        let metric = self.metric;
+        pulp::Arch::new().dispatch(|| {
+            for j in 0..n {
+                let xj = self.row(j);
+                let v = match metric {
+                    Metric::Euclidean | Metric::SqEuclidean => {
+                        tile(rows, xj, |a, b| (a - b) * (a - b))
+                    }
+                    Metric::Manhattan => tile(rows, xj, |a, b| (a - b).abs()),
+                    Metric::Cosine => tile(rows, xj, |a, b| a * b),
+                };
+                for c in 0..cands.len() {
+                    out[c * n + j] = self.finish(v[c], cands[c], j);
+                }
+            }
+        });
+    }
+
+    #[inline(always)]
+    fn finish(&self, acc: T, i: usize, j: usize) -> T {
+        if i == j {
+            return T::ZERO;
+        }
+        match self.metric {
+            Metric::Euclidean => acc.sqrt(),
+            Metric::SqEuclidean | Metric::Manhattan => acc,
+            Metric::Cosine => {
+                let denom = self.norms[i] * self.norms[j];
+                if denom == T::ZERO {
+                    return T::ONE; // a zero vector is at cosine distance 1 from all others
+                }
+                let s = T::ONE - acc / denom;
+                let two = T::ONE + T::ONE;
+                if s < T::ZERO {
+                    T::ZERO
+                } else if s > two {
+                    two
+                } else {
+                    s
+                }
+            }
+        }
+    }
+}
+
+/// `Σ_l f(a_c[l], b[l])` for each of the `TILE` rows `a_c`, summed lane-wise (lane `l % LANES`)
+/// and then in a fixed tree, so the result for one pair never depends on the other rows.
+#[inline(always)]
+fn tile<T: Float, F: Fn(T, T) -> T>(a: [&[T]; TILE], b: &[T], f: F) -> [T; TILE] {
+    let d = b.len();
+    let full = d / LANES * LANES;
+    let mut acc = [[T::ZERO; LANES]; TILE];
+    let mut l0 = 0;
+    while l0 < full {
+        let bb = &b[l0..l0 + LANES];
+        for c in 0..TILE {
+            let aa = &a[c][l0..l0 + LANES];
+            for l in 0..LANES {
+                acc[c][l] += f(aa[l], bb[l]);
+            }
+        }
+        l0 += LANES;
+    }
+    std::array::from_fn(|c| {
+        let s = &acc[c];
+        let mut total = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+        for l in full..d {
+            total += f(a[c][l], b[l]);
+        }
+        total
+    })
+}
+
+impl<T: Float> Dissimilarity<T> for Features<'_, T> {
+    fn len(&self) -> usize {
+        self.n
+    }
+    fn rows_into(&self, rows: &[usize], out: &mut [T]) {
+        for (r, o) in rows.chunks(TILE).zip(out.chunks_mut(TILE * self.n)) {
+            self.tile_rows(r, o);
+        }
+    }
+    fn preferred_block(&self) -> usize {
+        TILE
+    }
+    fn get(&self, i: usize, j: usize) -> T {
+        let (a, b) = (self.row(i), self.row(j));
+        let v = pulp::Arch::new().dispatch(|| match self.metric {
+            Metric::Euclidean | Metric::SqEuclidean => tile([a; TILE], b, |a, b| (a - b) * (a - b)),
+            Metric::Manhattan => tile([a; TILE], b, |a, b| (a - b).abs()),
+            Metric::Cosine => tile([a; TILE], b, |a, b| a * b),
+        });
+        self.finish(v[0], i, j)
+    }
+}
+
+/// An owned matrix (the materialised feature distances), as a [`Dissimilarity`].
+pub struct Owned<T> {
+    pub data: Vec<T>,
+    pub n: usize,
+}
+
+impl<T: Float> Dissimilarity<T> for Owned<T> {
+    fn len(&self) -> usize {
+        self.n
+    }
+    fn rows_into(&self, rows: &[usize], out: &mut [T]) {
+        for (r, &i) in rows.iter().enumerate() {
+            out[r * self.n..(r + 1) * self.n]
+                .copy_from_slice(&self.data[i * self.n..(i + 1) * self.n]);
+        }
+    }
+    fn stored_row(&self, i: usize) -> Option<&[T]> {
+        Some(&self.data[i * self.n..(i + 1) * self.n])
+    }
+    fn get(&self, i: usize, j: usize) -> T {
+        self.data[i * self.n + j]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn condensed_matches_square() {
+        let n = 7;
+        let full: Vec<f64> = (0..n * n)
+            .map(|t| {
+                let (i, j) = (t / n, t % n);
+                if i == j {
+                    0.0
+                } else {
+                    (i.min(j) * 10 + i.max(j)) as f64
+                }
+            })
+            .collect();
+        let mut cond = vec![];
+        for i in 0..n {
+            for j in i + 1..n {
+                cond.push(full[i * n + j]);
+            }
+        }
+        let c = Condensed::new(&cond).unwrap();
+        assert_eq!(c.len(), n);
+        let mut out = vec![0.0; n * n];
+        c.rows_into(&(0..n).collect::<Vec<_>>(), &mut out);
+        assert_eq!(out, full);
+        assert!(Condensed::new(&[1.0f64, 2.0]).is_err());
+        assert_eq!(Condensed::<f64>::new(&[]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn features_rows_independent_of_tiling() {
+        let (n, d) = (11, 13);
+        let x: Vec<f32> = (0..n * d)
+            .map(|t| ((t * 7919) % 31) as f32 / 7.0 - 2.0)
+            .collect();
+        for m in [
+            Metric::Euclidean,
+            Metric::SqEuclidean,
+            Metric::Manhattan,
+            Metric::Cosine,
+        ] {
+            let f = Features::new(&x, n, d, m).unwrap();
+            let full = f.to_matrix();
+            for i in 0..n {
+                let mut one = vec![0.0; n];
+                f.rows_into(&[i], &mut one);
+                assert_eq!(&one[..], &full[i * n..(i + 1) * n]);
+                for j in 0..n {
+                    assert_eq!(full[i * n + j], full[j * n + i]);
+                    let direct: f64 = (0..d)
+                        .map(|l| {
+                            let (a, b) = (x[i * d + l] as f64, x[j * d + l] as f64);
+                            match m {
+                                Metric::Manhattan => (a - b).abs(),
+                                Metric::Cosine => a * b,
+                                _ => (a - b) * (a - b),
+                            }
+                        })
+                        .sum();
+                    let want = match m {
+                        Metric::Euclidean => direct.sqrt(),
+                        Metric::Cosine if i != j => {
+                            let ni: f64 = (0..d).map(|l| (x[i * d + l] as f64).powi(2)).sum();
+                            let nj: f64 = (0..d).map(|l| (x[j * d + l] as f64).powi(2)).sum();
+                            1.0 - direct / (ni * nj).sqrt()
+                        }
+                        Metric::Cosine => 0.0,
+                        _ => direct,
+                    };
+                    assert!((full[i * n + j] as f64 - want).abs() < 1e-4 * (1.0 + want));
+                }
+            }
+        }
+        assert!(Square::new(&[0.0f64, 1.0, 2.0, 0.0], 2).is_err());
+        assert!(Square::new(&[0.0f64, 1.0, 1.0, 0.0], 2).is_ok());
+        assert!(Square::new(&[1.0f64, 1.0, 1.0, 0.0], 2).is_err());
+        assert!(Square::new(&[0.0f64, -1.0, -1.0, 0.0], 2).is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! k-medoids clustering: PAM, FastPAM1, FastPAM2, FasterPAM, alternating (Voronoi) iteration
+//! and FastCLARA, over any [`Dissimilarity`] source, with BUILD / LAB / random / k-medoids++
+//! initialisation, sample weights and the medoid silhouette.
+//!
+//! Schubert & Rousseeuw, "Faster k-Medoids Clustering: Improving the PAM, CLARA, and CLARANS
+//! Algorithms" (SISAP 2019) and "Fast and Eager k-Medoids Clustering: O(k) Runtime Improvement
+//! of the PAM, CLARA, and CLARANS Algorithms" (Information Systems 101, 2021).
+//!
+//! **Weights.** A point with weight `w` counts as `w` copies of itself: the loss is
+//! `Σ_o w_o d(o, medoid(o))` and every swap gain is weighted the same way. The weight of a
+//! medoid candidate enters only through its own assignment cost (which is zero once it is a
+//! medoid), exactly as its duplicates would.
+//!
+//! **Determinism.** Candidate swaps are evaluated in parallel blocks against the current
+//! state, and the first improving candidate in the sequential order (FasterPAM) or the best
+//! one with the lowest (candidate, slot) on ties (PAM, FastPAM1) is taken; candidates after
+//! it are re-evaluated. Every sum runs in a fixed order, so 1 and N threads give the same
+//! bits as the sequential algorithm.
+
+pub mod alternate;
+pub mod clara;
+pub mod dissimilarity;
+pub mod fasterpam;
+pub mod fastpam1;
+pub mod fastpam2;
+pub mod init;
+pub mod silhouette;
+pub mod state;
+
+use crate::{invalid, Float, Interrupt, Result};
+use dissimilarity::Dissimilarity;
+use init::Init;
+use rayon::prelude::*;
+use state::State;
+
+/// The swap (or alternating) strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Pam,
+    FastPam1,
+    FastPam2,
+    FasterPam,
+    Alternate,
+    Clara,
+}
+
+impl Method {
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "pam" => Self::Pam,
+            "fastpam1" => Self::FastPam1,
+            "fastpam2" => Self::FastPam2,
+            "fasterpam" => Self::FasterPam,
+            "alternate" => Self::Alternate,
+            "clara" => Self::Clara,
+            other => {
+                return Err(invalid!(
+                    "method must be 'fasterpam', 'fastpam1', 'fastpam2', 'pam', 'alternate' or 'clara', got {other:?}"
+                ))
+            }
+        })
+    }
+}
+
+/// Parameters of one run.
+#[derive(Clone, Debug)]
+pub struct Params {
+    pub n_clusters: usize,
+    pub method: Method,
+    pub init: Init,
+    /// Passes over the candidates (FasterPAM, alternate), swaps (PAM, FastPAM1) or
+    /// iterations (FastPAM2). 0 only assigns the points to the initial medoids.
+    pub max_iter: usize,
+    pub seed: u64,
+    pub verbose: bool,
+    /// CLARA: number of samples and sample size (0: 80 + 4k).
+    pub n_samples: usize,
+    pub sample_size: usize,
+}
+
+impl Params {
+    pub fn new(n_clusters: usize) -> Self {
+        Self {
+            n_clusters,
+            method: Method::FasterPam,
+            init: Init::Build,
+            max_iter: 300,
+            seed: 0,
+            verbose: false,
+            n_samples: 5,
+            sample_size: 0,
+        }
+    }
+}
+
+/// The result of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fit {
+    /// Medoid indices; cluster `c` is the one of `medoids[c]`.
+    pub medoids: Vec<usize>,
+    /// Cluster of each point (the nearest medoid; ties to the lowest cluster, a medoid to its
+    /// own cluster).
+    pub labels: Vec<usize>,
+    /// Weighted loss `Σ w_o d(o, medoid(o))`, accumulated in f64.
+    pub loss: f64,
+    pub n_iter: usize,
+    pub n_swap: usize,
+    /// Whether the run stopped at a local optimum rather than at `max_iter`.
+    pub converged: bool,
+    /// Medoids the initialisation chose.
+    pub init_medoids: Vec<usize>,
+}
+
+/// Counters a swap loop reports.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    pub n_iter: usize,
+    pub n_swap: usize,
+    pub converged: bool,
+}
+
+/// Validates `k` and the weights (None: all ones).
+pub fn check_inputs(n: usize, k: usize, weights: Option<&[f64]>) -> Result<Vec<f64>> {
+    if k == 0 || k > n {
+        return Err(invalid!(
+            "n_clusters must be in [1, n_samples = {n}], got {k}"
+        ));
+    }
+    match weights {
+        None => Ok(vec![1.0; n]),
+        Some(w) => {
+            if w.len() != n {
+                return Err(invalid!(
+                    "sample_weight must have length n_samples = {n}, got {}",
+                    w.len()
+                ));
+            }
+            if w.iter().any(|&v| !v.is_finite() || v < 0.0) {
+                return Err(invalid!("sample_weight must be finite and non-negative"));
+            }
+            Ok(w.to_vec())
+        }
+    }
+}
+
+/// Clusters the `src.len()` objects into `params.n_clusters` clusters.
+pub fn kmedoids<T: Float, D: Dissimilarity<T>>(
+    src: &D,
+    params: &Params,
+    weights: Option<&[f64]>,
+    stop: &dyn Interrupt,
+) -> Result<Fit> {
+    let n = src.len();
+    let k = params.n_clusters;
+    let w = check_inputs(n, k, weights)?;
+    if params.method == Method::Clara {
+        return clara::clara(src, params, &w, stop);
+    }
+    let init_medoids = init::initialize(src, k, &params.init, &w, params.seed, stop)?;
+    let mut st = State::new(src, &init_medoids, &w);
+    if params.verbose {
+        eprintln!("kmedoids: init loss {:.6e}", st.loss);
+    }
+    let it = params.max_iter;
+    let v = params.verbose;
+    let p = match params.method {
+        Method::FasterPam => fasterpam::fasterpam(src, &mut st, &w, it, v, stop)?,
+        Method::FastPam1 => fastpam1::fastpam1(src, &mut st, &w, it, v, false, stop)?,
+        Method::Pam => fastpam1::fastpam1(src, &mut st, &w, it, v, true, stop)?,
+        Method::FastPam2 => fastpam2::fastpam2(src, &mut st, &w, it, v, stop)?,
+        Method::Alternate => alternate::alternate(src, &mut st, &w, it, v, stop)?,
+        Method::Clara => unreachable!("handled above"),
+    };
+    Ok(finish(st, p, init_medoids))
+}
+
+fn finish<T: Float>(st: State<T>, p: Progress, init_medoids: Vec<usize>) -> Fit {
+    Fit {
+        labels: st.labels(),
+        medoids: st.med,
+        loss: st.loss,
+        n_iter: p.n_iter,
+        n_swap: p.n_swap,
+        converged: p.converged,
+        init_medoids,
+    }
+}
+
+/// `f(x, d(x, ·))` for every candidate `x`, in parallel, results in the order of `cands`.
+/// Stored rows are read in place; computed ones are made in the source's preferred blocks.
+pub fn eval_rows<T: Float, D: Dissimilarity<T>, R: Send>(
+    src: &D,
+    cands: &[usize],
+    f: impl Fn(usize, &[T]) -> R + Sync,
+) -> Vec<R> {
+    let n = src.len();
+    if src.stored_row(0).is_some() {
+        return cands
+            .par_iter()
+            .map(|&x| f(x, src.stored_row(x).expect("stored rows are all stored")))
+            .collect();
+    }
+    cands
+        .par_chunks(src.preferred_block())
+        .flat_map_iter(|ch| {
+            let mut buf = vec![T::ZERO; ch.len() * n];
+            src.rows_into(ch, &mut buf);
+            ch.iter()
+                .enumerate()
+                .map(|(r, &x)| f(x, &buf[r * n..(r + 1) * n]))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Row `x` of the source, borrowed when stored, else computed into `buf`.
+pub fn row_of<'a, T: Float, D: Dissimilarity<T>>(
+    src: &'a D,
+    x: usize,
+    buf: &'a mut Vec<T>,
+) -> &'a [T] {
+    if src.stored_row(x).is_some() {
+        return src.stored_row(x).expect("checked");
+    }
+    buf.resize(src.len(), T::ZERO);
+    src.rows_into(&[x], buf);
+    buf
+}
