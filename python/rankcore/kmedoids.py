@@ -154,6 +154,7 @@ def kmedoids(
     sample_weight: Any = None,
     n_samples: int = 5,
     sample_size: int | None = None,
+    precompute: bool | str = "auto",
     verbose: bool = False,
 ) -> KMedoidsResult:
     """Cluster ``X`` into ``n_clusters`` clusters around medoids (points of the data).
@@ -204,6 +205,11 @@ def kmedoids(
         own assignment cost, exactly as for its copies.
     n_samples, sample_size : int, default=5, None
         CLARA only: number of subsamples and their size (None: ``80 + 4 n_clusters``).
+    precompute : bool or "auto", default="auto"
+        Feature input only: compute the n×n matrix once (with the same kernel, so the same
+        bits) instead of recomputing rows on every pass. "auto" does when it takes at most
+        256 MiB (n ≤ 8192 in float32, 5792 in float64); False never forms it (memory
+        O(n·n_clusters)). Ignored by "clara".
     verbose : bool, default=False
         Print the loss after every pass/iteration (to stderr).
 
@@ -234,7 +240,8 @@ def kmedoids(
         kind, data, core_metric = _source(a, metric)
         return _fit(kind, data, core_metric, n_clusters, method=method, init=init,
                     max_iter=max_iter, random_state=random_state, sample_weight=sample_weight,
-                    n_samples=n_samples, sample_size=sample_size, verbose=verbose)
+                    n_samples=n_samples, sample_size=sample_size, verbose=verbose,
+                    precompute=precompute)
 
     return dispatch(X, name="kmedoids", param="X", cpu=cpu)
 
@@ -254,6 +261,7 @@ def _fit(
     sample_size: Any,
     verbose: Any,
     medoid_indices: Any = None,
+    precompute: Any = "auto",
 ) -> KMedoidsResult:
     n = _n_points(kind, data)
     k = check_positive_int(n_clusters, "n_clusters")
@@ -270,6 +278,7 @@ def _fit(
         "n_samples": check_positive_int(n_samples, "n_samples"),
         "sample_size": check_positive_int(sample_size, "sample_size", allow_none=True) or 0,
         "sample_weight": _check_weights(sample_weight, n),
+        "matrix_budget": _matrix_budget(precompute),
     }
     if medoid_indices is not None:
         opts["medoids"] = _check_indices(medoid_indices, "medoid_indices", n, k)
@@ -287,6 +296,17 @@ def _fit(
         converged=bool(out["converged"]),
         init_medoids=out["init_medoids"],
     )
+
+
+def _matrix_budget(precompute: Any) -> int:
+    if isinstance(precompute, str):
+        check_choice(precompute, "precompute", ("auto",))
+        return _MATRIX_BUDGET
+    return 2**62 if _check_bool(precompute, "precompute") else 0
+
+
+#: Bytes of the n×n matrix that ``precompute="auto"`` allows (the core's MATRIX_BUDGET).
+_MATRIX_BUDGET = 256 << 20
 
 
 def _check_bool(value: Any, name: str) -> bool:

@@ -32,6 +32,7 @@ fn params(opts: &Bound<'_, PyDict>) -> PyResult<Params> {
     p.verbose = get(opts, "verbose")?;
     p.n_samples = get(opts, "n_samples")?;
     p.sample_size = get(opts, "sample_size")?;
+    p.matrix_budget = get(opts, "matrix_budget")?;
     Ok(p)
 }
 
@@ -63,7 +64,9 @@ fn with_source<T: Float + Element, R: Send>(
             let (n, d) = (a.shape()[0], a.shape()[1]);
             let s = a.as_slice()?;
             let metric = Metric::parse(metric).map_err(to_pyerr)?;
-            run(py, |stop| f(&Wrap(Features::new(s, n, d, metric)?), stop))
+            run(py, |stop| {
+                f(&FeatWrap(Features::new(s, n, d, metric)?), stop)
+            })
         }
         other => Err(to_pyerr(invalid!("unknown dissimilarity kind {other:?}"))),
     }
@@ -83,6 +86,28 @@ trait SourceRun<T: Float>: Sync {
 }
 
 struct Wrap<D>(D);
+/// Features: may materialise the matrix first (see `kmedoids_features`).
+struct FeatWrap<'a, T>(Features<'a, T>);
+
+impl<T: Float> SourceRun<T> for FeatWrap<'_, T> {
+    fn fit(
+        &self,
+        p: &Params,
+        w: Option<&[f64]>,
+        stop: &dyn Interrupt,
+    ) -> rankcore::Result<rankcore::kmedoids::Fit> {
+        rankcore::kmedoids::kmedoids_features(&self.0, p, w, stop)
+    }
+    fn silhouette(&self, med: &[usize]) -> rankcore::Result<(f64, Vec<f64>)> {
+        medoid_silhouette(&self.0, med)
+    }
+    fn matrix(&self) -> Vec<T> {
+        self.0.to_matrix()
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
 
 impl<T: Float, D: Dissimilarity<T>> SourceRun<T> for Wrap<D> {
     fn fit(

@@ -64,14 +64,24 @@ pub fn check_square<T: Float>(data: &[T], n: usize, name: &str) -> Result<()> {
     }
     let max = data.par_iter().map(|v| v.to_f64()).reduce(|| 0.0, f64::max);
     let tol = T::EPSILON.to_f64().sqrt() * max;
-    let asym = |i: usize| -> Option<String> {
-        (0..i).find_map(|j| {
-            let (a, b) = (data[i * n + j].to_f64(), data[j * n + i].to_f64());
-            ((a - b).abs() > tol)
-                .then(|| format!("{name} must be symmetric: [{i}, {j}] = {a} but [{j}, {i}] = {b}"))
-        })
+    // Tiles of B×B against their mirror, so both reads stay in cache.
+    const B: usize = 64;
+    let asym = |bi: usize| -> Option<String> {
+        for bj in 0..=bi {
+            for i in bi * B..((bi + 1) * B).min(n) {
+                for j in bj * B..((bj + 1) * B).min(i) {
+                    let (a, b) = (data[i * n + j].to_f64(), data[j * n + i].to_f64());
+                    if (a - b).abs() > tol {
+                        return Some(format!(
+                            "{name} must be symmetric: [{i}, {j}] = {a} but [{j}, {i}] = {b}"
+                        ));
+                    }
+                }
+            }
+        }
+        None
     };
-    match (0..n).into_par_iter().find_map_first(asym) {
+    match (0..n.div_ceil(B)).into_par_iter().find_map_first(asym) {
         Some(msg) => Err(invalid!("{msg}")),
         None => Ok(()),
     }
@@ -245,24 +255,35 @@ impl<'a, T: Float> Features<'a, T> {
         &self.x[i * self.d..(i + 1) * self.d]
     }
 
-    /// The full `n × n` matrix from the same kernel (bit-identical to the on-the-fly rows).
+    /// The full `n × n` matrix from the same kernel (bit-identical to the on-the-fly rows):
+    /// the lower triangle in row tiles, then mirrored (every distance is exactly symmetric).
     pub fn to_matrix(&self) -> Vec<T> {
         let n = self.n;
         let mut out = vec![T::ZERO; n * n];
-        let rows: Vec<usize> = (0..n).collect();
-        out.par_chunks_mut(n * TILE)
-            .zip(rows.par_chunks(TILE))
-            .for_each(|(o, r)| self.rows_into(r, o));
+        out.par_chunks_mut(n * TILE).enumerate().for_each(|(t, o)| {
+            let r0 = t * TILE;
+            let rows: Vec<usize> = (r0..(r0 + TILE).min(n)).collect();
+            self.tile_rows(&rows, r0 + rows.len(), o);
+        });
+        let ptr = SyncPtr(out.as_mut_ptr());
+        (0..n).into_par_iter().for_each(|i| {
+            let p = &ptr;
+            for j in i + 1..n {
+                // SAFETY: row i's upper part (j > i) is written only here, and the entries
+                // read, (j, i) with i < j, lie in the lower triangle, which nothing writes now.
+                unsafe { *p.0.add(i * n + j) = *p.0.add(j * n + i) };
+            }
+        });
         out
     }
 
-    /// `out[c * n + j] = d(cands[c], j)` for up to `TILE` candidates.
-    fn tile_rows(&self, cands: &[usize], out: &mut [T]) {
+    /// `out[c * n + j] = d(cands[c], j)` for up to `TILE` candidates and `j < cols`.
+    fn tile_rows(&self, cands: &[usize], cols: usize, out: &mut [T]) {
         let n = self.n;
         let rows: [&[T]; TILE] = std::array::from_fn(|c| self.row(cands[c.min(cands.len() - 1)]));
         let metric = self.metric;
         pulp::Arch::new().dispatch(|| {
-            for j in 0..n {
+            for j in 0..cols {
                 let xj = self.row(j);
                 let v = match metric {
                     Metric::Euclidean | Metric::SqEuclidean => {
@@ -312,11 +333,12 @@ fn tile<T: Float, F: Fn(T, T) -> T>(a: [&[T]; TILE], b: &[T], f: F) -> [T; TILE]
     let d = b.len();
     let full = d / LANES * LANES;
     let mut acc = [[T::ZERO; LANES]; TILE];
+    let a: [&[T]; TILE] = std::array::from_fn(|c| &a[c][..d]);
     let mut l0 = 0;
     while l0 < full {
-        let bb = &b[l0..l0 + LANES];
+        let bb: &[T; LANES] = b[l0..l0 + LANES].try_into().expect("LANES long");
         for c in 0..TILE {
-            let aa = &a[c][l0..l0 + LANES];
+            let aa: &[T; LANES] = a[c][l0..l0 + LANES].try_into().expect("LANES long");
             for l in 0..LANES {
                 acc[c][l] += f(aa[l], bb[l]);
             }
@@ -339,7 +361,7 @@ impl<T: Float> Dissimilarity<T> for Features<'_, T> {
     }
     fn rows_into(&self, rows: &[usize], out: &mut [T]) {
         for (r, o) in rows.chunks(TILE).zip(out.chunks_mut(TILE * self.n)) {
-            self.tile_rows(r, o);
+            self.tile_rows(r, self.n, o);
         }
     }
     fn preferred_block(&self) -> usize {
@@ -355,6 +377,10 @@ impl<T: Float> Dissimilarity<T> for Features<'_, T> {
         self.finish(v[0], i, j)
     }
 }
+
+struct SyncPtr<T>(*mut T);
+// SAFETY: used only where the writes of different threads go to disjoint entries.
+unsafe impl<T> Sync for SyncPtr<T> {}
 
 /// An owned matrix (the materialised feature distances), as a [`Dissimilarity`].
 pub struct Owned<T> {

@@ -76,7 +76,13 @@ pub struct Params {
     /// CLARA: number of samples and sample size (0: 80 + 4k).
     pub n_samples: usize,
     pub sample_size: usize,
+    /// Feature input: materialise the n×n matrix (same kernel, same bits) when it takes at
+    /// most this many bytes; every pass then reads rows instead of recomputing them.
+    pub matrix_budget: usize,
 }
+
+/// Default [`Params::matrix_budget`]: 256 MiB (n = 8192 in f32, 5792 in f64).
+pub const MATRIX_BUDGET: usize = 256 << 20;
 
 impl Params {
     pub fn new(n_clusters: usize) -> Self {
@@ -89,6 +95,7 @@ impl Params {
             verbose: false,
             n_samples: 5,
             sample_size: 0,
+            matrix_budget: MATRIX_BUDGET,
         }
     }
 }
@@ -172,6 +179,27 @@ pub fn kmedoids<T: Float, D: Dissimilarity<T>>(
         Method::Clara => unreachable!("handled above"),
     };
     Ok(finish(st, p, init_medoids))
+}
+
+/// [`kmedoids`] on features: on the materialised matrix when it fits in
+/// `params.matrix_budget` (and the method is not CLARA), else with on-the-fly distances.
+pub fn kmedoids_features<T: Float>(
+    src: &dissimilarity::Features<'_, T>,
+    params: &Params,
+    weights: Option<&[f64]>,
+    stop: &dyn Interrupt,
+) -> Result<Fit> {
+    let n = src.len();
+    let bytes = n.saturating_mul(n).saturating_mul(std::mem::size_of::<T>());
+    if params.method != Method::Clara && bytes <= params.matrix_budget {
+        check_inputs(n, params.n_clusters, weights)?;
+        let m = dissimilarity::Owned {
+            data: src.to_matrix(),
+            n,
+        };
+        return kmedoids(&m, params, weights, stop);
+    }
+    kmedoids(src, params, weights, stop)
 }
 
 fn finish<T: Float>(st: State<T>, p: Progress, init_medoids: Vec<usize>) -> Fit {
