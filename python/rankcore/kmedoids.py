@@ -93,7 +93,9 @@ def _source(X: Any, metric: str, name: str = "X") -> tuple[str, np.ndarray, str]
         raise TypeError(f"metric must be a string, got {metric!r}")
     check_choice(metric, "metric", METRICS)
     if metric == "precomputed":
-        X = check_array(X, name=name, ndim=None)
+        X = check_array(X, name=name, ndim=None, allow_empty=True)
+        if X.ndim == 2 and X.size == 0:
+            raise ValueError(f"{name} is empty (shape={X.shape})")
         if X.ndim == 1:
             return "condensed", np.ascontiguousarray(X), ""
         if X.ndim != 2 or X.shape[0] != X.shape[1]:
