@@ -141,6 +141,8 @@ def _check_weights(sample_weight: Any, n: int) -> np.ndarray | None:
         raise ValueError(f"sample_weight must have length n_samples = {n}, got {w.shape[0]}")
     if (w < 0).any():
         raise ValueError("sample_weight must be non-negative")
+    if not (w > 0).any():
+        raise ValueError("sample_weight must not be all zero: there would be nothing to cluster")
     return np.ascontiguousarray(w)
 
 

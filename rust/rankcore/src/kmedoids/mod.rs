@@ -145,6 +145,9 @@ pub fn check_inputs(n: usize, k: usize, weights: Option<&[f64]>) -> Result<Vec<f
             if w.iter().any(|&v| !v.is_finite() || v < 0.0) {
                 return Err(invalid!("sample_weight must be finite and non-negative"));
             }
+            if !w.iter().any(|&v| v > 0.0) {
+                return Err(invalid!("sample_weight must not be all zero"));
+            }
             Ok(w.to_vec())
         }
     }
