@@ -7,7 +7,7 @@ use numpy::{Element, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntyp
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use rankcore::kmedoids::dissimilarity::{Condensed, Dissimilarity, Features, Metric, Square};
+use rankcore::kmedoids::dissimilarity::{Condensed, Dissimilarity, Features, Fma, Metric, Square};
 use rankcore::kmedoids::init::Init;
 use rankcore::kmedoids::silhouette::medoid_silhouette;
 use rankcore::kmedoids::{kmedoids, Method, Params};
@@ -37,7 +37,7 @@ fn params(opts: &Bound<'_, PyDict>) -> PyResult<Params> {
 }
 
 /// Calls `f` with the dissimilarity source named by `kind` over `data` (dtype `T`).
-fn with_source<T: Float + Element, R: Send>(
+fn with_source<T: Fma + Element, R: Send>(
     kind: &str,
     data: &Bound<'_, PyAny>,
     metric: &str,
@@ -89,7 +89,7 @@ struct Wrap<D>(D);
 /// Features: may materialise the matrix first (see `kmedoids_features`).
 struct FeatWrap<'a, T>(Features<'a, T>);
 
-impl<T: Float> SourceRun<T> for FeatWrap<'_, T> {
+impl<T: Fma> SourceRun<T> for FeatWrap<'_, T> {
     fn fit(
         &self,
         p: &Params,
@@ -143,7 +143,7 @@ fn is_f32(data: &Bound<'_, PyAny>) -> bool {
         .unwrap_or(false)
 }
 
-fn fit_impl<'py, T: Float + Element>(
+fn fit_impl<'py, T: Fma + Element>(
     kind: &str,
     data: &Bound<'py, PyAny>,
     metric: &str,
@@ -185,7 +185,7 @@ pub fn kmedoids_fit<'py>(
     }
 }
 
-fn sil_impl<'py, T: Float + Element>(
+fn sil_impl<'py, T: Fma + Element>(
     kind: &str,
     data: &Bound<'py, PyAny>,
     metric: &str,
@@ -212,7 +212,7 @@ pub fn kmedoids_silhouette<'py>(
     }
 }
 
-fn matrix_impl<'py, T: Float + Element>(
+fn matrix_impl<'py, T: Fma + Element>(
     kind: &str,
     data: &Bound<'py, PyAny>,
     metric: &str,

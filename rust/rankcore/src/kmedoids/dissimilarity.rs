@@ -204,23 +204,61 @@ impl Metric {
     }
 }
 
-/// Lanes of the distance kernel: each lane sums every `LANES`-th coordinate, then the lanes
-/// are added in a fixed tree. The order depends only on the feature count.
+/// Points per panel: the kernel keeps one distance per point of a panel in a vector lane.
 const LANES: usize = 8;
-/// Candidates evaluated together in the kernel (rows of `X` held in registers / L1).
+/// Candidates evaluated together in the kernel (each panel load serves all of them).
 const TILE: usize = 4;
 
+/// The fused multiply-add the distance kernel sums with (correctly rounded everywhere: one
+/// instruction where the CPU has FMA, which pulp's dispatch enables, libm's otherwise).
+pub trait Fma: Float {
+    fn fma(self, b: Self, c: Self) -> Self;
+}
+impl Fma for f32 {
+    #[inline(always)]
+    fn fma(self, b: Self, c: Self) -> Self {
+        self.mul_add(b, c)
+    }
+}
+impl Fma for f64 {
+    #[inline(always)]
+    fn fma(self, b: Self, c: Self) -> Self {
+        self.mul_add(b, c)
+    }
+}
+
+/// One term of the metric's sum: `acc + f(a, b)`, the same expression in every code path.
+#[inline(always)]
+fn term<T: Fma>(metric: Metric, a: T, b: T, acc: T) -> T {
+    match metric {
+        Metric::Euclidean | Metric::SqEuclidean => {
+            let t = a - b;
+            t.fma(t, acc)
+        }
+        Metric::Manhattan => acc + (a - b).abs(),
+        Metric::Cosine => a.fma(b, acc),
+    }
+}
+
 /// A row-major feature matrix (`n × d`, contiguous) and a metric.
+///
+/// Every distance is the sequential sum over the features `l = 0, 1, …` of [`term`] (for
+/// euclidean `fma(x_l − y_l, x_l − y_l, acc)`), then the metric's finish; the blocked kernel
+/// computes exactly that for each pair, just for `TILE × LANES` pairs at once, from a copy of
+/// `X` transposed in panels of `LANES` points (so the lanes hold different points and no
+/// horizontal sum is needed).
 pub struct Features<'a, T> {
     x: &'a [T],
     n: usize,
     d: usize,
     metric: Metric,
-    /// Euclidean norms of the rows (cosine only), computed by the same kernel.
+    /// `panels[(b * d + l) * LANES + lane] = x[b * LANES + lane, l]` (zero past `n`).
+    panels: Vec<T>,
+    /// Euclidean norms of the rows (cosine only), from the same sum.
     norms: Vec<T>,
 }
 
-impl<'a, T: Float> Features<'a, T> {
+impl<'a, T: Fma> Features<'a, T> {
     pub fn new(x: &'a [T], n: usize, d: usize, metric: Metric) -> Result<Self> {
         if n == 0 || d == 0 || x.len() != n * d {
             return Err(invalid!(
@@ -230,22 +268,29 @@ impl<'a, T: Float> Features<'a, T> {
         if x.par_iter().any(|v| !v.is_finite()) {
             return Err(invalid!("X contains NaN or infinity"));
         }
+        let nb = n.div_ceil(LANES);
+        let mut panels = vec![T::ZERO; nb * d * LANES];
+        panels
+            .par_chunks_mut(d * LANES)
+            .enumerate()
+            .for_each(|(b, p)| {
+                for lane in 0..LANES.min(n - b * LANES) {
+                    let row = &x[(b * LANES + lane) * d..(b * LANES + lane + 1) * d];
+                    for (l, &v) in row.iter().enumerate() {
+                        p[l * LANES + lane] = v;
+                    }
+                }
+            });
         let mut f = Self {
             x,
             n,
             d,
             metric,
+            panels,
             norms: Vec::new(),
         };
         if metric == Metric::Cosine {
-            f.norms = (0..n)
-                .into_par_iter()
-                .map(|i| {
-                    let r = f.row(i);
-                    pulp::Arch::new().dispatch(|| tile::<T, _>([r; TILE], r, |a, b| a * b))[0]
-                        .sqrt()
-                })
-                .collect();
+            f.norms = (0..n).into_par_iter().map(|i| f.raw(i, i).sqrt()).collect();
         }
         Ok(f)
     }
@@ -253,6 +298,16 @@ impl<'a, T: Float> Features<'a, T> {
     #[inline(always)]
     fn row(&self, i: usize) -> &[T] {
         &self.x[i * self.d..(i + 1) * self.d]
+    }
+
+    /// The metric's sum for one pair, before the finish.
+    fn raw(&self, i: usize, j: usize) -> T {
+        let (a, b) = (self.row(i), self.row(j));
+        pulp::Arch::new().dispatch(PairOp {
+            a,
+            b,
+            metric: self.metric,
+        })
     }
 
     /// The full `n × n` matrix from the same kernel (bit-identical to the on-the-fly rows):
@@ -279,23 +334,13 @@ impl<'a, T: Float> Features<'a, T> {
 
     /// `out[c * n + j] = d(cands[c], j)` for up to `TILE` candidates and `j < cols`.
     fn tile_rows(&self, cands: &[usize], cols: usize, out: &mut [T]) {
-        let n = self.n;
         let rows: [&[T]; TILE] = std::array::from_fn(|c| self.row(cands[c.min(cands.len() - 1)]));
-        let metric = self.metric;
-        pulp::Arch::new().dispatch(|| {
-            for j in 0..cols {
-                let xj = self.row(j);
-                let v = match metric {
-                    Metric::Euclidean | Metric::SqEuclidean => {
-                        tile(rows, xj, |a, b| (a - b) * (a - b))
-                    }
-                    Metric::Manhattan => tile(rows, xj, |a, b| (a - b).abs()),
-                    Metric::Cosine => tile(rows, xj, |a, b| a * b),
-                };
-                for c in 0..cands.len() {
-                    out[c * n + j] = self.finish(v[c], cands[c], j);
-                }
-            }
+        pulp::Arch::new().dispatch(TileOp {
+            f: self,
+            rows,
+            cands,
+            cols,
+            out,
         });
     }
 
@@ -326,36 +371,85 @@ impl<'a, T: Float> Features<'a, T> {
     }
 }
 
-/// `Σ_l f(a_c[l], b[l])` for each of the `TILE` rows `a_c`, summed lane-wise (lane `l % LANES`)
-/// and then in a fixed tree, so the result for one pair never depends on the other rows.
-#[inline(always)]
-fn tile<T: Float, F: Fn(T, T) -> T>(a: [&[T]; TILE], b: &[T], f: F) -> [T; TILE] {
-    let d = b.len();
-    let full = d / LANES * LANES;
-    let mut acc = [[T::ZERO; LANES]; TILE];
-    let a: [&[T]; TILE] = std::array::from_fn(|c| &a[c][..d]);
-    let mut l0 = 0;
-    while l0 < full {
-        let bb: &[T; LANES] = b[l0..l0 + LANES].try_into().expect("LANES long");
-        for c in 0..TILE {
-            let aa: &[T; LANES] = a[c][l0..l0 + LANES].try_into().expect("LANES long");
-            for l in 0..LANES {
-                acc[c][l] += f(aa[l], bb[l]);
-            }
-        }
-        l0 += LANES;
-    }
-    std::array::from_fn(|c| {
-        let s = &acc[c];
-        let mut total = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
-        for l in full..d {
-            total += f(a[c][l], b[l]);
-        }
-        total
-    })
+/// The blocked kernel as a pulp operation, so that it is compiled for (and run with) the
+/// widest SIMD unit and FMA the CPU has, selected at run time.
+struct TileOp<'s, 'a, T> {
+    f: &'s Features<'a, T>,
+    rows: [&'s [T]; TILE],
+    cands: &'s [usize],
+    cols: usize,
+    out: &'s mut [T],
 }
 
-impl<T: Float> Dissimilarity<T> for Features<'_, T> {
+impl<T: Fma> pulp::WithSimd for TileOp<'_, '_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let TileOp {
+            f,
+            rows,
+            cands,
+            cols,
+            out,
+        } = self;
+        let (n, d) = (f.n, f.d);
+        for b in 0..cols.div_ceil(LANES) {
+            let panel = &f.panels[b * d * LANES..(b + 1) * d * LANES];
+            let acc = match f.metric {
+                Metric::Euclidean | Metric::SqEuclidean => kernel(Metric::Euclidean, &rows, panel),
+                Metric::Manhattan => kernel(Metric::Manhattan, &rows, panel),
+                Metric::Cosine => kernel(Metric::Cosine, &rows, panel),
+            };
+            let j0 = b * LANES;
+            for (c, &i) in cands.iter().enumerate() {
+                for lane in 0..LANES.min(cols - j0) {
+                    out[c * n + j0 + lane] = f.finish(acc[c][lane], i, j0 + lane);
+                }
+            }
+        }
+    }
+}
+
+/// One pair's sum, as a pulp operation (see [`TileOp`]).
+struct PairOp<'s, T> {
+    a: &'s [T],
+    b: &'s [T],
+    metric: Metric,
+}
+
+impl<T: Fma> pulp::WithSimd for PairOp<'_, T> {
+    type Output = T;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> T {
+        let m = self.metric;
+        self.a
+            .iter()
+            .zip(self.b)
+            .fold(T::ZERO, |acc, (&x, &y)| term(m, x, y, acc))
+    }
+}
+
+/// `acc[c][lane] = Σ_l term(a_c[l], panel[l][lane])`, sequentially over `l` for each pair.
+#[inline(always)]
+fn kernel<T: Fma>(metric: Metric, a: &[&[T]; TILE], panel: &[T]) -> [[T; LANES]; TILE] {
+    let d = panel.len() / LANES;
+    let a: [&[T]; TILE] = std::array::from_fn(|c| &a[c][..d]);
+    let mut acc = [[T::ZERO; LANES]; TILE];
+    for l in 0..d {
+        let p: &[T; LANES] = panel[l * LANES..(l + 1) * LANES]
+            .try_into()
+            .expect("LANES long");
+        for c in 0..TILE {
+            let av = a[c][l];
+            for lane in 0..LANES {
+                acc[c][lane] = term(metric, av, p[lane], acc[c][lane]);
+            }
+        }
+    }
+    acc
+}
+
+impl<T: Fma> Dissimilarity<T> for Features<'_, T> {
     fn len(&self) -> usize {
         self.n
     }
@@ -368,13 +462,7 @@ impl<T: Float> Dissimilarity<T> for Features<'_, T> {
         TILE
     }
     fn get(&self, i: usize, j: usize) -> T {
-        let (a, b) = (self.row(i), self.row(j));
-        let v = pulp::Arch::new().dispatch(|| match self.metric {
-            Metric::Euclidean | Metric::SqEuclidean => tile([a; TILE], b, |a, b| (a - b) * (a - b)),
-            Metric::Manhattan => tile([a; TILE], b, |a, b| (a - b).abs()),
-            Metric::Cosine => tile([a; TILE], b, |a, b| a * b),
-        });
-        self.finish(v[0], i, j)
+        self.finish(self.raw(i, j), i, j)
     }
 }
 

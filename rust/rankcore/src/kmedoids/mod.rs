@@ -186,7 +186,7 @@ pub fn kmedoids<T: Float, D: Dissimilarity<T>>(
 
 /// [`kmedoids`] on features: on the materialised matrix when it fits in
 /// `params.matrix_budget` (and the method is not CLARA), else with on-the-fly distances.
-pub fn kmedoids_features<T: Float>(
+pub fn kmedoids_features<T: dissimilarity::Fma>(
     src: &dissimilarity::Features<'_, T>,
     params: &Params,
     weights: Option<&[f64]>,
