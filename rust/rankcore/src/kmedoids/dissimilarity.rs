@@ -39,30 +39,41 @@ pub fn check_square<T: Float>(data: &[T], n: usize, name: &str) -> Result<()> {
     if n == 0 || data.len() != n.checked_mul(n).unwrap_or(usize::MAX) {
         return Err(invalid!("{name} must be a non-empty square matrix"));
     }
-    let bad = |i: usize| -> Option<String> {
+    // One contiguous pass: every value finite and non-negative (checked branch-free, the
+    // message built only on failure), the diagonal zero, and the largest value.
+    let rows: Vec<(bool, f64)> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let row = &data[i * n..(i + 1) * n];
+            let mut ok = row[i] == T::ZERO;
+            let mut max = T::ZERO;
+            for &v in row {
+                ok &= v >= T::ZERO && v.is_finite();
+                if v > max {
+                    max = v;
+                }
+            }
+            (ok, max.to_f64())
+        })
+        .collect();
+    if let Some(i) = rows.iter().position(|r| !r.0) {
         let row = &data[i * n..(i + 1) * n];
-        for (j, &v) in row.iter().enumerate() {
-            if !v.is_finite() {
-                return Some(format!("{name} contains NaN or infinity (at [{i}, {j}])"));
-            }
-            if v < T::ZERO {
-                return Some(format!(
-                    "{name} must be non-negative, got {v:?} at [{i}, {j}]"
-                ));
-            }
-        }
-        if row[i] != T::ZERO {
-            return Some(format!(
-                "{name} must have a zero diagonal, got {:?} at [{i}, {i}]",
-                row[i]
-            ));
-        }
-        None
-    };
-    if let Some(msg) = (0..n).into_par_iter().find_map_first(bad) {
+        let msg = match row.iter().position(|v| !v.is_finite()) {
+            Some(j) => format!("{name} contains NaN or infinity (at [{i}, {j}])"),
+            None => match row.iter().position(|&v| v < T::ZERO) {
+                Some(j) => format!(
+                    "{name} must be non-negative, got {:?} at [{i}, {j}]",
+                    row[j]
+                ),
+                None => format!(
+                    "{name} must have a zero diagonal, got {:?} at [{i}, {i}]",
+                    row[i]
+                ),
+            },
+        };
         return Err(invalid!("{msg}"));
     }
-    let max = data.par_iter().map(|v| v.to_f64()).reduce(|| 0.0, f64::max);
+    let max = rows.iter().fold(0.0f64, |m, r| m.max(r.1));
     let tol = T::EPSILON.to_f64().sqrt() * max;
     // Tiles of B×B against their mirror, so both reads stay in cache.
     const B: usize = 64;
@@ -320,13 +331,20 @@ impl<'a, T: Fma> Features<'a, T> {
             let rows: Vec<usize> = (r0..(r0 + TILE).min(n)).collect();
             self.tile_rows(&rows, r0 + rows.len(), o);
         });
+        // Mirror in B×B tiles so that the strided reads stay in cache.
+        const B: usize = 64;
         let ptr = SyncPtr(out.as_mut_ptr());
-        (0..n).into_par_iter().for_each(|i| {
+        (0..n.div_ceil(B)).into_par_iter().for_each(|bi| {
             let p = &ptr;
-            for j in i + 1..n {
-                // SAFETY: row i's upper part (j > i) is written only here, and the entries
-                // read, (j, i) with i < j, lie in the lower triangle, which nothing writes now.
-                unsafe { *p.0.add(i * n + j) = *p.0.add(j * n + i) };
+            for bj in bi..n.div_ceil(B) {
+                for i in bi * B..((bi + 1) * B).min(n) {
+                    for j in (bj * B).max(i + 1)..((bj + 1) * B).min(n) {
+                        // SAFETY: the upper entries (i, j), j > i, of row block bi are written
+                        // only by this task; the entries read, (j, i) with j > i, lie in the
+                        // lower triangle, which nothing writes now.
+                        unsafe { *p.0.add(i * n + j) = *p.0.add(j * n + i) };
+                    }
+                }
             }
         });
         out

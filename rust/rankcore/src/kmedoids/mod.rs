@@ -257,3 +257,90 @@ pub fn row_of<'a, T: Float, D: Dissimilarity<T>>(
     src.rows_into(&[x], buf);
     buf
 }
+
+#[cfg(test)]
+mod tests {
+    use super::dissimilarity::{Condensed, Features, Metric, Owned};
+    use super::*;
+    use crate::NeverInterrupt;
+
+    fn points(n: usize) -> Vec<f64> {
+        (0..2 * n).map(|t| ((t * 7919 + 13) % 11) as f64).collect()
+    }
+
+    fn run<D: Dissimilarity<f64>>(src: &D, k: usize, method: Method, init: Init) -> Fit {
+        let mut p = Params::new(k);
+        p.method = method;
+        p.init = init;
+        kmedoids(src, &p, None, &NeverInterrupt).unwrap()
+    }
+
+    #[test]
+    fn fastpam1_makes_pams_swaps_and_fasterpam_is_swap_optimal() {
+        let x = points(40);
+        let f = Features::new(&x, 40, 2, Metric::Manhattan).unwrap();
+        let m = Owned {
+            data: f.to_matrix(),
+            n: 40,
+        };
+        for k in 1..6 {
+            let start = Init::Given((0..k).map(|i| 3 * i + 1).collect());
+            let a = run(&m, k, Method::Pam, start.clone());
+            let b = run(&m, k, Method::FastPam1, start.clone());
+            assert_eq!((a.medoids.clone(), a.loss), (b.medoids.clone(), b.loss));
+            let c = run(&f, k, Method::FasterPam, start);
+            // no single swap improves the FasterPAM result
+            let loss = |med: &[usize]| -> f64 {
+                (0..40)
+                    .map(|o| {
+                        med.iter()
+                            .map(|&s| m.data[s * 40 + o])
+                            .fold(f64::INFINITY, f64::min)
+                    })
+                    .sum()
+            };
+            assert_eq!(loss(&c.medoids), c.loss);
+            for x in 0..40 {
+                for s in 0..k {
+                    let mut t = c.medoids.clone();
+                    t[s] = x;
+                    assert!(loss(&t) >= c.loss);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn threads_do_not_change_the_result() {
+        let x = points(300);
+        let f = Features::new(&x, 300, 2, Metric::Euclidean).unwrap();
+        let fit = |t: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap();
+            pool.install(|| run(&f, 7, Method::FasterPam, Init::KMedoidsPlusPlus))
+        };
+        assert_eq!(fit(1), fit(3));
+    }
+
+    #[test]
+    fn bad_inputs_are_errors_not_panics() {
+        let c = Condensed::new(&[1.0f64, 2.0, 3.0]).unwrap();
+        let p = Params::new(4);
+        assert!(kmedoids(&c, &p, None, &NeverInterrupt).is_err());
+        let p = Params::new(0);
+        assert!(kmedoids(&c, &p, None, &NeverInterrupt).is_err());
+        let p = Params::new(2);
+        assert!(kmedoids(&c, &p, Some(&[1.0, -1.0, 1.0]), &NeverInterrupt).is_err());
+        assert!(kmedoids(&c, &p, Some(&[0.0; 3]), &NeverInterrupt).is_err());
+        assert!(kmedoids(&c, &p, Some(&[1.0; 2]), &NeverInterrupt).is_err());
+        let mut p = Params::new(2);
+        p.init = Init::Given(vec![1, 1]);
+        assert!(kmedoids(&c, &p, None, &NeverInterrupt).is_err());
+        p.init = Init::Given(vec![1, 5]);
+        assert!(kmedoids(&c, &p, None, &NeverInterrupt).is_err());
+        assert!(Features::new(&[f64::NAN, 1.0], 2, 1, Metric::Euclidean).is_err());
+        assert!(Metric::parse("chebyshev").is_err() && Method::parse("kmeans").is_err());
+    }
+}
