@@ -485,3 +485,59 @@ def test_estimator_pickle_clone_pipeline():
     assert clone(km).get_params() == km.get_params()
     pipe = make_pipeline(StandardScaler(), KMedoids(3)).fit(X)
     assert pipe.predict(X).shape == (50,)
+
+
+# ---------------------------------------------------------------- FasterMSC / DynMSC
+
+
+def plain_msil(D: np.ndarray, med: list[int]) -> float:
+    Dm = np.sort(D[:, med], axis=1)
+    a, b = Dm[:, 0], Dm[:, 1]
+    return float(np.mean(np.where(b > 0, 1 - a / np.where(b > 0, b, 1), 0.0)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(int_problem(max_n=30), st.sampled_from(["square", "manhattan"]))
+def test_fastermsc_ends_in_silhouette_swap_optimum(prob, source):
+    X, k, seed = prob
+    if k < 2:
+        return
+    data, metric, D = make_source(X, source, np.float64)
+    res = kmedoids(data, k, metric=metric, method="fastermsc", init="random", random_state=seed)
+    med = res.medoids.tolist()
+    assert res.converged and len(set(med)) == k
+    best = plain_msil(D, med)
+    assert medoid_silhouette(D, med) == pytest.approx(best, abs=1e-12)
+    for x in range(len(D)):
+        if x in med:
+            continue
+        for s in range(k):
+            t = med.copy()
+            t[s] = x
+            assert plain_msil(D, t) <= best + 1e-9
+
+
+def test_fastermsc_improves_silhouette_and_rejects_weights():
+    X = np.random.default_rng(15).standard_normal((150, 2))
+    D = pairwise_distances(X)
+    pam = kmedoids(D, 4)
+    msc = kmedoids(D, 4, method="fastermsc")
+    assert medoid_silhouette(D, msc.medoids) >= medoid_silhouette(D, pam.medoids) - 1e-12
+    with pytest.raises(ValueError, match="sample_weight"):
+        kmedoids(D, 4, method="fastermsc", sample_weight=np.ones(150))
+    with pytest.raises(ValueError, match="n_clusters >= 2"):
+        kmedoids(D, 1, method="fastermsc")
+
+
+def test_dynmsc_chooses_the_best_k():
+    rng = np.random.default_rng(16)
+    centres = np.array([[0, 0], [20, 0], [0, 20], [20, 20]])
+    X = np.vstack([c + rng.standard_normal((25, 2)) for c in centres])
+    res = rankcore.dynmsc(X, 8, metric="euclidean")
+    assert res.n_clusters == 4
+    assert res.ks.tolist() == [8, 7, 6, 5, 4, 3, 2]
+    assert res.silhouette == res.silhouettes.max()
+    assert res.silhouette == pytest.approx(medoid_silhouette(X, res.medoids, metric="euclidean"))
+    assert sorted(np.bincount(res.labels).tolist()) == [25, 25, 25, 25]
+    with pytest.raises(ValueError, match="min_clusters"):
+        rankcore.dynmsc(X, 3, min_clusters=4, metric="euclidean")

@@ -37,9 +37,9 @@ from rankcore._validation import (
     check_random_state_seed,
 )
 
-__all__ = ["KMedoids", "KMedoidsResult", "kmedoids", "medoid_silhouette"]
+__all__ = ["DynMscResult", "KMedoids", "KMedoidsResult", "dynmsc", "kmedoids", "medoid_silhouette"]
 
-METHODS = ("fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara")
+METHODS = ("fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara", "fastermsc")
 INITS = ("build", "lab", "random", "k-medoids++", "heuristic")
 #: Metric names accepted for features, and the core's name for each.
 FEATURE_METRICS = {
@@ -184,8 +184,10 @@ def kmedoids(
         ``|x_l − y_l|``, cosine is ``1 − x·y / (‖x‖ ‖y‖)`` (1 against a zero vector); each
         distance is a pure function of the two rows, exactly symmetric, zero on the diagonal.
         Also accepted: "l2", "l1", "cityblock".
-    method : {"fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara"}, default="fasterpam"
-        "fasterpam": eager swaps (first improving swap, pass after pass; fastest, the
+    method : {"fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara", "fastermsc"}, default="fasterpam"
+        "fastermsc": FasterMSC, eager swaps that maximise the medoid silhouette
+        (:func:`medoid_silhouette`) instead of minimising the loss (n_clusters >= 2, no
+        sample_weight; Lenssen & Schubert 2022). "fasterpam": eager swaps (first improving swap, pass after pass; fastest, the
         default). "fastpam1": PAM's swaps and result exactly, O(k) faster. "pam": the
         original SWAP (reference; slow). "fastpam2": several swaps per iteration.
         "alternate": Voronoi iteration (k-means style; scikit-learn-extra's default; worse
@@ -352,6 +354,106 @@ def medoid_silhouette(
     return (float(mean), values) if _check_bool(return_samples, "return_samples") else float(mean)
 
 
+@dataclass(frozen=True)
+class DynMscResult:
+    """The result of :func:`dynmsc`.
+
+    Attributes
+    ----------
+    n_clusters : int
+        The chosen number of clusters (highest mean medoid silhouette; ties: the smaller).
+    medoids, labels : ndarray of int64
+        The clustering at that k.
+    silhouette : float
+        Its mean medoid silhouette.
+    loss : float
+        Its k-medoids loss (sum of distances to the nearest medoid).
+    ks, silhouettes : ndarray
+        Every k tried (from ``max_clusters`` down to ``min_clusters``) and its silhouette.
+    n_swap : int
+        Swaps over all k.
+    """
+
+    n_clusters: int
+    medoids: np.ndarray
+    labels: np.ndarray
+    silhouette: float
+    loss: float
+    ks: np.ndarray
+    silhouettes: np.ndarray
+    n_swap: int
+
+
+def dynmsc(
+    X: Any,
+    max_clusters: int,
+    *,
+    min_clusters: int = 2,
+    metric: str = "precomputed",
+    init: str | Any = "build",
+    max_iter: int = 300,
+    random_state: Any = None,
+    verbose: bool = False,
+) -> DynMscResult:
+    """DynMSC: choose the number of clusters by the medoid silhouette.
+
+    Runs FasterMSC with ``max_clusters`` medoids, then repeatedly removes the medoid whose
+    removal keeps the highest silhouette and optimises again, down to ``min_clusters``; the
+    k with the highest mean medoid silhouette wins (Lenssen & Schubert, "Medoid Silhouette
+    clustering with automatic cluster number selection", Information Systems 2024). The
+    ``kmedoids`` package's ``dynmsc``.
+
+    Parameters
+    ----------
+    X : array-like
+        As in :func:`kmedoids`.
+    max_clusters : int
+        Largest k tried, ``2 <= max_clusters <= n``.
+    min_clusters : int, default=2
+        Smallest k tried.
+    metric, init, max_iter, random_state, verbose
+        As in :func:`kmedoids` (``init`` chooses the ``max_clusters`` starting medoids).
+
+    Returns
+    -------
+    DynMscResult
+    """
+    kind, data, core_metric = _source(X, metric)
+    n = _n_points(kind, data)
+    kmax = check_positive_int(max_clusters, "max_clusters", minimum=2)
+    if kmax > n:
+        raise ValueError(f"max_clusters must be in [2, n_samples = {n}], got {kmax}")
+    kmin = check_positive_int(min_clusters, "min_clusters", minimum=2, maximum=kmax)
+    opts: dict[str, Any] = {
+        "n_clusters": kmax,
+        "min_clusters": kmin,
+        "method": "fastermsc",
+        "init": "build",
+        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0),
+        "seed": check_random_state_seed(random_state),
+        "verbose": _check_bool(verbose, "verbose"),
+        "n_samples": 1,
+        "sample_size": 0,
+        "sample_weight": None,
+        "matrix_budget": _MATRIX_BUDGET,
+    }
+    if isinstance(init, str):
+        opts["init"] = check_choice(init, "init", INITS)
+    else:
+        opts["medoids"] = _check_indices(init, "init", n, kmax)
+    out = _core.kmedoids_dynmsc(kind, data, core_metric, opts)
+    return DynMscResult(
+        n_clusters=len(out["medoids"]),
+        medoids=out["medoids"],
+        labels=out["labels"],
+        silhouette=float(out["silhouette"]),
+        loss=float(out["loss"]),
+        ks=out["ks"],
+        silhouettes=out["silhouettes"],
+        n_swap=int(out["n_swap"]),
+    )
+
+
 def dissimilarity_matrix(X: Any, metric: str = "euclidean") -> np.ndarray:
     """The full (n, n) matrix of ``metric`` over the rows of ``X``, from the kernel that
     :func:`kmedoids` uses on the fly (bit-identical to what it reads; in ``X``'s dtype)."""
@@ -374,7 +476,7 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
         "precomputed" (fit on an (n, n) dissimilarity matrix; predict/transform then take
         (n_queries, n_train) dissimilarities to the training points), "euclidean",
         "sqeuclidean", "manhattan" ("l1", "cityblock"), "cosine" ("l2" = "euclidean").
-    method : {"fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara"}, default="fasterpam"
+    method : {"fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara", "fastermsc"}, default="fasterpam"
         See :func:`kmedoids`.
     init : {"build", "lab", "random", "k-medoids++", "heuristic"} or array, default="build"
         An array of shape (n_clusters, n_features) gives starting medoid *coordinates*, as

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rankcore::kmedoids::dissimilarity::{Condensed, Dissimilarity, Features, Fma, Metric, Square};
 use rankcore::kmedoids::init::Init;
+use rankcore::kmedoids::msc::DynFit;
 use rankcore::kmedoids::silhouette::medoid_silhouette;
 use rankcore::kmedoids::{kmedoids, Method, Params};
 use rankcore::{invalid, Float, Interrupt};
@@ -81,6 +82,7 @@ trait SourceRun<T: Float>: Sync {
         stop: &dyn Interrupt,
     ) -> rankcore::Result<rankcore::kmedoids::Fit>;
     fn silhouette(&self, med: &[usize]) -> rankcore::Result<(f64, Vec<f64>)>;
+    fn dynmsc(&self, p: &Params, k_min: usize, stop: &dyn Interrupt) -> rankcore::Result<DynFit>;
     fn matrix(&self) -> Vec<T>;
     fn len(&self) -> usize;
 }
@@ -101,6 +103,9 @@ impl<T: Fma> SourceRun<T> for FeatWrap<'_, T> {
     fn silhouette(&self, med: &[usize]) -> rankcore::Result<(f64, Vec<f64>)> {
         medoid_silhouette(&self.0, med)
     }
+    fn dynmsc(&self, p: &Params, k_min: usize, stop: &dyn Interrupt) -> rankcore::Result<DynFit> {
+        rankcore::kmedoids::dynmsc(&self.0, p, k_min, stop)
+    }
     fn matrix(&self) -> Vec<T> {
         self.0.to_matrix()
     }
@@ -120,6 +125,9 @@ impl<T: Float, D: Dissimilarity<T>> SourceRun<T> for Wrap<D> {
     }
     fn silhouette(&self, med: &[usize]) -> rankcore::Result<(f64, Vec<f64>)> {
         medoid_silhouette(&self.0, med)
+    }
+    fn dynmsc(&self, p: &Params, k_min: usize, stop: &dyn Interrupt) -> rankcore::Result<DynFit> {
+        rankcore::kmedoids::dynmsc(&self.0, p, k_min, stop)
     }
     fn matrix(&self) -> Vec<T> {
         let n = self.0.len();
@@ -237,10 +245,50 @@ pub fn kmedoids_matrix<'py>(
     }
 }
 
+fn dyn_impl<'py, T: Fma + Element>(
+    kind: &str,
+    data: &Bound<'py, PyAny>,
+    metric: &str,
+    opts: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let py = data.py();
+    let p = params(opts)?;
+    let k_min: usize = get(opts, "min_clusters")?;
+    let fit = with_source::<T, _>(kind, data, metric, |src, stop| src.dynmsc(&p, k_min, stop))?;
+    let d = PyDict::new(py);
+    let idx = |v: Vec<usize>| v.into_iter().map(|x| x as i64).collect::<Vec<_>>();
+    d.set_item("medoids", vec_to_numpy(py, idx(fit.medoids)))?;
+    d.set_item("labels", vec_to_numpy(py, idx(fit.labels)))?;
+    d.set_item("silhouette", fit.silhouette)?;
+    d.set_item("loss", fit.loss)?;
+    d.set_item("n_swap", fit.n_swap)?;
+    let ks: Vec<i64> = fit.per_k.iter().map(|t| t.0 as i64).collect();
+    let sils: Vec<f64> = fit.per_k.iter().map(|t| t.1).collect();
+    d.set_item("ks", vec_to_numpy(py, ks))?;
+    d.set_item("silhouettes", vec_to_numpy(py, sils))?;
+    Ok(d)
+}
+
+/// DynMSC: FasterMSC for k = n_clusters down to min_clusters; the k of the best silhouette.
+#[pyfunction]
+pub fn kmedoids_dynmsc<'py>(
+    kind: &str,
+    data: &Bound<'py, PyAny>,
+    metric: &str,
+    opts: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyDict>> {
+    if is_f32(data) {
+        dyn_impl::<f32>(kind, data, metric, opts)
+    } else {
+        dyn_impl::<f64>(kind, data, metric, opts)
+    }
+}
+
 /// Adds this module's functions to `rankcore._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kmedoids_fit, m)?)?;
     m.add_function(wrap_pyfunction!(kmedoids_silhouette, m)?)?;
     m.add_function(wrap_pyfunction!(kmedoids_matrix, m)?)?;
+    m.add_function(wrap_pyfunction!(kmedoids_dynmsc, m)?)?;
     Ok(())
 }

@@ -24,6 +24,7 @@ pub mod fasterpam;
 pub mod fastpam1;
 pub mod fastpam2;
 pub mod init;
+pub mod msc;
 pub mod silhouette;
 pub mod state;
 
@@ -42,6 +43,8 @@ pub enum Method {
     FasterPam,
     Alternate,
     Clara,
+    /// FasterMSC: eager swaps maximising the medoid silhouette.
+    FasterMsc,
 }
 
 impl Method {
@@ -53,9 +56,10 @@ impl Method {
             "fasterpam" => Self::FasterPam,
             "alternate" => Self::Alternate,
             "clara" => Self::Clara,
+            "fastermsc" => Self::FasterMsc,
             other => {
                 return Err(invalid!(
-                    "method must be 'fasterpam', 'fastpam1', 'fastpam2', 'pam', 'alternate' or 'clara', got {other:?}"
+                    "method must be 'fasterpam', 'fastpam1', 'fastpam2', 'pam', 'alternate', 'clara' or 'fastermsc', got {other:?}"
                 ))
             }
         })
@@ -179,6 +183,14 @@ pub fn kmedoids<T: Float, D: Dissimilarity<T>>(
         Method::Pam => fastpam1::fastpam1(src, &mut st, &w, it, v, true, stop)?,
         Method::FastPam2 => fastpam2::fastpam2(src, &mut st, &w, it, v, stop)?,
         Method::Alternate => alternate::alternate(src, &mut st, &w, it, v, stop)?,
+        Method::FasterMsc => {
+            if weights.is_some() {
+                return Err(invalid!(
+                    "sample_weight is not supported by method='fastermsc'"
+                ));
+            }
+            msc::fastermsc(src, &mut st, it, v, stop)?
+        }
         Method::Clara => unreachable!("handled above"),
     };
     Ok(finish(st, p, init_medoids))
@@ -203,6 +215,20 @@ pub fn kmedoids_features<T: dissimilarity::Fma>(
         return kmedoids(&m, params, weights, stop);
     }
     kmedoids(src, params, weights, stop)
+}
+
+/// DynMSC (see [`msc::dynmsc`]) from `params.n_clusters` (the largest k) down to `k_min`,
+/// starting from `params.init`.
+pub fn dynmsc<T: Float, D: Dissimilarity<T>>(
+    src: &D,
+    params: &Params,
+    k_min: usize,
+    stop: &dyn Interrupt,
+) -> Result<msc::DynFit> {
+    let n = src.len();
+    let w = check_inputs(n, params.n_clusters, None)?;
+    let start = init::initialize(src, params.n_clusters, &params.init, &w, params.seed, stop)?;
+    msc::dynmsc(src, &start, k_min, params.max_iter, params.verbose, stop)
 }
 
 fn finish<T: Float>(st: State<T>, p: Progress, init_medoids: Vec<usize>) -> Fit {
