@@ -77,7 +77,14 @@ pub fn eager<T: Float, D: Dissimilarity<T>, E: Eager<T>>(
         p.converged = true;
         return Ok(p);
     }
-    let min_block = rayon::current_num_threads() * src.preferred_block();
+    // One thread: blocks of one (no evaluation is ever wasted). More: a few candidates per
+    // thread, so that a block's work outweighs its scheduling (stored rows are cheap).
+    let threads = rayon::current_num_threads();
+    let min_block = if threads == 1 {
+        src.preferred_block()
+    } else {
+        4 * threads * src.preferred_block()
+    };
     let max_block = (64 * min_block).max(256);
     let mut block = min_block;
     let mut lastswap = n;
