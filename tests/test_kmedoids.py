@@ -541,3 +541,18 @@ def test_dynmsc_chooses_the_best_k():
     assert sorted(np.bincount(res.labels).tolist()) == [25, 25, 25, 25]
     with pytest.raises(ValueError, match="min_clusters"):
         rankcore.dynmsc(X, 3, min_clusters=4, metric="euclidean")
+
+
+def test_ctrl_c_interrupts_a_long_run():
+    import _thread
+    import threading
+    import time
+
+    X = np.random.default_rng(17).standard_normal((20000, 16)).astype(np.float32)
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    t0 = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):  # BUILD on the fly: minutes if not interrupted
+        kmedoids(X, 50, metric="euclidean", init="build", precompute=False)
+    timer.join()
+    assert time.perf_counter() - t0 < 10

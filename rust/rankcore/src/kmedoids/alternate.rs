@@ -7,7 +7,7 @@
 
 use super::dissimilarity::Dissimilarity;
 use super::state::State;
-use super::{eval_rows, Progress};
+use super::{eval_rows_checked, Progress};
 use crate::{Float, Interrupt, Result};
 
 pub fn alternate<T: Float, D: Dissimilarity<T>>(
@@ -25,16 +25,21 @@ pub fn alternate<T: Float, D: Dissimilarity<T>>(
         p.n_iter += 1;
         let labels = st.near.clone();
         let all: Vec<usize> = (0..n).collect();
-        let cost = eval_rows(src, &all, |x, row| {
-            let c = labels[x];
-            let mut total = 0.0;
-            for o in 0..n {
-                if labels[o] == c {
-                    total += w[o] * row[o].to_f64();
+        let cost = eval_rows_checked(
+            src,
+            &all,
+            |x, row| {
+                let c = labels[x];
+                let mut total = 0.0;
+                for o in 0..n {
+                    if labels[o] == c {
+                        total += w[o] * row[o].to_f64();
+                    }
                 }
-            }
-            total
-        });
+                total
+            },
+            stop,
+        )?;
         let mut med = st.med.clone();
         for (x, &c) in cost.iter().enumerate() {
             let s = labels[x] as usize;

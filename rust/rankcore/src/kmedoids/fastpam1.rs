@@ -9,7 +9,7 @@
 
 use super::dissimilarity::Dissimilarity;
 use super::state::State;
-use super::{eval_rows, row_of, Progress};
+use super::{eval_rows_checked, row_of, Progress};
 use crate::{Float, Interrupt, Result};
 
 /// `original`: the O(k n²)-per-iteration PAM, kept as the reference.
@@ -37,20 +37,25 @@ pub fn fastpam1<T: Float, D: Dissimilarity<T>>(
         p.n_iter += 1;
         let cands: Vec<usize> = (0..n).filter(|&x| !st.is_medoid[x]).collect();
         let state = &*st;
-        let gains = eval_rows(src, &cands, |_, row| {
-            if original {
-                let mut best = (f64::INFINITY, 0);
-                for s in 0..state.k {
-                    let c = state.pair_change(row, s, w);
-                    if c < best.0 {
-                        best = (c, s);
+        let gains = eval_rows_checked(
+            src,
+            &cands,
+            |_, row| {
+                if original {
+                    let mut best = (f64::INFINITY, 0);
+                    for s in 0..state.k {
+                        let c = state.pair_change(row, s, w);
+                        if c < best.0 {
+                            best = (c, s);
+                        }
                     }
+                    best
+                } else {
+                    state.best_swap(row, w)
                 }
-                best
-            } else {
-                state.best_swap(row, w)
-            }
-        });
+            },
+            stop,
+        )?;
         let mut best: Option<usize> = None;
         for (i, g) in gains.iter().enumerate() {
             if best.is_none_or(|b| g.0 < gains[b].0) {

@@ -6,7 +6,7 @@
 
 use super::dissimilarity::Dissimilarity;
 use super::state::State;
-use super::{eval_rows, row_of, Progress};
+use super::{eval_rows_checked, row_of, Progress};
 use crate::{Float, Interrupt, Result};
 
 pub fn fastpam2<T: Float, D: Dissimilarity<T>>(
@@ -30,14 +30,19 @@ pub fn fastpam2<T: Float, D: Dissimilarity<T>>(
         p.n_iter += 1;
         let cands: Vec<usize> = (0..n).filter(|&x| !st.is_medoid[x]).collect();
         let state = &*st;
-        let changes: Vec<Vec<f64>> = eval_rows(src, &cands, |_, row| {
-            if k == 1 {
-                return vec![state.best_swap(row, w).0];
-            }
-            let mut ploss = state.removal.clone();
-            let acc = state.swap_terms(row, w, &mut ploss);
-            ploss.iter().map(|&l| l + acc).collect()
-        });
+        let changes: Vec<Vec<f64>> = eval_rows_checked(
+            src,
+            &cands,
+            |_, row| {
+                if k == 1 {
+                    return vec![state.best_swap(row, w).0];
+                }
+                let mut ploss = state.removal.clone();
+                let acc = state.swap_terms(row, w, &mut ploss);
+                ploss.iter().map(|&l| l + acc).collect()
+            },
+            stop,
+        )?;
         // Best candidate per slot: first minimum in candidate order.
         let mut best: Vec<(f64, usize)> = vec![(f64::INFINITY, usize::MAX); k];
         for (i, ch) in changes.iter().enumerate() {

@@ -5,7 +5,7 @@
 //! keyed by (seed, stream) and indexed by draw number, so no thread count changes them.
 
 use super::dissimilarity::Dissimilarity;
-use super::eval_rows;
+use super::eval_rows_checked;
 use crate::rng::RandomMatrix;
 use crate::{invalid, Float, Interrupt, Result};
 
@@ -86,9 +86,8 @@ pub fn initialize<T: Float, D: Dissimilarity<T>>(
         Init::Lab => lab(src, k, w, seed, stop),
         Init::KMedoidsPlusPlus => kpp(src, k, w, seed, stop),
         Init::Heuristic => {
-            let totals = eval_rows(src, &(0..n).collect::<Vec<_>>(), |_, row| {
-                weighted_sum(row, w)
-            });
+            let all: Vec<usize> = (0..n).collect();
+            let totals = eval_rows_checked(src, &all, |_, row| weighted_sum(row, w), stop)?;
             let mut order: Vec<usize> = (0..n).collect();
             order.sort_by(|&a, &b| totals[a].total_cmp(&totals[b]).then(a.cmp(&b)));
             order.truncate(k);
@@ -135,7 +134,7 @@ pub fn build<T: Float, D: Dissimilarity<T>>(
 ) -> Result<Vec<usize>> {
     let n = src.len();
     let all: Vec<usize> = (0..n).collect();
-    let totals = eval_rows(src, &all, |_, row| weighted_sum(row, w));
+    let totals = eval_rows_checked(src, &all, |_, row| weighted_sum(row, w), stop)?;
     let first = argmin(&totals, |_| true).unwrap_or(0);
     let mut med = vec![first];
     let mut is_med = vec![false; n];
@@ -146,15 +145,20 @@ pub fn build<T: Float, D: Dissimilarity<T>>(
         stop.check()?;
         let cands: Vec<usize> = (0..n).filter(|&x| !is_med[x]).collect();
         // Loss change of adding x: Σ w_o min(0, d(x, o) - dn_o) (negative = better).
-        let change = eval_rows(src, &cands, |_, row| {
-            let mut c = 0.0;
-            for o in 0..n {
-                if row[o] < dn[o] {
-                    c += w[o] * (row[o].to_f64() - dn[o].to_f64());
+        let change = eval_rows_checked(
+            src,
+            &cands,
+            |_, row| {
+                let mut c = 0.0;
+                for o in 0..n {
+                    if row[o] < dn[o] {
+                        c += w[o] * (row[o].to_f64() - dn[o].to_f64());
+                    }
                 }
-            }
-            c
-        });
+                c
+            },
+            stop,
+        )?;
         let best = argmin(&change, |_| true).map_or(cands[0], |i| cands[i]);
         add_medoid(src, best, &mut med, &mut is_med, &mut dn);
     }

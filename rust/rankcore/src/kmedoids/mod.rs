@@ -270,6 +270,22 @@ pub fn eval_rows<T: Float, D: Dissimilarity<T>, R: Send>(
         .collect()
 }
 
+/// [`eval_rows`] in chunks of candidates with a Ctrl-C check between them, so that a full
+/// sweep over n on-the-fly rows stays interruptible (results are the same as one call).
+pub fn eval_rows_checked<T: Float, D: Dissimilarity<T>, R: Send>(
+    src: &D,
+    cands: &[usize],
+    f: impl Fn(usize, &[T]) -> R + Sync,
+    stop: &dyn Interrupt,
+) -> Result<Vec<R>> {
+    let mut out = Vec::with_capacity(cands.len());
+    for chunk in cands.chunks(1024) {
+        stop.check()?;
+        out.extend(eval_rows(src, chunk, &f));
+    }
+    Ok(out)
+}
+
 /// Row `x` of the source, borrowed when stored, else computed into `buf`.
 pub fn row_of<'a, T: Float, D: Dissimilarity<T>>(
     src: &'a D,
