@@ -277,7 +277,7 @@ def test_sample_weight_equals_duplicates():
     assert sorted(dup[rd.medoids].tolist()) == sorted(res.medoids.tolist())
     fixed = kmedoids(D, 3, init=np.array(start), max_iter=0, sample_weight=w)
     assert fixed.loss == float(np.sum(w * D[:, start].min(axis=1)))
-    for method in ("fasterpam", "fastpam2", "alternate", "clara"):
+    for method in ("fasterpam", "fastpam2", "alternate", "clara", "clarans"):
         r = kmedoids(D, 3, method=method, sample_weight=w, random_state=0)
         assert r.loss == pytest.approx(loss_of(D, r.medoids.tolist(), w.astype(float)))
 
@@ -292,7 +292,7 @@ def test_unit_weights_change_nothing():
 # ---------------------------------------------------------------- threads, inputs, methods
 
 
-@pytest.mark.parametrize("method", ["fasterpam", "fastpam1", "fastpam2", "alternate", "clara"])
+@pytest.mark.parametrize("method", ["fasterpam", "fastpam1", "fastpam2", "alternate", "clara", "clarans"])
 @pytest.mark.parametrize("init", ["build", "lab", "k-medoids++", "random"])
 def test_threads_identical(method, init):
     X = np.random.default_rng(6).standard_normal((400, 5)).astype(np.float32)
@@ -326,7 +326,7 @@ def test_all_methods_reasonable():
     X = np.vstack([c + rng.standard_normal((30, 2)) for c in centers])
     D = pairwise_distances(X)
     base = kmedoids(D, 4, method="fastpam1").loss
-    for method in ("fasterpam", "fastpam2", "pam", "alternate", "clara"):
+    for method in ("fasterpam", "fastpam2", "pam", "alternate", "clara", "clarans"):
         res = kmedoids(D, 4, method=method, random_state=0)
         assert res.loss <= base * 1.05, method
         assert res.loss == pytest.approx(loss_of(D, res.medoids.tolist()))

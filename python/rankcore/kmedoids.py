@@ -39,7 +39,7 @@ from rankcore._validation import (
 
 __all__ = ["DynMscResult", "KMedoids", "KMedoidsResult", "dynmsc", "kmedoids", "medoid_silhouette"]
 
-METHODS = ("fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara", "fastermsc")
+METHODS = ("fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara", "clarans", "fastermsc")
 INITS = ("build", "lab", "random", "k-medoids++", "heuristic")
 #: Metric names accepted for features, and the core's name for each.
 FEATURE_METRICS = {
@@ -192,7 +192,10 @@ def kmedoids(
         original SWAP (reference; slow). "fastpam2": several swaps per iteration.
         "alternate": Voronoi iteration (k-means style; scikit-learn-extra's default; worse
         optima). "clara": FasterPAM on ``n_samples`` subsamples of ``sample_size`` points,
-        the best on all points kept (for n too large for one FasterPAM).
+        the best on all points kept (for n too large for one FasterPAM). "clarans":
+        FastCLARANS, randomised swaps from random medoids (``n_samples`` restarts, stop after
+        ``sample_size`` draws without improvement, default ``max(250, 2.5% of n − k)``;
+        ``max_iter`` bounds draws at ``max_iter · sample_size``).
     init : {"build", "lab", "random", "k-medoids++", "heuristic"} or array of int, default="build"
         "build": PAM's greedy BUILD (deterministic, best start, O(n² k)). "lab": BUILD on
         random subsamples (linear approximative BUILD, O(n k) — use for large n). "random":
@@ -210,7 +213,8 @@ def kmedoids(
         loss and in every swap gain. A candidate medoid's own weight matters only through its
         own assignment cost, exactly as for its copies.
     n_samples, sample_size : int, default=5, None
-        CLARA only: number of subsamples and their size (None: ``80 + 4 n_clusters``).
+        CLARA: number of subsamples and their size (None: ``80 + 4 n_clusters``). CLARANS:
+        restarts and the number of failed draws that ends one.
     precompute : bool or "auto", default="auto"
         Feature input only: compute the n×n matrix once (with the same kernel, so the same
         bits) instead of recomputing rows on every pass. "auto" does when it takes at most

@@ -14,6 +14,7 @@ pub const STREAM_RANDOM: u32 = 0x4b4d_0001;
 pub const STREAM_KPP: u32 = 0x4b4d_0002;
 pub const STREAM_LAB: u32 = 0x4b4d_0003;
 pub const STREAM_CLARA: u32 = 0x4b4d_0004;
+pub const STREAM_CLARANS: u32 = 0x4b4d_0005;
 
 /// How the first medoids are chosen.
 #[derive(Clone, Debug, PartialEq)]

@@ -19,6 +19,7 @@
 
 pub mod alternate;
 pub mod clara;
+pub mod clarans;
 pub mod dissimilarity;
 pub mod fasterpam;
 pub mod fastpam1;
@@ -45,6 +46,8 @@ pub enum Method {
     Clara,
     /// FasterMSC: eager swaps maximising the medoid silhouette.
     FasterMsc,
+    /// FastCLARANS: randomised swaps, best of `n_samples` restarts.
+    Clarans,
 }
 
 impl Method {
@@ -57,9 +60,10 @@ impl Method {
             "alternate" => Self::Alternate,
             "clara" => Self::Clara,
             "fastermsc" => Self::FasterMsc,
+            "clarans" => Self::Clarans,
             other => {
                 return Err(invalid!(
-                    "method must be 'fasterpam', 'fastpam1', 'fastpam2', 'pam', 'alternate', 'clara' or 'fastermsc', got {other:?}"
+                    "method must be 'fasterpam', 'fastpam1', 'fastpam2', 'pam', 'alternate', 'clara', 'clarans' or 'fastermsc', got {other:?}"
                 ))
             }
         })
@@ -167,8 +171,10 @@ pub fn kmedoids<T: Float, D: Dissimilarity<T>>(
     let n = src.len();
     let k = params.n_clusters;
     let w = check_inputs(n, k, weights)?;
-    if params.method == Method::Clara {
-        return clara::clara(src, params, &w, stop);
+    match params.method {
+        Method::Clara => return clara::clara(src, params, &w, stop),
+        Method::Clarans => return clarans::clarans(src, params, &w, stop),
+        _ => {}
     }
     let init_medoids = init::initialize(src, k, &params.init, &w, params.seed, stop)?;
     let mut st = State::new(src, &init_medoids, &w);
@@ -191,7 +197,7 @@ pub fn kmedoids<T: Float, D: Dissimilarity<T>>(
             }
             msc::fastermsc(src, &mut st, it, v, stop)?
         }
-        Method::Clara => unreachable!("handled above"),
+        Method::Clara | Method::Clarans => unreachable!("handled above"),
     };
     Ok(finish(st, p, init_medoids))
 }
@@ -206,7 +212,10 @@ pub fn kmedoids_features<T: dissimilarity::Fma>(
 ) -> Result<Fit> {
     let n = src.len();
     let bytes = n.saturating_mul(n).saturating_mul(std::mem::size_of::<T>());
-    if params.method != Method::Clara && bytes <= params.matrix_budget {
+    if params.method != Method::Clara
+        && params.method != Method::Clarans
+        && bytes <= params.matrix_budget
+    {
         check_inputs(n, params.n_clusters, weights)?;
         let m = dissimilarity::Owned {
             data: src.to_matrix(),
