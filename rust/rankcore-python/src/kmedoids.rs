@@ -147,7 +147,7 @@ impl<T: Float, D: Dissimilarity<T>> SourceRun<T> for Wrap<D> {
 fn is_f32(data: &Bound<'_, PyAny>) -> bool {
     data.getattr("dtype")
         .and_then(|d| d.str())
-        .map(|s| s.to_string() == "float32")
+        .map(|s| s == "float32")
         .unwrap_or(false)
 }
 

@@ -17,6 +17,10 @@ use rayon::prelude::*;
 pub trait Dissimilarity<T: Float>: Sync {
     /// Number of objects.
     fn len(&self) -> usize;
+    /// Whether there are no objects (never, for a validated source).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Writes `d(rows[r], j)` for all `j` into `out[r * n .. (r + 1) * n]`.
     fn rows_into(&self, rows: &[usize], out: &mut [T]);
     /// Row `i` without a copy, when the source stores it.
@@ -36,7 +40,7 @@ pub trait Dissimilarity<T: Float>: Sync {
 /// `sqrt(eps) · max(D)` (matrices from a GEMM-based distance are not exactly symmetric; row
 /// `x` is what the algorithms read).
 pub fn check_square<T: Float>(data: &[T], n: usize, name: &str) -> Result<()> {
-    if n == 0 || data.len() != n.checked_mul(n).unwrap_or(usize::MAX) {
+    if n == 0 || data.len() != n.saturating_mul(n) {
         return Err(invalid!("{name} must be a non-empty square matrix"));
     }
     // One contiguous pass: every value finite and non-negative (checked branch-free, the
