@@ -12,6 +12,13 @@ from rankcore.projection import (
     SparseRandomProjection,
     johnson_lindenstrauss_min_dim,
     random_projection,
+from rankcore.kmedoids import (
+    DynMscResult,
+    KMedoids,
+    KMedoidsResult,
+    dynmsc,
+    kmedoids,
+    medoid_silhouette,
 )
 from rankcore.svd import RandomizedPCA, RandomizedSVD, randomized_svd
 from rankcore.tucker import (
@@ -40,9 +47,15 @@ __all__ = [
     "kron_logdet",
     "kron_matvec",
     "kron_solve",
+    "DynMscResult",
+    "KMedoids",
+    "KMedoidsResult",
     "RandomizedPCA",
     "RandomizedSVD",
+    "dynmsc",
     "get_num_threads",
+    "kmedoids",
+    "medoid_silhouette",
     "randomized_svd",
     "set_num_threads",
     "threads",

@@ -5,6 +5,7 @@ mod arrays;
 mod projection;
 mod gp;
 mod kron;
+mod kmedoids;
 mod rng;
 mod run;
 mod svd;
@@ -52,5 +53,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     kron::register(m)?;
     gp::register(m)?;
     tucker::register(m)?;
+    kmedoids::register(m)?;
     Ok(())
 }

@@ -9,6 +9,7 @@
 pub mod gp;
 pub mod kron;
 pub mod flora;
+pub mod kmedoids;
 pub mod linalg;
 pub mod operator;
 pub mod projection;

@@ -1,0 +1,606 @@
+"""k-medoids clustering: FasterPAM, FastPAM1/2, PAM, alternating, FastCLARA.
+
+The functional API :func:`kmedoids` covers what the ``kmedoids`` package's ``fasterpam`` /
+``fastpam1`` / ``pam`` / ``alternating`` functions do; :class:`KMedoids` is a drop-in for
+scikit-learn-extra's ``KMedoids`` (same parameter names where they mean the same; our
+defaults differ, see the class). :func:`medoid_silhouette` is the O(nk) medoid silhouette.
+
+Dissimilarities come from a precomputed square matrix, a condensed vector as
+:func:`scipy.spatial.distance.pdist` returns it, or features with a metric computed on the
+fly (never forming the n×n matrix).
+
+References
+----------
+E. Schubert, P. J. Rousseeuw, "Faster k-Medoids Clustering: Improving the PAM, CLARA, and
+CLARANS Algorithms", SISAP 2019. E. Schubert, P. J. Rousseeuw, "Fast and Eager k-Medoids
+Clustering: O(k) Runtime Improvement of the PAM, CLARA, and CLARANS Algorithms",
+Information Systems 101 (2021). L. Kaufman, P. J. Rousseeuw, "Clustering by means of
+medoids" (1987).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.metrics import pairwise_distances
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from rankcore import _core
+from rankcore._backend import dispatch
+from rankcore._validation import (
+    check_array,
+    check_choice,
+    check_positive_int,
+    check_random_state_seed,
+)
+
+__all__ = ["DynMscResult", "KMedoids", "KMedoidsResult", "dynmsc", "kmedoids", "medoid_silhouette"]
+
+METHODS = ("fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara", "clarans", "fastermsc")
+INITS = ("build", "lab", "random", "k-medoids++", "heuristic")
+#: Metric names accepted for features, and the core's name for each.
+FEATURE_METRICS = {
+    "euclidean": "euclidean",
+    "l2": "euclidean",
+    "sqeuclidean": "sqeuclidean",
+    "manhattan": "manhattan",
+    "cityblock": "manhattan",
+    "l1": "manhattan",
+    "cosine": "cosine",
+}
+METRICS = ("precomputed", *FEATURE_METRICS)
+
+
+@dataclass(frozen=True)
+class KMedoidsResult:
+    """The result of :func:`kmedoids`.
+
+    Attributes
+    ----------
+    medoids : ndarray of int64, shape (n_clusters,)
+        Indices of the medoids; cluster ``c`` is the one around ``medoids[c]``.
+    labels : ndarray of int64, shape (n_samples,)
+        Cluster of each point: its nearest medoid (ties to the lowest cluster; a medoid is
+        always in its own cluster).
+    loss : float
+        ``Σ_i w_i d(i, medoid(i))`` (weights 1 by default), accumulated in float64.
+    n_iter : int
+        Passes (FasterPAM, alternate), swap iterations (PAM, FastPAM1/2; one per swap for
+        PAM and FastPAM1) or, for CLARA, the FasterPAM passes of all samples.
+    n_swap : int
+        Swaps performed (medoid moves for alternate).
+    converged : bool
+        True when the run ended in a local optimum, False when ``max_iter`` stopped it.
+    init_medoids : ndarray of int64, shape (n_clusters,)
+        The medoids the initialisation chose (CLARA: of its first sample).
+    """
+
+    medoids: np.ndarray
+    labels: np.ndarray
+    loss: float
+    n_iter: int
+    n_swap: int
+    converged: bool
+    init_medoids: np.ndarray
+
+
+def _source(X: Any, metric: str, name: str = "X") -> tuple[str, np.ndarray, str]:
+    """(kind, array, core metric) for the core; validates shapes and dtypes."""
+    if not isinstance(metric, str):
+        raise TypeError(f"metric must be a string, got {metric!r}")
+    check_choice(metric, "metric", METRICS)
+    if metric == "precomputed":
+        X = check_array(X, name=name, ndim=None, allow_empty=True)
+        if X.ndim == 2 and X.size == 0:
+            raise ValueError(f"{name} is empty (shape={X.shape})")
+        if X.ndim == 1:
+            return "condensed", np.ascontiguousarray(X), ""
+        if X.ndim != 2 or X.shape[0] != X.shape[1]:
+            raise ValueError(
+                f"{name} must be a square dissimilarity matrix or a condensed vector when "
+                f"metric='precomputed', got shape {X.shape}"
+            )
+        # A symmetric matrix in Fortran order is its own transpose in C order: no copy.
+        X = X.T if X.flags.f_contiguous and not X.flags.c_contiguous else np.ascontiguousarray(X)
+        return "square", X, ""
+    X = check_array(X, name=name, ndim=2)
+    return "features", np.ascontiguousarray(X), FEATURE_METRICS[metric]
+
+
+def _n_points(kind: str, data: np.ndarray) -> int:
+    if kind == "condensed":
+        m = data.shape[0]
+        n = int(round((1 + np.sqrt(1 + 8 * m)) / 2))
+        if n * (n - 1) // 2 != m:
+            raise ValueError(f"a condensed distance vector must have length n (n - 1) / 2, got {m}")
+        return n
+    return data.shape[0]
+
+
+def _check_indices(ind: Any, name: str, n: int, k: int | None) -> list[int]:
+    arr = np.asarray(ind)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise TypeError(f"{name} must be a 1-D array of integer indices, got {ind!r}")
+    if k is not None and arr.size != k:
+        raise ValueError(f"{name} must hold n_clusters = {k} indices, got {arr.size}")
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        raise ValueError(f"{name} must be in [0, {n}), got {arr.tolist()}")
+    if len(np.unique(arr)) != arr.size:
+        raise ValueError(f"{name} must be distinct, got {arr.tolist()}")
+    return [int(v) for v in arr]
+
+
+def _check_weights(sample_weight: Any, n: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    w = check_array(sample_weight, name="sample_weight", ndim=1, dtype_policy="float64")
+    if w.shape[0] != n:
+        raise ValueError(f"sample_weight must have length n_samples = {n}, got {w.shape[0]}")
+    if (w < 0).any():
+        raise ValueError("sample_weight must be non-negative")
+    if not (w > 0).any():
+        raise ValueError("sample_weight must not be all zero: there would be nothing to cluster")
+    return np.ascontiguousarray(w)
+
+
+def kmedoids(
+    X: Any,
+    n_clusters: int,
+    *,
+    metric: str = "precomputed",
+    method: str = "fasterpam",
+    init: str | Any = "build",
+    max_iter: int = 300,
+    random_state: Any = None,
+    sample_weight: Any = None,
+    n_samples: int = 5,
+    sample_size: int | None = None,
+    precompute: bool | str = "auto",
+    verbose: bool = False,
+) -> KMedoidsResult:
+    """Cluster ``X`` into ``n_clusters`` clusters around medoids (points of the data).
+
+    Minimises ``Σ_i w_i d(i, m(i))`` over sets of ``n_clusters`` medoids, ``m(i)`` the medoid
+    nearest to ``i``, by local search from an initial set.
+
+    Parameters
+    ----------
+    X : array-like
+        With ``metric="precomputed"``: an (n, n) dissimilarity matrix (symmetric to
+        ``sqrt(eps) · max``, non-negative, zero diagonal; row ``x`` is what is read), or the
+        condensed vector of length n (n − 1) / 2 that :func:`scipy.spatial.distance.pdist`
+        returns. Otherwise an (n, n_features) feature matrix. float32 and float64 are kept
+        (distances are computed and stored in that dtype, the loss summed in float64);
+        other real dtypes become float64. Never modified.
+    n_clusters : int
+        ``1 <= n_clusters <= n``.
+    metric : {"precomputed", "euclidean", "sqeuclidean", "manhattan", "cosine"}, default="precomputed"
+        For features, distances are computed on the fly in blocks, so no n×n matrix is
+        formed (memory O(n·n_clusters)). Euclidean and squared euclidean sum
+        ``(x_l − y_l)²`` directly (no ``‖x‖² + ‖y‖² − 2x·y`` cancellation), manhattan
+        ``|x_l − y_l|``, cosine is ``1 − x·y / (‖x‖ ‖y‖)`` (1 against a zero vector); each
+        distance is a pure function of the two rows, exactly symmetric, zero on the diagonal.
+        Also accepted: "l2", "l1", "cityblock".
+    method : {"fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara", "fastermsc"}, default="fasterpam"
+        "fastermsc": FasterMSC, eager swaps that maximise the medoid silhouette
+        (:func:`medoid_silhouette`) instead of minimising the loss (n_clusters >= 2, no
+        sample_weight; Lenssen & Schubert 2022). "fasterpam": eager swaps (first improving swap, pass after pass; fastest, the
+        default). "fastpam1": PAM's swaps and result exactly, O(k) faster. "pam": the
+        original SWAP (reference; slow). "fastpam2": several swaps per iteration.
+        "alternate": Voronoi iteration (k-means style; scikit-learn-extra's default; worse
+        optima). "clara": FasterPAM on ``n_samples`` subsamples of ``sample_size`` points,
+        the best on all points kept (for n too large for one FasterPAM). "clarans":
+        FastCLARANS, randomised swaps from random medoids (``n_samples`` restarts, stop after
+        ``sample_size`` draws without improvement, default ``max(250, 2.5% of n − k)``;
+        ``max_iter`` bounds draws at ``max_iter · sample_size``).
+    init : {"build", "lab", "random", "k-medoids++", "heuristic"} or array of int, default="build"
+        "build": PAM's greedy BUILD (deterministic, best start, O(n² k)). "lab": BUILD on
+        random subsamples (linear approximative BUILD, O(n k) — use for large n). "random":
+        uniform. "k-medoids++": D² sampling. "heuristic": the ``n_clusters`` points of
+        least total dissimilarity (scikit-learn-extra's default). An array: the starting
+        medoid *indices*.
+    max_iter : int, default=300
+        Bound on passes (fasterpam, alternate), swaps (pam, fastpam1) or iterations
+        (fastpam2); 0 only assigns the points to the initial medoids.
+    random_state : None, int, numpy.random.Generator or RandomState
+        Seed for "random", "k-medoids++", "lab" and "clara" (Philox: results do not depend
+        on the thread count).
+    sample_weight : array-like of shape (n,), optional
+        Non-negative weights: a point of weight ``w`` counts as ``w`` copies of itself in the
+        loss and in every swap gain. A candidate medoid's own weight matters only through its
+        own assignment cost, exactly as for its copies.
+    n_samples, sample_size : int, default=5, None
+        CLARA: number of subsamples and their size (None: ``80 + 4 n_clusters``). CLARANS:
+        restarts and the number of failed draws that ends one.
+    precompute : bool or "auto", default="auto"
+        Feature input only: compute the n×n matrix once (with the same kernel, so the same
+        bits) instead of recomputing rows on every pass. "auto" does when it takes at most
+        256 MiB (n ≤ 8192 in float32, 5792 in float64); False never forms it (memory
+        O(n·n_clusters)). Ignored by "clara".
+    verbose : bool, default=False
+        Print the loss after every pass/iteration (to stderr).
+
+    Returns
+    -------
+    KMedoidsResult
+        medoids, labels, loss, n_iter, n_swap, converged, init_medoids.
+
+    Notes
+    -----
+    All methods are parallel and deterministic: a block of candidate swaps is evaluated
+    in parallel against the current state and the first improving one in sequential order
+    (fasterpam) or the best one with the lowest (candidate, medoid slot) on ties (pam,
+    fastpam1) is applied, then the rest re-evaluated; every sum has a fixed order. So 1 and
+    N threads give identical results, and FasterPAM makes the same swaps as the sequential
+    algorithm of the ``kmedoids`` package from the same start.
+
+    Examples
+    --------
+    >>> import numpy as np, rankcore
+    >>> X = np.array([[0.0], [0.1], [0.2], [5.0], [5.1]])
+    >>> res = rankcore.kmedoids(X, 2, metric="euclidean")
+    >>> sorted(res.medoids.tolist()), round(res.loss, 6)
+    ([1, 3], 0.3)
+    """
+
+    def cpu(a: Any) -> KMedoidsResult:
+        kind, data, core_metric = _source(a, metric)
+        return _fit(kind, data, core_metric, n_clusters, method=method, init=init,
+                    max_iter=max_iter, random_state=random_state, sample_weight=sample_weight,
+                    n_samples=n_samples, sample_size=sample_size, verbose=verbose,
+                    precompute=precompute)
+
+    return dispatch(X, name="kmedoids", param="X", cpu=cpu)
+
+
+def _fit(
+    kind: str,
+    data: np.ndarray,
+    metric: str,
+    n_clusters: Any,
+    *,
+    method: str,
+    init: Any,
+    max_iter: Any,
+    random_state: Any,
+    sample_weight: Any,
+    n_samples: Any,
+    sample_size: Any,
+    verbose: Any,
+    medoid_indices: Any = None,
+    precompute: Any = "auto",
+) -> KMedoidsResult:
+    n = _n_points(kind, data)
+    k = check_positive_int(n_clusters, "n_clusters")
+    if k > n:
+        raise ValueError(f"n_clusters must be in [1, n_samples = {n}], got {k}")
+    check_choice(method, "method", METHODS)
+    opts: dict[str, Any] = {
+        "n_clusters": k,
+        "method": method,
+        "init": "build",
+        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0),
+        "seed": check_random_state_seed(random_state),
+        "verbose": _check_bool(verbose, "verbose"),
+        "n_samples": check_positive_int(n_samples, "n_samples"),
+        "sample_size": check_positive_int(sample_size, "sample_size", allow_none=True) or 0,
+        "sample_weight": _check_weights(sample_weight, n),
+        "matrix_budget": _matrix_budget(precompute),
+    }
+    if medoid_indices is not None:
+        opts["medoids"] = _check_indices(medoid_indices, "medoid_indices", n, k)
+    elif isinstance(init, str):
+        opts["init"] = check_choice(init, "init", INITS)
+    else:
+        opts["medoids"] = _check_indices(init, "init", n, k)
+    out = _core.kmedoids_fit(kind, data, metric, opts)
+    return KMedoidsResult(
+        medoids=out["medoids"],
+        labels=out["labels"],
+        loss=float(out["loss"]),
+        n_iter=int(out["n_iter"]),
+        n_swap=int(out["n_swap"]),
+        converged=bool(out["converged"]),
+        init_medoids=out["init_medoids"],
+    )
+
+
+def _matrix_budget(precompute: Any) -> int:
+    if isinstance(precompute, str):
+        check_choice(precompute, "precompute", ("auto",))
+        return _MATRIX_BUDGET
+    return 2**62 if _check_bool(precompute, "precompute") else 0
+
+
+#: Bytes of the n×n matrix that ``precompute="auto"`` allows (the core's MATRIX_BUDGET).
+_MATRIX_BUDGET = 256 << 20
+
+
+def _check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def medoid_silhouette(
+    X: Any, medoids: Any, *, metric: str = "precomputed", return_samples: bool = False
+) -> float | tuple[float, np.ndarray]:
+    """The medoid silhouette of a clustering given by its medoids, in O(n k).
+
+    ``s_i = 1 − a_i / b_i`` with ``a_i`` and ``b_i`` the dissimilarities of point ``i`` to its
+    nearest and second-nearest medoid (``s_i = 0`` when ``b_i = 0`` or with one medoid); the
+    result is the mean over all points (Van der Laan et al. 2003; Lenssen & Schubert 2022).
+
+    Parameters
+    ----------
+    X : array-like
+        As in :func:`kmedoids` (square or condensed dissimilarities, or features).
+    medoids : array-like of int
+        Distinct medoid indices (``KMedoidsResult.medoids`` / ``KMedoids.medoid_indices_``).
+    metric : str, default="precomputed"
+        As in :func:`kmedoids`.
+    return_samples : bool, default=False
+        Also return the per-point values.
+
+    Returns
+    -------
+    float, or (float, ndarray of shape (n,))
+    """
+    kind, data, core_metric = _source(X, metric)
+    n = _n_points(kind, data)
+    med = _check_indices(medoids, "medoids", n, None)
+    if not med:
+        raise ValueError("medoids must not be empty")
+    mean, values = _core.kmedoids_silhouette(kind, data, core_metric, med)
+    return (float(mean), values) if _check_bool(return_samples, "return_samples") else float(mean)
+
+
+@dataclass(frozen=True)
+class DynMscResult:
+    """The result of :func:`dynmsc`.
+
+    Attributes
+    ----------
+    n_clusters : int
+        The chosen number of clusters (highest mean medoid silhouette; ties: the smaller).
+    medoids, labels : ndarray of int64
+        The clustering at that k.
+    silhouette : float
+        Its mean medoid silhouette.
+    loss : float
+        Its k-medoids loss (sum of distances to the nearest medoid).
+    ks, silhouettes : ndarray
+        Every k tried (from ``max_clusters`` down to ``min_clusters``) and its silhouette.
+    n_swap : int
+        Swaps over all k.
+    """
+
+    n_clusters: int
+    medoids: np.ndarray
+    labels: np.ndarray
+    silhouette: float
+    loss: float
+    ks: np.ndarray
+    silhouettes: np.ndarray
+    n_swap: int
+
+
+def dynmsc(
+    X: Any,
+    max_clusters: int,
+    *,
+    min_clusters: int = 2,
+    metric: str = "precomputed",
+    init: str | Any = "build",
+    max_iter: int = 300,
+    random_state: Any = None,
+    verbose: bool = False,
+) -> DynMscResult:
+    """DynMSC: choose the number of clusters by the medoid silhouette.
+
+    Runs FasterMSC with ``max_clusters`` medoids, then repeatedly removes the medoid whose
+    removal keeps the highest silhouette and optimises again, down to ``min_clusters``; the
+    k with the highest mean medoid silhouette wins (Lenssen & Schubert, "Medoid Silhouette
+    clustering with automatic cluster number selection", Information Systems 2024). The
+    ``kmedoids`` package's ``dynmsc``.
+
+    Parameters
+    ----------
+    X : array-like
+        As in :func:`kmedoids`.
+    max_clusters : int
+        Largest k tried, ``2 <= max_clusters <= n``.
+    min_clusters : int, default=2
+        Smallest k tried.
+    metric, init, max_iter, random_state, verbose
+        As in :func:`kmedoids` (``init`` chooses the ``max_clusters`` starting medoids).
+
+    Returns
+    -------
+    DynMscResult
+    """
+    kind, data, core_metric = _source(X, metric)
+    n = _n_points(kind, data)
+    kmax = check_positive_int(max_clusters, "max_clusters", minimum=2)
+    if kmax > n:
+        raise ValueError(f"max_clusters must be in [2, n_samples = {n}], got {kmax}")
+    kmin = check_positive_int(min_clusters, "min_clusters", minimum=2, maximum=kmax)
+    opts: dict[str, Any] = {
+        "n_clusters": kmax,
+        "min_clusters": kmin,
+        "method": "fastermsc",
+        "init": "build",
+        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0),
+        "seed": check_random_state_seed(random_state),
+        "verbose": _check_bool(verbose, "verbose"),
+        "n_samples": 1,
+        "sample_size": 0,
+        "sample_weight": None,
+        "matrix_budget": _MATRIX_BUDGET,
+    }
+    if isinstance(init, str):
+        opts["init"] = check_choice(init, "init", INITS)
+    else:
+        opts["medoids"] = _check_indices(init, "init", n, kmax)
+    out = _core.kmedoids_dynmsc(kind, data, core_metric, opts)
+    return DynMscResult(
+        n_clusters=len(out["medoids"]),
+        medoids=out["medoids"],
+        labels=out["labels"],
+        silhouette=float(out["silhouette"]),
+        loss=float(out["loss"]),
+        ks=out["ks"],
+        silhouettes=out["silhouettes"],
+        n_swap=int(out["n_swap"]),
+    )
+
+
+def dissimilarity_matrix(X: Any, metric: str = "euclidean") -> np.ndarray:
+    """The full (n, n) matrix of ``metric`` over the rows of ``X``, from the kernel that
+    :func:`kmedoids` uses on the fly (bit-identical to what it reads; in ``X``'s dtype)."""
+    kind, data, core_metric = _source(X, metric)
+    return _core.kmedoids_matrix(kind, data, core_metric)
+
+
+class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
+    """k-medoids clustering: a drop-in for scikit-learn-extra's ``KMedoids``.
+
+    Parameters keep scikit-learn-extra's names and meanings; the defaults differ:
+    ``method="fasterpam"`` (theirs "alternate", which finds worse optima) and
+    ``init="build"`` (theirs "heuristic"; "build" is PAM's BUILD, deterministic and the best
+    start, O(n² k): use "lab" for large n).
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+    metric : str, default="euclidean"
+        "precomputed" (fit on an (n, n) dissimilarity matrix; predict/transform then take
+        (n_queries, n_train) dissimilarities to the training points), "euclidean",
+        "sqeuclidean", "manhattan" ("l1", "cityblock"), "cosine" ("l2" = "euclidean").
+    method : {"fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara", "fastermsc"}, default="fasterpam"
+        See :func:`kmedoids`.
+    init : {"build", "lab", "random", "k-medoids++", "heuristic"} or array, default="build"
+        An array of shape (n_clusters, n_features) gives starting medoid *coordinates*, as
+        in scikit-learn-extra: each row is replaced by the nearest training point (they must
+        be distinct). Indices go in ``medoid_indices``.
+    max_iter : int, default=300
+    random_state : None, int, Generator or RandomState, default=None
+    medoid_indices : array of int or None, default=None
+        Starting medoid indices (overrides ``init``).
+    verbose : bool, default=False
+
+    Attributes
+    ----------
+    medoid_indices_ : ndarray of int64, shape (n_clusters,)
+    cluster_centers_ : ndarray of shape (n_clusters, n_features), or None when precomputed
+    labels_ : ndarray of int64, shape (n_samples,)
+    inertia_ : float
+        The (weighted) loss, sum of dissimilarities to the nearest medoid.
+    n_iter_ : int
+    n_swap_ : int
+    converged_ : bool
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rankcore import KMedoids
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [4, 2], [4, 4], [4, 0]], dtype=float)
+    >>> km = KMedoids(n_clusters=2, random_state=0).fit(X)
+    >>> km.labels_.tolist()
+    [0, 0, 0, 1, 1, 1]
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        metric: str = "euclidean",
+        method: str = "fasterpam",
+        init: str | Any = "build",
+        max_iter: int = 300,
+        random_state: Any = None,
+        *,
+        medoid_indices: Any = None,
+        verbose: bool = False,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.metric = metric
+        self.method = method
+        self.init = init
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.medoid_indices = medoid_indices
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):  # noqa: D105
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.pairwise = self.metric == "precomputed"
+        return tags
+
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMedoids:
+        """Cluster ``X`` (ignores ``y``); ``sample_weight`` as in :func:`kmedoids`."""
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        if not isinstance(self.metric, str):
+            raise TypeError(f"metric must be a string, got {self.metric!r}")
+        check_choice(self.metric, "metric", METRICS)
+        n = X.shape[0]
+        k = check_positive_int(self.n_clusters, "n_clusters")
+        if k > n:
+            raise ValueError(f"n_clusters must be in [1, n_samples = {n}], got {k} (n_samples={n})")
+        kind, data, core_metric = _source(X, self.metric)
+        init = self.init
+        if not isinstance(init, str):
+            init = self._init_indices(X, init, k)
+        res = _fit(kind, data, core_metric, k, method=self.method, init=init,
+                   max_iter=self.max_iter, random_state=self.random_state,
+                   sample_weight=sample_weight, n_samples=5, sample_size=None,
+                   verbose=self.verbose, medoid_indices=self.medoid_indices)
+        self.medoid_indices_ = res.medoids
+        self.labels_ = res.labels
+        self.inertia_ = res.loss
+        self.n_iter_ = res.n_iter
+        self.n_swap_ = res.n_swap
+        self.converged_ = res.converged
+        self.cluster_centers_ = None if self.metric == "precomputed" else X[res.medoids].copy()
+        return self
+
+    def _init_indices(self, X: np.ndarray, init: Any, k: int) -> np.ndarray:
+        """Medoid coordinates → indices of the nearest training points."""
+        if self.metric == "precomputed":
+            raise ValueError("init as coordinates needs features; with metric='precomputed' pass medoid_indices")
+        centers = check_array(init, name="init", ndim=2)
+        if centers.shape != (k, X.shape[1]):
+            raise ValueError(f"init must have shape (n_clusters, n_features) = {(k, X.shape[1])}, got {centers.shape}")
+        idx = pairwise_distances(centers, X, metric=FEATURE_METRICS[self.metric]).argmin(axis=1)
+        if len(np.unique(idx)) != k:
+            raise ValueError("init: two starting centres map to the same nearest training point")
+        return idx
+
+    def _distances(self, X: np.ndarray) -> np.ndarray:
+        if self.metric == "precomputed":
+            if X.shape[1] != self.labels_.shape[0]:
+                raise ValueError(
+                    f"with metric='precomputed', X must hold dissimilarities to the {self.labels_.shape[0]} "
+                    f"training points, got shape {X.shape}"
+                )
+            return np.array(X[:, self.medoid_indices_], dtype=X.dtype)
+        D = pairwise_distances(X, self.cluster_centers_, metric=FEATURE_METRICS[self.metric])
+        return D.astype(X.dtype, copy=False)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Dissimilarities of ``X`` to the medoids, shape (n_samples, n_clusters)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return self._distances(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Index of the nearest medoid for each row of ``X`` (ties: lowest)."""
+        return self.transform(X).argmin(axis=1).astype(np.int64)
+
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
+        """Fit and return ``labels_``."""
+        return self.fit(X, sample_weight=sample_weight).labels_

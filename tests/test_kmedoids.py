@@ -1,0 +1,558 @@
+"""Tests of rankcore's k-medoids against references written plainly here.
+
+Exactness: the hypothesis tests use integer-valued dissimilarities (and integer features
+with sqeuclidean/manhattan), so every loss and gain is an exact sum in float64, ties are
+real ties, and FastPAM1 must reproduce brute-force PAM bit for bit, including its tie rule
+(lowest candidate index, then lowest medoid slot, among equal changes).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.spatial.distance import pdist, squareform
+from sklearn.metrics import pairwise_distances
+
+import rankcore
+from rankcore import KMedoids, kmedoids, medoid_silhouette
+from rankcore.kmedoids import dissimilarity_matrix
+
+# ---------------------------------------------------------------- plain references
+
+
+def loss_of(D: np.ndarray, med: list[int], w: np.ndarray | None = None) -> float:
+    w = np.ones(len(D)) if w is None else w
+    return float(np.sum(w * D[:, med].min(axis=1).astype(np.float64)))
+
+
+def brute_build(D: np.ndarray, k: int, w: np.ndarray | None = None) -> list[int]:
+    """PAM BUILD: least total dissimilarity, then greedily the best addition (lowest index)."""
+    n = len(D)
+    med: list[int] = []
+    for _ in range(k):
+        best, best_loss = None, np.inf
+        for x in range(n):
+            if x in med:
+                continue
+            val = loss_of(D, med + [x], w)
+            if val < best_loss:
+                best, best_loss = x, val
+        med.append(best)
+    return med
+
+
+def brute_pam(D: np.ndarray, med: list[int], w=None, max_iter=1000) -> tuple[list[int], float]:
+    """PAM SWAP by brute force: the best (candidate, slot) by the total loss, candidates in
+    index order, slots in order, strict improvement; until no swap lowers the loss."""
+    med = list(med)
+    cur = loss_of(D, med, w)
+    for _ in range(max_iter):
+        best = (0.0, None, None)
+        for x in range(len(D)):
+            if x in med:
+                continue
+            for s in range(len(med)):
+                trial = med.copy()
+                trial[s] = x
+                change = loss_of(D, trial, w) - cur
+                if change < best[0]:
+                    best = (change, x, s)
+        if best[1] is None:
+            break
+        med[best[2]] = best[1]
+        cur = loss_of(D, med, w)
+    return med, cur
+
+
+def no_improving_swap(D: np.ndarray, med: list[int], loss: float) -> bool:
+    for x in range(len(D)):
+        if x in med:
+            continue
+        for s in range(len(med)):
+            trial = list(med)
+            trial[s] = x
+            if loss_of(D, trial) < loss - 1e-9 * max(1.0, abs(loss)):
+                return False
+    return True
+
+
+# ---------------------------------------------------------------- strategies
+
+
+@st.composite
+def int_problem(draw, max_n=60):
+    """Integer features in a small range (many ties) and k; plus dtype and source."""
+    n = draw(st.integers(1, max_n))
+    d = draw(st.integers(1, 3))
+    k = draw(st.integers(1, min(6, n)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    X = np.random.default_rng(seed).integers(0, 4, size=(n, d)).astype(np.float64)
+    return X, k, seed
+
+
+SOURCES = ["square", "fortran", "condensed", "sqeuclidean", "manhattan"]
+
+
+def make_source(X: np.ndarray, source: str, dtype) -> tuple[np.ndarray, str, np.ndarray]:
+    """(input, metric, the dense matrix it stands for, in float64)."""
+    metric = source if source in ("sqeuclidean", "manhattan") else "cityblock"
+    D = squareform(pdist(X, "sqeuclidean" if metric == "sqeuclidean" else "cityblock"))
+    if source == "square":
+        return D.astype(dtype), "precomputed", D
+    if source == "fortran":
+        return np.asfortranarray(D.astype(dtype)), "precomputed", D
+    if source == "condensed":
+        return squareform(D, checks=False).astype(dtype), "precomputed", D
+    return X.astype(dtype), metric, D
+
+
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# ---------------------------------------------------------------- exactness vs brute force
+
+
+@FAST
+@given(int_problem(), st.sampled_from(SOURCES), st.sampled_from([np.float32, np.float64]))
+def test_fastpam1_equals_brute_force_pam(prob, source, dtype):
+    X, k, seed = prob
+    data, metric, D = make_source(X, source, dtype)
+    start = list(np.random.default_rng(seed).choice(len(X), k, replace=False))
+    want_med, want_loss = brute_pam(D, start)
+    for method in ("fastpam1", "pam"):
+        res = kmedoids(data, k, metric=metric, method=method, init=np.array(start))
+        assert res.medoids.tolist() == want_med, method
+        assert res.loss == want_loss
+        assert res.converged
+        assert res.n_swap == max(res.n_iter - 1, 0)
+        np.testing.assert_array_equal(D[np.arange(len(D)), res.medoids[res.labels]],
+                                      D[:, res.medoids].min(axis=1))
+
+
+@FAST
+@given(int_problem(max_n=30), st.sampled_from(SOURCES), st.sampled_from([np.float32, np.float64]))
+def test_build_equals_brute_force(prob, source, dtype):
+    X, k, _ = prob
+    data, metric, D = make_source(X, source, dtype)
+    res = kmedoids(data, k, metric=metric, method="fastpam1", init="build", max_iter=0)
+    assert res.init_medoids.tolist() == brute_build(D, k)
+    assert res.loss == loss_of(D, brute_build(D, k))
+
+
+@FAST
+@given(int_problem(), st.sampled_from(SOURCES), st.sampled_from([np.float32, np.float64]))
+def test_fasterpam_ends_in_swap_local_optimum(prob, source, dtype):
+    X, k, seed = prob
+    data, metric, D = make_source(X, source, dtype)
+    for init in ("build", "random", "lab", "k-medoids++"):
+        res = kmedoids(data, k, metric=metric, init=init, random_state=seed)
+        assert res.converged
+        assert res.loss == loss_of(D, res.medoids.tolist())
+        assert no_improving_swap(D, res.medoids.tolist(), res.loss)
+        assert len(set(res.medoids.tolist())) == k
+
+
+def brute_fastpam2(D, med, max_iter=100):
+    """FastPAM2's rule, plainly: the best candidate per slot from one evaluation, slots by
+    increasing change; the first swap always, later ones if they still improve."""
+    med = list(med)
+    for _ in range(max_iter):
+        cur = loss_of(D, med)
+        best = {}
+        for x in range(len(D)):
+            if x in med:
+                continue
+            for s in range(len(med)):
+                t = med.copy()
+                t[s] = x
+                ch = loss_of(D, t) - cur
+                if ch < best.get(s, (np.inf,))[0]:
+                    best[s] = (ch, x)
+        order = sorted((v[0], s) for s, v in best.items() if v[0] < 0)
+        if not order:
+            break
+        for rank, (_, s) in enumerate(order):
+            x = best[s][1]
+            if x in med:
+                continue
+            t = med.copy()
+            t[s] = x
+            if rank == 0 or loss_of(D, t) < loss_of(D, med):
+                med = t
+    return med, loss_of(D, med)
+
+
+@FAST
+@given(int_problem(max_n=30), st.sampled_from(["square", "condensed", "manhattan"]))
+def test_fastpam2_equals_its_plain_rule(prob, source):
+    X, k, seed = prob
+    data, metric, D = make_source(X, source, np.float64)
+    start = list(np.random.default_rng(seed).choice(len(X), k, replace=False))
+    res = kmedoids(data, k, metric=metric, method="fastpam2", init=np.array(start))
+    want_med, want_loss = brute_fastpam2(D, start)
+    assert res.medoids.tolist() == want_med
+    assert res.loss == want_loss
+
+
+def test_fasterpam_matches_kmedoids_package():
+    km = pytest.importorskip("kmedoids")
+    rng = np.random.default_rng(3)
+    D = pairwise_distances(rng.standard_normal((300, 5)))
+    start = rng.choice(300, 7, replace=False)
+    theirs = km.fasterpam(D, start.copy(), max_iter=100, n_cpu=1)
+    ours = kmedoids(D, 7, init=start)
+    assert sorted(ours.medoids.tolist()) == sorted(np.asarray(theirs.medoids).tolist())
+    assert ours.loss == pytest.approx(theirs.loss, rel=1e-12)
+    assert ours.n_swap == theirs.n_swap
+
+
+# ---------------------------------------------------------------- sources and dtypes
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "manhattan", "cosine"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_on_the_fly_equals_precomputed(metric, dtype):
+    X = np.random.default_rng(0).standard_normal((120, 7)).astype(dtype)
+    D = dissimilarity_matrix(X, metric)
+    assert D.dtype == dtype
+    # The kernel against scipy (float64): squared norms' rounding only.
+    ref = squareform(pdist(X.astype(np.float64), {"manhattan": "cityblock"}.get(metric, metric)))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(D, ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(D, pairwise_distances(X.astype(np.float64), metric=metric), rtol=tol, atol=tol)
+    assert (D == D.T).all() and (np.diag(D) == 0).all()
+    for method in ("fasterpam", "fastpam1", "alternate"):
+        a = kmedoids(X, 5, metric=metric, method=method, precompute=False)
+        b = kmedoids(X, 5, metric=metric, method=method, precompute=True)
+        c = kmedoids(D, 5, method=method)
+        for r in (b, c):
+            assert r.medoids.tolist() == a.medoids.tolist()
+            assert r.labels.tolist() == a.labels.tolist()
+            assert r.loss == a.loss
+
+
+def test_float32_loss_in_float64_and_dtypes_kept():
+    X = np.random.default_rng(1).standard_normal((80, 3))
+    r32 = kmedoids(X.astype(np.float32), 4, metric="euclidean")
+    r64 = kmedoids(X, 4, metric="euclidean")
+    assert r32.loss == pytest.approx(r64.loss, rel=1e-5)
+    assert r32.medoids.dtype == np.int64 and r32.labels.dtype == np.int64
+    km = KMedoids(4).fit(X.astype(np.float32))
+    assert km.cluster_centers_.dtype == np.float32
+    assert km.transform(X.astype(np.float32)).dtype == np.float32
+
+
+def test_condensed_and_square_agree():
+    X = np.random.default_rng(2).standard_normal((50, 3))
+    d = pdist(X)
+    a = kmedoids(d, 4, init="random", random_state=0)
+    b = kmedoids(squareform(d), 4, init="random", random_state=0)
+    assert a.medoids.tolist() == b.medoids.tolist() and a.loss == b.loss
+
+
+# ---------------------------------------------------------------- weights
+
+
+def test_sample_weight_equals_duplicates():
+    rng = np.random.default_rng(4)
+    X = rng.integers(0, 10, size=(25, 2)).astype(float)
+    w = rng.integers(1, 4, size=25)
+    D = squareform(pdist(X, "cityblock"))
+    start = [0, 5, 9]
+    # Weighted FastPAM1 makes brute-force weighted PAM's swaps.
+    res = kmedoids(D, 3, init=np.array(start), method="fastpam1", sample_weight=w)
+    want_med, want_loss = brute_pam(D, start, w=w.astype(float))
+    assert res.medoids.tolist() == want_med and res.loss == want_loss
+    # The weighted loss is the loss on the data with point i repeated w_i times, and the
+    # duplicated data's result maps back to the same loss.
+    dup = np.repeat(np.arange(25), w)
+    first = {int(i): int(np.flatnonzero(dup == i)[0]) for i in range(25)}
+    rd = kmedoids(X[dup], 3, metric="manhattan", init=np.array([first[s] for s in start]),
+                  method="fastpam1")
+    assert rd.loss == res.loss
+    assert sorted(dup[rd.medoids].tolist()) == sorted(res.medoids.tolist())
+    fixed = kmedoids(D, 3, init=np.array(start), max_iter=0, sample_weight=w)
+    assert fixed.loss == float(np.sum(w * D[:, start].min(axis=1)))
+    for method in ("fasterpam", "fastpam2", "alternate", "clara", "clarans"):
+        r = kmedoids(D, 3, method=method, sample_weight=w, random_state=0)
+        assert r.loss == pytest.approx(loss_of(D, r.medoids.tolist(), w.astype(float)))
+
+
+def test_unit_weights_change_nothing():
+    X = np.random.default_rng(5).standard_normal((60, 4))
+    a = kmedoids(X, 5, metric="euclidean")
+    b = kmedoids(X, 5, metric="euclidean", sample_weight=np.ones(60))
+    assert a.medoids.tolist() == b.medoids.tolist() and a.loss == b.loss
+
+
+# ---------------------------------------------------------------- threads, inputs, methods
+
+
+@pytest.mark.parametrize("method", ["fasterpam", "fastpam1", "fastpam2", "alternate", "clara", "clarans"])
+@pytest.mark.parametrize("init", ["build", "lab", "k-medoids++", "random"])
+def test_threads_identical(method, init):
+    X = np.random.default_rng(6).standard_normal((400, 5)).astype(np.float32)
+    out = []
+    for t in (1, 2, 3):
+        with rankcore.threads(t):
+            out.append(kmedoids(X, 6, metric="euclidean", method=method, init=init,
+                                random_state=1, precompute=False))
+    for r in out[1:]:
+        assert r.medoids.tolist() == out[0].medoids.tolist()
+        assert r.labels.tolist() == out[0].labels.tolist()
+        assert r.loss == out[0].loss and r.n_swap == out[0].n_swap
+
+
+def test_inputs_unchanged():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((40, 3))
+    D = pairwise_distances(X)
+    w = rng.random(40)
+    copies = [a.copy() for a in (X, D, w)]
+    kmedoids(D, 3, sample_weight=w)
+    kmedoids(X, 3, metric="cosine", sample_weight=w)
+    KMedoids(3).fit(X, sample_weight=w).transform(X)
+    for a, b in zip((X, D, w), copies):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_all_methods_reasonable():
+    rng = np.random.default_rng(8)
+    centers = rng.standard_normal((4, 2)) * 20
+    X = np.vstack([c + rng.standard_normal((30, 2)) for c in centers])
+    D = pairwise_distances(X)
+    base = kmedoids(D, 4, method="fastpam1").loss
+    for method in ("fasterpam", "fastpam2", "pam", "alternate", "clara", "clarans"):
+        res = kmedoids(D, 4, method=method, random_state=0)
+        assert res.loss <= base * 1.05, method
+        assert res.loss == pytest.approx(loss_of(D, res.medoids.tolist()))
+
+
+def test_max_iter_bounds_and_zero():
+    X = np.random.default_rng(9).standard_normal((200, 3))
+    start = np.arange(5)
+    r0 = kmedoids(X, 5, metric="euclidean", init=start, max_iter=0)
+    assert r0.medoids.tolist() == [0, 1, 2, 3, 4] and r0.n_iter == 0 and not r0.converged
+    r1 = kmedoids(X, 5, metric="euclidean", init=start, max_iter=1, method="fastpam1")
+    assert r1.n_swap == 1 and r1.n_iter == 1
+
+
+def test_edge_cases_k_equals_n_and_one_point():
+    assert kmedoids(np.zeros((1, 1)), 1).labels.tolist() == [0]
+    X = np.arange(5.0)[:, None]
+    r = kmedoids(X, 5, metric="euclidean")
+    assert sorted(r.medoids.tolist()) == [0, 1, 2, 3, 4] and r.loss == 0
+    r = kmedoids(X, 1, metric="euclidean", init="random", random_state=0)
+    assert r.medoids.tolist() == [2] and r.loss == 6
+
+
+def test_duplicate_points_documented_behaviour():
+    X = np.array([[0.0], [0.0], [0.0], [5.0], [5.0]])
+    r = kmedoids(X, 3, metric="euclidean")
+    assert r.loss == 0.0 and len(set(r.medoids.tolist())) == 3
+    # a medoid is always in its own cluster, even with a coinciding medoid
+    assert all(r.labels[m] == c for c, m in enumerate(r.medoids))
+
+
+def test_verbose_prints_loss(capfd):
+    X = np.random.default_rng(10).standard_normal((50, 2))
+    kmedoids(X, 3, metric="euclidean", init="random", random_state=0, verbose=True)
+    err = capfd.readouterr().err
+    assert "loss" in err and "pass 1" in err
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("D", "match"),
+    [
+        (np.ones((3, 4)), "square"),
+        (np.array([[0.0, 1.0], [2.0, 0.0]]), "symmetric"),
+        (np.array([[0.0, -1.0], [-1.0, 0.0]]), "non-negative"),
+        (np.array([[0.0, np.nan], [np.nan, 0.0]]), "NaN"),
+        (np.array([[1.0, 1.0], [1.0, 0.0]]), "diagonal"),
+        (np.ones(4), "n \\(n - 1\\) / 2"),
+    ],
+)
+def test_bad_precomputed(D, match):
+    with pytest.raises(ValueError, match=match):
+        kmedoids(D, 1)
+
+
+def test_bad_parameters():
+    D = pairwise_distances(np.random.default_rng(0).standard_normal((10, 2)))
+    with pytest.raises(ValueError, match="n_clusters"):
+        kmedoids(D, 11)
+    with pytest.raises(ValueError, match="n_clusters"):
+        kmedoids(D, 0)
+    with pytest.raises(TypeError, match="n_clusters"):
+        kmedoids(D, 2.0)
+    with pytest.raises(ValueError, match="method"):
+        kmedoids(D, 2, method="kmeans")
+    with pytest.raises(ValueError, match="metric"):
+        kmedoids(D, 2, metric="chebyshev")
+    with pytest.raises(ValueError, match="init"):
+        kmedoids(D, 2, init="best")
+    with pytest.raises(ValueError, match="distinct"):
+        kmedoids(D, 2, init=np.array([1, 1]))
+    with pytest.raises(ValueError, match=r"in \[0, 10\)"):
+        kmedoids(D, 2, init=np.array([1, 10]))
+    with pytest.raises(ValueError, match="n_clusters = 2"):
+        kmedoids(D, 2, init=np.array([1, 2, 3]))
+    with pytest.raises(ValueError, match="sample_weight"):
+        kmedoids(D, 2, sample_weight=-np.ones(10))
+    with pytest.raises(ValueError, match="sample_weight"):
+        kmedoids(D, 2, sample_weight=np.ones(9))
+    with pytest.raises(ValueError, match="max_iter"):
+        kmedoids(D, 2, max_iter=-1)
+    with pytest.raises(ValueError, match="NaN"):
+        kmedoids(np.array([[np.nan, 1.0], [0.0, 1.0]]), 1, metric="euclidean")
+    with pytest.raises(ValueError, match="Complex"):
+        kmedoids(D.astype(complex), 2)
+    with pytest.raises(TypeError, match="random_state"):
+        kmedoids(D, 2, random_state="x")
+
+
+# ---------------------------------------------------------------- silhouette
+
+
+def test_medoid_silhouette_plain():
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((70, 3))
+    D = pairwise_distances(X)
+    med = [3, 17, 40]
+    Dm = np.sort(D[:, med], axis=1)
+    want = np.where(Dm[:, 1] > 0, 1 - Dm[:, 0] / np.where(Dm[:, 1] > 0, Dm[:, 1], 1), 0)
+    mean, values = medoid_silhouette(D, med, return_samples=True)
+    np.testing.assert_allclose(values, want, rtol=1e-12)
+    assert mean == pytest.approx(want.mean())
+    assert medoid_silhouette(X, med, metric="euclidean") == pytest.approx(want.mean())
+    assert medoid_silhouette(D, [5]) == 0.0
+    with pytest.raises(ValueError, match="distinct"):
+        medoid_silhouette(D, [1, 1])
+
+
+# ---------------------------------------------------------------- estimator
+
+
+def test_estimator_attributes_and_predict():
+    rng = np.random.default_rng(12)
+    X = np.vstack([rng.standard_normal((20, 2)), rng.standard_normal((20, 2)) + 10])
+    km = KMedoids(2, random_state=0).fit(X)
+    assert sorted(np.bincount(km.labels_).tolist()) == [20, 20]
+    np.testing.assert_array_equal(km.cluster_centers_, X[km.medoid_indices_])
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+    np.testing.assert_allclose(km.transform(X), pairwise_distances(X, km.cluster_centers_))
+    assert km.inertia_ == pytest.approx(km.transform(X).min(axis=1).sum())
+    # precomputed: predict/transform take dissimilarities to the training points
+    D = pairwise_distances(X)
+    kp = KMedoids(2, metric="precomputed").fit(D)
+    assert kp.cluster_centers_ is None
+    np.testing.assert_array_equal(kp.predict(D), kp.labels_)
+    # init as coordinates (scikit-learn-extra), indices via medoid_indices
+    ki = KMedoids(2, init=X[[0, 25]], max_iter=0).fit(X)
+    assert ki.medoid_indices_.tolist() == [0, 25]
+    km2 = KMedoids(2, medoid_indices=[0, 25], max_iter=0).fit(X)
+    assert km2.medoid_indices_.tolist() == [0, 25]
+
+
+def test_estimator_passes_every_keyword():
+    X = np.random.default_rng(13).standard_normal((60, 3))
+    for method in ("fasterpam", "pam", "alternate"):
+        km = KMedoids(3, metric="manhattan", method=method, init="k-medoids++", max_iter=50,
+                      random_state=3).fit(X)
+        res = kmedoids(X, 3, metric="manhattan", method=method, init="k-medoids++",
+                       max_iter=50, random_state=3)
+        assert km.medoid_indices_.tolist() == res.medoids.tolist()
+        assert km.inertia_ == res.loss and km.n_iter_ == res.n_iter
+
+
+def test_estimator_pickle_clone_pipeline():
+    import pickle
+
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = np.random.default_rng(14).standard_normal((50, 3))
+    km = KMedoids(3).fit(X)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(km)).predict(X), km.predict(X))
+    assert clone(km).get_params() == km.get_params()
+    pipe = make_pipeline(StandardScaler(), KMedoids(3)).fit(X)
+    assert pipe.predict(X).shape == (50,)
+
+
+# ---------------------------------------------------------------- FasterMSC / DynMSC
+
+
+def plain_msil(D: np.ndarray, med: list[int]) -> float:
+    Dm = np.sort(D[:, med], axis=1)
+    a, b = Dm[:, 0], Dm[:, 1]
+    return float(np.mean(np.where(b > 0, 1 - a / np.where(b > 0, b, 1), 0.0)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(int_problem(max_n=30), st.sampled_from(["square", "manhattan"]))
+def test_fastermsc_ends_in_silhouette_swap_optimum(prob, source):
+    X, k, seed = prob
+    if k < 2:
+        return
+    data, metric, D = make_source(X, source, np.float64)
+    res = kmedoids(data, k, metric=metric, method="fastermsc", init="random", random_state=seed)
+    med = res.medoids.tolist()
+    assert res.converged and len(set(med)) == k
+    best = plain_msil(D, med)
+    assert medoid_silhouette(D, med) == pytest.approx(best, abs=1e-12)
+    for x in range(len(D)):
+        if x in med:
+            continue
+        for s in range(k):
+            t = med.copy()
+            t[s] = x
+            assert plain_msil(D, t) <= best + 1e-9
+
+
+def test_fastermsc_improves_silhouette_and_rejects_weights():
+    X = np.random.default_rng(15).standard_normal((150, 2))
+    D = pairwise_distances(X)
+    pam = kmedoids(D, 4)
+    msc = kmedoids(D, 4, method="fastermsc")
+    assert medoid_silhouette(D, msc.medoids) >= medoid_silhouette(D, pam.medoids) - 1e-12
+    with pytest.raises(ValueError, match="sample_weight"):
+        kmedoids(D, 4, method="fastermsc", sample_weight=np.ones(150))
+    with pytest.raises(ValueError, match="n_clusters >= 2"):
+        kmedoids(D, 1, method="fastermsc")
+
+
+def test_dynmsc_chooses_the_best_k():
+    rng = np.random.default_rng(16)
+    centres = np.array([[0, 0], [20, 0], [0, 20], [20, 20]])
+    X = np.vstack([c + rng.standard_normal((25, 2)) for c in centres])
+    res = rankcore.dynmsc(X, 8, metric="euclidean")
+    assert res.n_clusters == 4
+    assert res.ks.tolist() == [8, 7, 6, 5, 4, 3, 2]
+    assert res.silhouette == res.silhouettes.max()
+    assert res.silhouette == pytest.approx(medoid_silhouette(X, res.medoids, metric="euclidean"))
+    assert sorted(np.bincount(res.labels).tolist()) == [25, 25, 25, 25]
+    with pytest.raises(ValueError, match="min_clusters"):
+        rankcore.dynmsc(X, 3, min_clusters=4, metric="euclidean")
+
+
+def test_ctrl_c_interrupts_a_long_run():
+    import _thread
+    import threading
+    import time
+
+    X = np.random.default_rng(17).standard_normal((20000, 16)).astype(np.float32)
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    t0 = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):  # BUILD on the fly: minutes if not interrupted
+        kmedoids(X, 50, metric="euclidean", init="build", precompute=False)
+    timer.join()
+    assert time.perf_counter() - t0 < 10
