@@ -16,8 +16,7 @@ $(VPY):
 
 # Installs the test and bench extras and builds the extension (release profile) into .venv.
 $(STAMP): $(VPY) $(SOURCES)
-	$(VPY) -m pip install -q "maturin>=1.7,<2" numpy scipy scikit-learn pytest hypothesis pandas threadpoolctl "dask[array]" fbpca matplotlib psutil networkx
-	$(VPY) -m pip install -q "maturin>=1.7,<2" numpy scipy scikit-learn pytest hypothesis pandas threadpoolctl "dask[array]" fbpca matplotlib psutil tensorly
+	$(VPY) -m pip install -q "maturin>=1.7,<2" numpy scipy scikit-learn pytest hypothesis pandas threadpoolctl "dask[array]" fbpca matplotlib psutil networkx tensorly
 	$(VPY) -m maturin develop --profile $(PROFILE) -q
 	touch $(STAMP)
 

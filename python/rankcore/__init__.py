@@ -3,15 +3,10 @@
 The public API, nothing else: README.md lists it; each function documents itself.
 """
 
-from rankcore.gp import GridGPRegressor
-from rankcore.kron import kron_logdet, kron_matvec, kron_solve
+from rankcore import flora
 from rankcore._threads import get_num_threads, set_num_threads, threads
 from rankcore.fastrp import FastRP, fastrp
-from rankcore.projection import (
-    GaussianRandomProjection,
-    SparseRandomProjection,
-    johnson_lindenstrauss_min_dim,
-    random_projection,
+from rankcore.gp import GridGPRegressor
 from rankcore.kmedoids import (
     DynMscResult,
     KMedoids,
@@ -19,6 +14,13 @@ from rankcore.kmedoids import (
     dynmsc,
     kmedoids,
     medoid_silhouette,
+)
+from rankcore.kron import kron_logdet, kron_matvec, kron_solve
+from rankcore.projection import (
+    GaussianRandomProjection,
+    SparseRandomProjection,
+    johnson_lindenstrauss_min_dim,
+    random_projection,
 )
 from rankcore.svd import RandomizedPCA, RandomizedSVD, randomized_svd
 from rankcore.tucker import (
@@ -32,40 +34,39 @@ from rankcore.tucker import (
     tucker_to_tensor,
     unfold,
 )
-from rankcore import flora
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DynMscResult",
     "FastRP",
     "GaussianRandomProjection",
-    "SparseRandomProjection",
-    "fastrp",
-    "johnson_lindenstrauss_min_dim",
-    "random_projection",
     "GridGPRegressor",
-    "kron_logdet",
-    "kron_matvec",
-    "kron_solve",
-    "DynMscResult",
     "KMedoids",
     "KMedoidsResult",
     "RandomizedPCA",
     "RandomizedSVD",
-    "dynmsc",
-    "get_num_threads",
-    "kmedoids",
-    "medoid_silhouette",
-    "randomized_svd",
-    "set_num_threads",
-    "threads",
+    "SparseRandomProjection",
     "Tucker",
     "TuckerTensor",
+    "dynmsc",
+    "fastrp",
     "flora",
     "fold",
+    "get_num_threads",
+    "johnson_lindenstrauss_min_dim",
+    "kmedoids",
+    "kron_logdet",
+    "kron_matvec",
+    "kron_solve",
+    "medoid_silhouette",
     "mode_dot",
     "multi_mode_dot",
     "partial_tucker",
+    "random_projection",
+    "randomized_svd",
+    "set_num_threads",
+    "threads",
     "tucker",
     "tucker_to_tensor",
     "unfold",

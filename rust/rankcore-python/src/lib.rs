@@ -2,10 +2,10 @@
 //! arrays, releases the GIL and maps errors; all maths lives in the core.
 
 mod arrays;
-mod projection;
 mod gp;
-mod kron;
 mod kmedoids;
+mod kron;
+mod projection;
 mod rng;
 mod run;
 mod svd;

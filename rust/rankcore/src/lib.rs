@@ -6,10 +6,10 @@
 //!
 //! One implementation serves both precisions through the [`Float`] trait.
 
-pub mod gp;
-pub mod kron;
 pub mod flora;
+pub mod gp;
 pub mod kmedoids;
+pub mod kron;
 pub mod linalg;
 pub mod operator;
 pub mod projection;
