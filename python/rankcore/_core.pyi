@@ -59,6 +59,9 @@ def gp_kernel_matrix(
 def gp_kernel_grads(
     kind: str, params: npt.NDArray[np.float64], x1: npt.NDArray[np.float64], x2: npt.NDArray[np.float64]
 ) -> list[npt.NDArray[np.float64]]: ...
+def gp_kernel_grad_contract(
+    kind: str, params: npt.NDArray[np.float64], x: npt.NDArray[np.float64], w: npt.NDArray[np.float64]
+) -> list[float]: ...
 def gp_lml(
     qs: list[npt.NDArray[Any]], lams: list[npt.NDArray[Any]], scale: float, noise: float, y: npt.NDArray[Any], grad: bool
 ) -> dict[str, Any]: ...

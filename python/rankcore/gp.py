@@ -84,6 +84,15 @@ class Kernel1D:
             self.kind, self.params, np.ascontiguousarray(x1, np.float64), np.ascontiguousarray(x2, np.float64)
         )
 
+    def grad_contract(self, x: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """``[Σ_ij ∂K_p[i, j] W[i, j]]_p`` on ``x × x`` without forming the ∂K/∂θ_p
+        matrices (GIL released), float64 of shape (n_params,)."""
+        return np.asarray(
+            _core.gp_kernel_grad_contract(
+                self.kind, self.params, np.ascontiguousarray(x, np.float64), np.ascontiguousarray(W, np.float64)
+            )
+        )
+
     def _bounds_array(self) -> np.ndarray:
         b = self.bounds
         if isinstance(b, str):
@@ -782,8 +791,8 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                 for g, m in enumerate(mats):
                     if g != f:
                         others *= m
-                for p, dK in enumerate(k.grads(ax, ax)):
-                    fgrad[(d, f, p)] = float(np.sum(dK * others * R))
+                for p, v in enumerate(k.grad_contract(ax, others * R)):
+                    fgrad[(d, f, p)] = float(v)
         g = np.zeros(len(model.entries))
         for i, targets in enumerate(model.entries):
             for t in targets:

@@ -31,10 +31,28 @@ pub fn gp_kernel_matrix<'py>(
     b: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let k = kernel(kind, &params)?;
-    let m = k
-        .matrix(x1.as_slice()?, x2.as_slice()?, a, b)
-        .map_err(to_pyerr)?;
+    let (s1, s2) = (x1.as_slice()?, x2.as_slice()?);
+    let m = run(py, |_| k.matrix(s1, s2, a, b))?;
     Ok(to_numpy(py, &m, false).into_any())
+}
+
+/// `[Σ_ij ∂K_p[i, j] · W[i, j]]_p` for a 1-D kernel on the points `x × x` (float64), with
+/// the GIL released; `W` is C-contiguous `n × n`.
+#[pyfunction]
+pub fn gp_kernel_grad_contract(
+    py: Python<'_>,
+    kind: &str,
+    params: PyReadonlyArray1<'_, f64>,
+    x: PyReadonlyArray1<'_, f64>,
+    w: PyReadonlyArray2<'_, f64>,
+) -> PyResult<Vec<f64>> {
+    let k = kernel(kind, &params)?;
+    let (n0, n1) = (w.as_array().nrows(), w.as_array().ncols());
+    let (xs, ws) = (x.as_slice()?, w.as_slice()?);
+    run(py, |_| {
+        let wm = faer::MatRef::from_row_major_slice(ws, n0, n1);
+        k.grad_contract(xs, wm)
+    })
 }
 
 /// `[∂K/∂θ_p]` for every parameter of a 1-D kernel (float64).
@@ -47,8 +65,10 @@ pub fn gp_kernel_grads<'py>(
     x2: PyReadonlyArray1<'py, f64>,
 ) -> PyResult<Bound<'py, PyList>> {
     let k = kernel(kind, &params)?;
+    let (s1, s2) = (x1.as_slice()?, x2.as_slice()?);
+    let ms = run(py, |_| Ok(k.grad_matrices(s1, s2)))?;
     let out = PyList::empty(py);
-    for m in k.grad_matrices(x1.as_slice()?, x2.as_slice()?) {
+    for m in ms {
         out.append(to_numpy(py, &m, false))?;
     }
     Ok(out)
@@ -268,6 +288,7 @@ pub fn gp_predict_points<'py>(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gp_kernel_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(gp_kernel_grads, m)?)?;
+    m.add_function(wrap_pyfunction!(gp_kernel_grad_contract, m)?)?;
     m.add_function(wrap_pyfunction!(gp_lml, m)?)?;
     m.add_function(wrap_pyfunction!(gp_lml_incomplete, m)?)?;
     m.add_function(wrap_pyfunction!(gp_predict_grid, m)?)?;
