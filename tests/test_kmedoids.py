@@ -421,13 +421,22 @@ def test_bad_parameters():
 # ---------------------------------------------------------------- silhouette
 
 
+def _paper_medoid_silhouette(D, med):
+    """Lenssen & Schubert (2022): s_i = 1 - a_i / b_i with a_i <= b_i the distances to the two
+    nearest medoids, a/b read as 0 when a = 0 (the `kmedoids` package's 0/0 convention)."""
+    out = []
+    for i in range(D.shape[0]):
+        a, b = sorted(D[i, m] for m in med)[:2]
+        out.append(1.0 if a == 0 else 1.0 - a / b)
+    return np.array(out)
+
+
 def test_medoid_silhouette_plain():
     rng = np.random.default_rng(11)
     X = rng.standard_normal((70, 3))
     D = pairwise_distances(X)
     med = [3, 17, 40]
-    Dm = np.sort(D[:, med], axis=1)
-    want = np.where(Dm[:, 1] > 0, 1 - Dm[:, 0] / np.where(Dm[:, 1] > 0, Dm[:, 1], 1), 0)
+    want = _paper_medoid_silhouette(D, med)
     mean, values = medoid_silhouette(D, med, return_samples=True)
     np.testing.assert_allclose(values, want, rtol=1e-12)
     assert mean == pytest.approx(want.mean())
@@ -435,6 +444,40 @@ def test_medoid_silhouette_plain():
     assert medoid_silhouette(D, [5]) == 0.0
     with pytest.raises(ValueError, match="distinct"):
         medoid_silhouette(D, [1, 1])
+
+
+def _tied_cases():
+    # Duplicate points (a = b = 0 for coinciding medoids), integer-valued ties, isolated zeros.
+    X = np.array([[0.0, 0], [0, 0], [1, 0], [0, 1], [3, 3], [3, 3], [3, 3], [5, 0]])
+    D = pairwise_distances(X, metric="manhattan")
+    yield D, [0, 1]
+    yield D, [0, 1, 4]
+    yield D, [4, 5, 6, 7]
+    yield D, [2, 3]
+    G = np.abs(np.subtract.outer(np.arange(9) % 3, np.arange(9) % 3)).astype(float)
+    yield G, [0, 3]
+    yield G, [0, 1, 3]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_medoid_silhouette_ties_match_kmedoids_package(case):
+    km = pytest.importorskip("kmedoids")
+    D, med = list(_tied_cases())[case]
+    D0 = D.copy()
+    mean, values = medoid_silhouette(D, med, return_samples=True)
+    ref_mean, ref_values = km.medoid_silhouette(D, np.array(med), samples=True)
+    np.testing.assert_array_equal(values, ref_values)
+    assert mean == pytest.approx(ref_mean, abs=1e-15)
+    np.testing.assert_array_equal(values, _paper_medoid_silhouette(D, med))
+    np.testing.assert_array_equal(D, D0)
+
+
+def test_medoid_silhouette_duplicate_points_give_one():
+    # Medoids 0 and 1 are the same point: a = b = 0 there (1, as the package); 1 - 1/1 = 0 else.
+    D = np.array([[0.0, 0, 1, 1], [0, 0, 1, 1], [1, 1, 0, 2], [1, 1, 2, 0]])
+    mean, values = medoid_silhouette(D, [0, 1], return_samples=True)
+    np.testing.assert_array_equal(values, [1.0, 1.0, 0.0, 0.0])
+    assert mean == 0.5
 
 
 # ---------------------------------------------------------------- estimator
@@ -491,9 +534,7 @@ def test_estimator_pickle_clone_pipeline():
 
 
 def plain_msil(D: np.ndarray, med: list[int]) -> float:
-    Dm = np.sort(D[:, med], axis=1)
-    a, b = Dm[:, 0], Dm[:, 1]
-    return float(np.mean(np.where(b > 0, 1 - a / np.where(b > 0, b, 1), 0.0)))
+    return float(np.mean(_paper_medoid_silhouette(D, med)))
 
 
 @settings(max_examples=25, deadline=None)

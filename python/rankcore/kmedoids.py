@@ -331,8 +331,11 @@ def medoid_silhouette(
     """The medoid silhouette of a clustering given by its medoids, in O(n k).
 
     ``s_i = 1 − a_i / b_i`` with ``a_i`` and ``b_i`` the dissimilarities of point ``i`` to its
-    nearest and second-nearest medoid (``s_i = 0`` when ``b_i = 0`` or with one medoid); the
-    result is the mean over all points (Van der Laan et al. 2003; Lenssen & Schubert 2022).
+    nearest and second-nearest medoid; the result is the mean over all points (Van der Laan et
+    al. 2003; Lenssen & Schubert 2022). Zero distances follow the ``kmedoids`` package: ``a/b``
+    counts as 0 when ``a_i = 0``, so ``s_i = 1`` even when ``b_i = 0`` too (duplicate points).
+    With one medoid every ``s_i`` is 0 (``kmedoids`` returns 1 there; the silhouette is
+    undefined without a second cluster).
 
     Parameters
     ----------

@@ -394,4 +394,22 @@ mod tests {
         assert!(Features::new(&[f64::NAN, 1.0], 2, 1, Metric::Euclidean).is_err());
         assert!(Metric::parse("chebyshev").is_err() && Method::parse("kmeans").is_err());
     }
+
+    #[test]
+    fn medoid_silhouette_zero_distances_follow_kmedoids() {
+        // Points 0 and 1 coincide and are both medoids: a = b = 0 gives 1 (as `kmedoids`),
+        // points 2 and 3 are at distance 1 from both: 1 - 1/1 = 0.
+        let m = Owned {
+            data: vec![
+                0.0, 0.0, 1.0, 1.0, //
+                0.0, 0.0, 1.0, 1.0, //
+                1.0, 1.0, 0.0, 2.0, //
+                1.0, 1.0, 2.0, 0.0,
+            ],
+            n: 4,
+        };
+        let (mean, values) = silhouette::medoid_silhouette(&m, &[0, 1]).unwrap();
+        assert_eq!(values, vec![1.0, 1.0, 0.0, 0.0]);
+        assert_eq!(mean, 0.5);
+    }
 }
