@@ -472,6 +472,55 @@ def test_medoid_silhouette_ties_match_kmedoids_package(case):
     np.testing.assert_array_equal(D, D0)
 
 
+def _plain_labels_silhouette(D, labels):
+    """From the definition: each cluster's medoid minimises its summed within-cluster
+    dissimilarity (lowest index on ties); s_i = (b - a) / max(a, b), 1 when a = 0."""
+    clusters = sorted(set(labels))
+    med = {}
+    for c in clusters:
+        members = [j for j in range(len(labels)) if labels[j] == c]
+        med[c] = min(members, key=lambda m: (sum(D[m, j] for j in members), m))
+    out = []
+    for i, c in enumerate(labels):
+        a = D[i, med[c]]
+        b = min(D[i, med[o]] for o in clusters if o != c)
+        out.append(1.0 if a == 0 else (b - a) / max(a, b))
+    return np.array(out)
+
+
+def test_medoid_silhouette_from_labels():
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((40, 2))
+    D = pairwise_distances(X)
+    labels = rng.integers(5, 9, size=40)  # arbitrary labels: some points sit in a far cluster
+    D0, L0 = D.copy(), labels.copy()
+    want = _plain_labels_silhouette(D, labels.tolist())
+    mean, values = medoid_silhouette(D, labels=labels, return_samples=True)
+    np.testing.assert_allclose(values, want, rtol=1e-12, atol=1e-15)
+    assert mean == pytest.approx(want.mean(), abs=1e-14) and (values < 0).any()
+    assert medoid_silhouette(X, labels=labels, metric="euclidean") == pytest.approx(mean)
+    from scipy.spatial.distance import squareform
+
+    assert medoid_silhouette(squareform(D, checks=False), labels=labels) == pytest.approx(mean)
+    # Nearest-medoid labels of a fit give the medoid form when the fit's medoids are the
+    # clusters' own medoids (FasterPAM's optimum on continuous data).
+    res = kmedoids(D, 3, random_state=0)
+    assert medoid_silhouette(D, labels=res.labels) == pytest.approx(
+        medoid_silhouette(D, res.medoids), abs=1e-12
+    )
+    assert medoid_silhouette(D, labels=np.zeros(40, dtype=int)) == 0.0
+    np.testing.assert_array_equal(D, D0)
+    np.testing.assert_array_equal(labels, L0)
+    with pytest.raises(TypeError, match="exactly one"):
+        medoid_silhouette(D)
+    with pytest.raises(TypeError, match="exactly one"):
+        medoid_silhouette(D, [0, 1], labels=labels)
+    with pytest.raises(ValueError, match="labels"):
+        medoid_silhouette(D, labels=labels[:-1])
+    with pytest.raises(TypeError, match="labels"):
+        medoid_silhouette(D, labels=labels.astype(float))
+
+
 def test_medoid_silhouette_duplicate_points_give_one():
     # Medoids 0 and 1 are the same point: a = b = 0 there (1, as the package); 1 - 1/1 = 0 else.
     D = np.array([[0.0, 0, 1, 1], [0, 0, 1, 1], [1, 1, 0, 2], [1, 1, 2, 0]])
