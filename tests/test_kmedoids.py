@@ -19,7 +19,7 @@ from sklearn.metrics import pairwise_distances
 
 import rankcore
 from rankcore import KMedoids, kmedoids, medoid_silhouette
-from rankcore.kmedoids import dissimilarity_matrix
+from rankcore.kmedoids import dissimilarity_matrix, dynmsc
 
 # ---------------------------------------------------------------- plain references
 
@@ -416,6 +416,18 @@ def test_bad_parameters():
         kmedoids(D.astype(complex), 2)
     with pytest.raises(TypeError, match="random_state"):
         kmedoids(D, 2, random_state="x")
+
+
+@pytest.mark.parametrize("param", ["max_iter", "n_samples", "sample_size", "random_state"])
+def test_huge_int_parameters_raise_valueerror_naming_them(param):
+    D = pairwise_distances(np.random.default_rng(3).standard_normal((12, 2)))
+    with pytest.raises(ValueError, match=param):
+        kmedoids(D, 2, method="clara", **{param: 2**70})
+    if param == "max_iter":
+        with pytest.raises(ValueError, match=param):
+            KMedoids(2, metric="precomputed", max_iter=2**70).fit(D)
+        with pytest.raises(ValueError, match=param):
+            dynmsc(D, 3, max_iter=2**70)
 
 
 # ---------------------------------------------------------------- silhouette

@@ -52,6 +52,8 @@ FEATURE_METRICS = {
     "cosine": "cosine",
 }
 METRICS = ("precomputed", *FEATURE_METRICS)
+# Counts cross into the core as 64-bit integers: larger ones get a ValueError naming them.
+_INT_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -282,11 +284,14 @@ def _fit(
         "n_clusters": k,
         "method": method,
         "init": "build",
-        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0),
+        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0, maximum=_INT_MAX),
         "seed": check_random_state_seed(random_state),
         "verbose": _check_bool(verbose, "verbose"),
-        "n_samples": check_positive_int(n_samples, "n_samples"),
-        "sample_size": check_positive_int(sample_size, "sample_size", allow_none=True) or 0,
+        "n_samples": check_positive_int(n_samples, "n_samples", maximum=_INT_MAX),
+        "sample_size": check_positive_int(
+            sample_size, "sample_size", allow_none=True, maximum=_INT_MAX
+        )
+        or 0,
         "sample_weight": _check_weights(sample_weight, n),
         "matrix_budget": _matrix_budget(precompute),
     }
@@ -491,7 +496,7 @@ def dynmsc(
         "min_clusters": kmin,
         "method": "fastermsc",
         "init": "build",
-        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0),
+        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0, maximum=_INT_MAX),
         "seed": check_random_state_seed(random_state),
         "verbose": _check_bool(verbose, "verbose"),
         "n_samples": 1,
