@@ -430,6 +430,27 @@ def test_huge_int_parameters_raise_valueerror_naming_them(param):
             dynmsc(D, 3, max_iter=2**70)
 
 
+@pytest.mark.parametrize("method", ["fasterpam", "alternate", "clara", "clarans", "fastermsc"])
+def test_float32_overflow_raises_instead_of_inf_loss(method):
+    X = np.array([[3e38, 0], [-3e38, 0], [1, 1], [2, 2], [0, 0], [5, 1]], dtype=np.float32)
+    X0 = X.copy()
+    with pytest.raises(ValueError, match="overflowed the float32 range.*float64"):
+        kmedoids(X, 2, metric="euclidean", method=method, random_state=0)
+    with pytest.raises(ValueError, match="overflowed"):
+        KMedoids(2, method=method, random_state=0).fit(X)
+    if method == "fasterpam":
+        with pytest.raises(ValueError, match="overflowed"):
+            medoid_silhouette(X, [0, 1], metric="euclidean")
+        with pytest.raises(ValueError, match="overflowed"):
+            medoid_silhouette(X, labels=[0, 0, 1, 1, 1, 1], metric="euclidean")
+        with pytest.raises(ValueError, match="overflowed"):
+            dynmsc(X, 3, metric="euclidean")
+        # The same data in float64 is fine (and exact to float32 rounding of the input).
+        res = kmedoids(X.astype(np.float64), 2, metric="euclidean")
+        assert np.isfinite(res.loss)
+    np.testing.assert_array_equal(X, X0)
+
+
 # ---------------------------------------------------------------- silhouette
 
 

@@ -404,6 +404,11 @@ def _labels_silhouette(X: Any, labels: Any, metric: str) -> tuple[float, np.ndar
         D = data.astype(np.float64)
     else:
         D = _core.kmedoids_matrix(kind, data, core_metric).astype(np.float64)
+    if not np.isfinite(D).all():
+        raise ValueError(
+            f"dissimilarities overflowed the {data.dtype} range (infinite distances); "
+            "use float64 input or rescale the data"
+        )
     groups = np.unique(lab, return_inverse=True)[1].ravel()
     k = int(groups.max()) + 1
     if k == 1:

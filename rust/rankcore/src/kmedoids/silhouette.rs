@@ -44,6 +44,9 @@ pub fn medoid_silhouette<T: Float, D: Dissimilarity<T>>(
             sil(st.dn[o].to_f64(), st.ds[o].to_f64())
         })
         .collect();
+    if values.iter().any(|v| v.is_nan()) {
+        return Err(super::overflow_error::<T>());
+    }
     let mean = values.iter().sum::<f64>() / n as f64;
     Ok((mean, values))
 }
