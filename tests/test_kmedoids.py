@@ -19,7 +19,7 @@ from sklearn.metrics import pairwise_distances
 
 import rankcore
 from rankcore import KMedoids, kmedoids, medoid_silhouette
-from rankcore.kmedoids import dissimilarity_matrix
+from rankcore.kmedoids import dissimilarity_matrix, dynmsc
 
 # ---------------------------------------------------------------- plain references
 
@@ -418,7 +418,50 @@ def test_bad_parameters():
         kmedoids(D, 2, random_state="x")
 
 
+@pytest.mark.parametrize("param", ["max_iter", "n_samples", "sample_size", "random_state"])
+def test_huge_int_parameters_raise_valueerror_naming_them(param):
+    D = pairwise_distances(np.random.default_rng(3).standard_normal((12, 2)))
+    with pytest.raises(ValueError, match=param):
+        kmedoids(D, 2, method="clara", **{param: 2**70})
+    if param == "max_iter":
+        with pytest.raises(ValueError, match=param):
+            KMedoids(2, metric="precomputed", max_iter=2**70).fit(D)
+        with pytest.raises(ValueError, match=param):
+            dynmsc(D, 3, max_iter=2**70)
+
+
+@pytest.mark.parametrize("method", ["fasterpam", "alternate", "clara", "clarans", "fastermsc"])
+def test_float32_overflow_raises_instead_of_inf_loss(method):
+    X = np.array([[3e38, 0], [-3e38, 0], [1, 1], [2, 2], [0, 0], [5, 1]], dtype=np.float32)
+    X0 = X.copy()
+    with pytest.raises(ValueError, match="overflowed the float32 range.*float64"):
+        kmedoids(X, 2, metric="euclidean", method=method, random_state=0)
+    with pytest.raises(ValueError, match="overflowed"):
+        KMedoids(2, method=method, random_state=0).fit(X)
+    if method == "fasterpam":
+        with pytest.raises(ValueError, match="overflowed"):
+            medoid_silhouette(X, [0, 1], metric="euclidean")
+        with pytest.raises(ValueError, match="overflowed"):
+            medoid_silhouette(X, labels=[0, 0, 1, 1, 1, 1], metric="euclidean")
+        with pytest.raises(ValueError, match="overflowed"):
+            dynmsc(X, 3, metric="euclidean")
+        # The same data in float64 is fine (and exact to float32 rounding of the input).
+        res = kmedoids(X.astype(np.float64), 2, metric="euclidean")
+        assert np.isfinite(res.loss)
+    np.testing.assert_array_equal(X, X0)
+
+
 # ---------------------------------------------------------------- silhouette
+
+
+def _paper_medoid_silhouette(D, med):
+    """Lenssen & Schubert (2022): s_i = 1 - a_i / b_i with a_i <= b_i the distances to the two
+    nearest medoids, a/b read as 0 when a = 0 (the `kmedoids` package's 0/0 convention)."""
+    out = []
+    for i in range(D.shape[0]):
+        a, b = sorted(D[i, m] for m in med)[:2]
+        out.append(1.0 if a == 0 else 1.0 - a / b)
+    return np.array(out)
 
 
 def test_medoid_silhouette_plain():
@@ -426,8 +469,7 @@ def test_medoid_silhouette_plain():
     X = rng.standard_normal((70, 3))
     D = pairwise_distances(X)
     med = [3, 17, 40]
-    Dm = np.sort(D[:, med], axis=1)
-    want = np.where(Dm[:, 1] > 0, 1 - Dm[:, 0] / np.where(Dm[:, 1] > 0, Dm[:, 1], 1), 0)
+    want = _paper_medoid_silhouette(D, med)
     mean, values = medoid_silhouette(D, med, return_samples=True)
     np.testing.assert_allclose(values, want, rtol=1e-12)
     assert mean == pytest.approx(want.mean())
@@ -435,6 +477,89 @@ def test_medoid_silhouette_plain():
     assert medoid_silhouette(D, [5]) == 0.0
     with pytest.raises(ValueError, match="distinct"):
         medoid_silhouette(D, [1, 1])
+
+
+def _tied_cases():
+    # Duplicate points (a = b = 0 for coinciding medoids), integer-valued ties, isolated zeros.
+    X = np.array([[0.0, 0], [0, 0], [1, 0], [0, 1], [3, 3], [3, 3], [3, 3], [5, 0]])
+    D = pairwise_distances(X, metric="manhattan")
+    yield D, [0, 1]
+    yield D, [0, 1, 4]
+    yield D, [4, 5, 6, 7]
+    yield D, [2, 3]
+    G = np.abs(np.subtract.outer(np.arange(9) % 3, np.arange(9) % 3)).astype(float)
+    yield G, [0, 3]
+    yield G, [0, 1, 3]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_medoid_silhouette_ties_match_kmedoids_package(case):
+    km = pytest.importorskip("kmedoids")
+    D, med = list(_tied_cases())[case]
+    D0 = D.copy()
+    mean, values = medoid_silhouette(D, med, return_samples=True)
+    ref_mean, ref_values = km.medoid_silhouette(D, np.array(med), samples=True)
+    np.testing.assert_array_equal(values, ref_values)
+    assert mean == pytest.approx(ref_mean, abs=1e-15)
+    np.testing.assert_array_equal(values, _paper_medoid_silhouette(D, med))
+    np.testing.assert_array_equal(D, D0)
+
+
+def _plain_labels_silhouette(D, labels):
+    """From the definition: each cluster's medoid minimises its summed within-cluster
+    dissimilarity (lowest index on ties); s_i = (b - a) / max(a, b), 1 when a = 0."""
+    clusters = sorted(set(labels))
+    med = {}
+    for c in clusters:
+        members = [j for j in range(len(labels)) if labels[j] == c]
+        med[c] = min(members, key=lambda m: (sum(D[m, j] for j in members), m))
+    out = []
+    for i, c in enumerate(labels):
+        a = D[i, med[c]]
+        b = min(D[i, med[o]] for o in clusters if o != c)
+        out.append(1.0 if a == 0 else (b - a) / max(a, b))
+    return np.array(out)
+
+
+def test_medoid_silhouette_from_labels():
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((40, 2))
+    D = pairwise_distances(X)
+    labels = rng.integers(5, 9, size=40)  # arbitrary labels: some points sit in a far cluster
+    D0, L0 = D.copy(), labels.copy()
+    want = _plain_labels_silhouette(D, labels.tolist())
+    mean, values = medoid_silhouette(D, labels=labels, return_samples=True)
+    np.testing.assert_allclose(values, want, rtol=1e-12, atol=1e-15)
+    assert mean == pytest.approx(want.mean(), abs=1e-14) and (values < 0).any()
+    assert medoid_silhouette(X, labels=labels, metric="euclidean") == pytest.approx(mean)
+    from scipy.spatial.distance import squareform
+
+    assert medoid_silhouette(squareform(D, checks=False), labels=labels) == pytest.approx(mean)
+    # Nearest-medoid labels of a fit give the medoid form when the fit's medoids are the
+    # clusters' own medoids (FasterPAM's optimum on continuous data).
+    res = kmedoids(D, 3, random_state=0)
+    assert medoid_silhouette(D, labels=res.labels) == pytest.approx(
+        medoid_silhouette(D, res.medoids), abs=1e-12
+    )
+    assert medoid_silhouette(D, labels=np.zeros(40, dtype=int)) == 0.0
+    np.testing.assert_array_equal(D, D0)
+    np.testing.assert_array_equal(labels, L0)
+    with pytest.raises(TypeError, match="exactly one"):
+        medoid_silhouette(D)
+    with pytest.raises(TypeError, match="exactly one"):
+        medoid_silhouette(D, [0, 1], labels=labels)
+    with pytest.raises(ValueError, match="labels"):
+        medoid_silhouette(D, labels=labels[:-1])
+    with pytest.raises(TypeError, match="labels"):
+        medoid_silhouette(D, labels=labels.astype(float))
+
+
+def test_medoid_silhouette_duplicate_points_give_one():
+    # Medoids 0 and 1 are the same point: a = b = 0 there (1, as the package); 1 - 1/1 = 0 else.
+    D = np.array([[0.0, 0, 1, 1], [0, 0, 1, 1], [1, 1, 0, 2], [1, 1, 2, 0]])
+    mean, values = medoid_silhouette(D, [0, 1], return_samples=True)
+    np.testing.assert_array_equal(values, [1.0, 1.0, 0.0, 0.0])
+    assert mean == 0.5
 
 
 # ---------------------------------------------------------------- estimator
@@ -491,9 +616,7 @@ def test_estimator_pickle_clone_pipeline():
 
 
 def plain_msil(D: np.ndarray, med: list[int]) -> float:
-    Dm = np.sort(D[:, med], axis=1)
-    a, b = Dm[:, 0], Dm[:, 1]
-    return float(np.mean(np.where(b > 0, 1 - a / np.where(b > 0, b, 1), 0.0)))
+    return float(np.mean(_paper_medoid_silhouette(D, med)))
 
 
 @settings(max_examples=25, deadline=None)

@@ -52,6 +52,8 @@ FEATURE_METRICS = {
     "cosine": "cosine",
 }
 METRICS = ("precomputed", *FEATURE_METRICS)
+# Counts cross into the core as 64-bit integers: larger ones get a ValueError naming them.
+_INT_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -282,11 +284,14 @@ def _fit(
         "n_clusters": k,
         "method": method,
         "init": "build",
-        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0),
+        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0, maximum=_INT_MAX),
         "seed": check_random_state_seed(random_state),
         "verbose": _check_bool(verbose, "verbose"),
-        "n_samples": check_positive_int(n_samples, "n_samples"),
-        "sample_size": check_positive_int(sample_size, "sample_size", allow_none=True) or 0,
+        "n_samples": check_positive_int(n_samples, "n_samples", maximum=_INT_MAX),
+        "sample_size": check_positive_int(
+            sample_size, "sample_size", allow_none=True, maximum=_INT_MAX
+        )
+        or 0,
         "sample_weight": _check_weights(sample_weight, n),
         "matrix_budget": _matrix_budget(precompute),
     }
@@ -326,20 +331,38 @@ def _check_bool(value: Any, name: str) -> bool:
 
 
 def medoid_silhouette(
-    X: Any, medoids: Any, *, metric: str = "precomputed", return_samples: bool = False
+    X: Any,
+    medoids: Any = None,
+    *,
+    labels: Any = None,
+    metric: str = "precomputed",
+    return_samples: bool = False,
 ) -> float | tuple[float, np.ndarray]:
     """The medoid silhouette of a clustering given by its medoids, in O(n k).
 
     ``s_i = 1 − a_i / b_i`` with ``a_i`` and ``b_i`` the dissimilarities of point ``i`` to its
-    nearest and second-nearest medoid (``s_i = 0`` when ``b_i = 0`` or with one medoid); the
-    result is the mean over all points (Van der Laan et al. 2003; Lenssen & Schubert 2022).
+    nearest and second-nearest medoid; the result is the mean over all points (Van der Laan et
+    al. 2003; Lenssen & Schubert 2022). Zero distances follow the ``kmedoids`` package: ``a/b``
+    counts as 0 when ``a_i = 0``, so ``s_i = 1`` even when ``b_i = 0`` too (duplicate points).
+    With one medoid every ``s_i`` is 0 (``kmedoids`` returns 1 there; the silhouette is
+    undefined without a second cluster).
 
     Parameters
     ----------
     X : array-like
         As in :func:`kmedoids` (square or condensed dissimilarities, or features).
-    medoids : array-like of int
-        Distinct medoid indices (``KMedoidsResult.medoids`` / ``KMedoids.medoid_indices_``).
+    medoids : array-like of int, optional
+        Distinct medoid indices (``KMedoidsResult.medoids`` / ``KMedoids.medoid_indices_``);
+        every point counts in the cluster of its nearest medoid. Give exactly one of
+        ``medoids`` and ``labels``.
+    labels : array-like of int of shape (n,), optional
+        Cluster labels instead (any clustering). The medoid of each cluster is its point of
+        least summed dissimilarity to the cluster's points (ties: the lowest index); ``a_i``
+        is the dissimilarity to the own cluster's medoid, ``b_i`` to the nearest other medoid
+        and ``s_i = (b_i − a_i) / max(a_i, b_i)`` (which is ``1 − a_i / b_i`` when every point
+        sits with its nearest medoid; ``s_i = 1`` when ``a_i = 0``; may be negative). Needs
+        the full (n, n) dissimilarities (O(n²) time and memory). ``kmedoids`` takes medoids
+        only.
     metric : str, default="precomputed"
         As in :func:`kmedoids`.
     return_samples : bool, default=False
@@ -349,13 +372,58 @@ def medoid_silhouette(
     -------
     float, or (float, ndarray of shape (n,))
     """
+    samples = _check_bool(return_samples, "return_samples")
+    if (medoids is None) == (labels is None):
+        raise TypeError("medoid_silhouette takes exactly one of medoids and labels")
+    if labels is not None:
+        mean, values = _labels_silhouette(X, labels, metric)
+        return (mean, values) if samples else mean
     kind, data, core_metric = _source(X, metric)
     n = _n_points(kind, data)
     med = _check_indices(medoids, "medoids", n, None)
     if not med:
         raise ValueError("medoids must not be empty")
     mean, values = _core.kmedoids_silhouette(kind, data, core_metric, med)
-    return (float(mean), values) if _check_bool(return_samples, "return_samples") else float(mean)
+    return (float(mean), values) if samples else float(mean)
+
+
+def _labels_silhouette(X: Any, labels: Any, metric: str) -> tuple[float, np.ndarray]:
+    """Medoid silhouette of a labelling (see :func:`medoid_silhouette`), from the full matrix."""
+    kind, data, core_metric = _source(X, metric)
+    n = _n_points(kind, data)
+    lab = np.asarray(labels)
+    if lab.ndim != 1 or (lab.size and lab.dtype.kind not in "iu"):
+        raise TypeError(f"labels must be a 1-D array of integers, got {labels!r}")
+    if lab.shape[0] != n:
+        raise ValueError(f"labels must have length n_samples = {n}, got {lab.shape[0]}")
+    if kind == "condensed":
+        from scipy.spatial.distance import squareform
+
+        D = squareform(data, checks=False).astype(np.float64)
+    elif kind == "square":
+        D = data.astype(np.float64)
+    else:
+        D = _core.kmedoids_matrix(kind, data, core_metric).astype(np.float64)
+    if not np.isfinite(D).all():
+        raise ValueError(
+            f"dissimilarities overflowed the {data.dtype} range (infinite distances); "
+            "use float64 input or rescale the data"
+        )
+    groups = np.unique(lab, return_inverse=True)[1].ravel()
+    k = int(groups.max()) + 1
+    if k == 1:
+        return 0.0, np.zeros(n)
+    med = np.empty(k, dtype=np.int64)
+    for c in range(k):
+        idx = np.flatnonzero(groups == c)
+        med[c] = idx[np.argmin(D[np.ix_(idx, idx)].sum(axis=1))]
+    Dm = D[:, med]
+    a = Dm[np.arange(n), groups]
+    Dm[np.arange(n), groups] = np.inf
+    b = Dm.min(axis=1)
+    top = np.maximum(a, b)
+    values = np.where(a > 0, (b - a) / np.where(top > 0, top, 1.0), 1.0)
+    return float(values.mean()), values
 
 
 @dataclass(frozen=True)
@@ -433,7 +501,7 @@ def dynmsc(
         "min_clusters": kmin,
         "method": "fastermsc",
         "init": "build",
-        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0),
+        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0, maximum=_INT_MAX),
         "seed": check_random_state_seed(random_state),
         "verbose": _check_bool(verbose, "verbose"),
         "n_samples": 1,

@@ -161,8 +161,35 @@ pub fn check_inputs(n: usize, k: usize, weights: Option<&[f64]>) -> Result<Vec<f
     }
 }
 
+/// Error for dissimilarities that overflowed `T` (inputs are finite, so an infinite loss or a
+/// NaN silhouette can only come from distances past `T::MAX`): no silent `inf` results.
+pub(crate) fn overflow_error<T: Float>() -> crate::Error {
+    let ty = if std::mem::size_of::<T>() == 4 {
+        "float32"
+    } else {
+        "float64"
+    };
+    invalid!(
+        "dissimilarities overflowed the {ty} range (infinite distances or loss); \
+         use float64 input or rescale the data"
+    )
+}
+
 /// Clusters the `src.len()` objects into `params.n_clusters` clusters.
 pub fn kmedoids<T: Float, D: Dissimilarity<T>>(
+    src: &D,
+    params: &Params,
+    weights: Option<&[f64]>,
+    stop: &dyn Interrupt,
+) -> Result<Fit> {
+    let fit = fit_any(src, params, weights, stop)?;
+    if !fit.loss.is_finite() {
+        return Err(overflow_error::<T>());
+    }
+    Ok(fit)
+}
+
+fn fit_any<T: Float, D: Dissimilarity<T>>(
     src: &D,
     params: &Params,
     weights: Option<&[f64]>,
@@ -237,7 +264,11 @@ pub fn dynmsc<T: Float, D: Dissimilarity<T>>(
     let n = src.len();
     let w = check_inputs(n, params.n_clusters, None)?;
     let start = init::initialize(src, params.n_clusters, &params.init, &w, params.seed, stop)?;
-    msc::dynmsc(src, &start, k_min, params.max_iter, params.verbose, stop)
+    let fit = msc::dynmsc(src, &start, k_min, params.max_iter, params.verbose, stop)?;
+    if !fit.loss.is_finite() || fit.per_k.iter().any(|p| p.1.is_nan()) {
+        return Err(overflow_error::<T>());
+    }
+    Ok(fit)
 }
 
 fn finish<T: Float>(st: State<T>, p: Progress, init_medoids: Vec<usize>) -> Fit {
@@ -393,5 +424,33 @@ mod tests {
         assert!(kmedoids(&c, &p, None, &NeverInterrupt).is_err());
         assert!(Features::new(&[f64::NAN, 1.0], 2, 1, Metric::Euclidean).is_err());
         assert!(Metric::parse("chebyshev").is_err() && Method::parse("kmeans").is_err());
+    }
+
+    #[test]
+    fn medoid_silhouette_zero_distances_follow_kmedoids() {
+        // Points 0 and 1 coincide and are both medoids: a = b = 0 gives 1 (as `kmedoids`),
+        // points 2 and 3 are at distance 1 from both: 1 - 1/1 = 0.
+        let m = Owned {
+            data: vec![
+                0.0, 0.0, 1.0, 1.0, //
+                0.0, 0.0, 1.0, 1.0, //
+                1.0, 1.0, 0.0, 2.0, //
+                1.0, 1.0, 2.0, 0.0,
+            ],
+            n: 4,
+        };
+        let (mean, values) = silhouette::medoid_silhouette(&m, &[0, 1]).unwrap();
+        assert_eq!(values, vec![1.0, 1.0, 0.0, 0.0]);
+        assert_eq!(mean, 0.5);
+    }
+
+    #[test]
+    fn overflowing_float32_distances_are_an_error() {
+        let x: Vec<f32> = vec![3e38, 0.0, -3e38, 0.0, 1.0, 1.0, 2.0, 2.0, 0.0, 0.0];
+        let f = Features::new(&x, 5, 2, Metric::Euclidean).unwrap();
+        let e = kmedoids(&f, &Params::new(2), None, &NeverInterrupt).unwrap_err();
+        assert!(format!("{e}").contains("float32"));
+        assert!(silhouette::medoid_silhouette(&f, &[0, 2]).is_err());
+        assert!(dynmsc(&f, &Params::new(3), 2, &NeverInterrupt).is_err());
     }
 }

@@ -13,19 +13,11 @@
 
 use super::dissimilarity::Dissimilarity;
 use super::fasterpam::{eager, Eager};
+use super::silhouette::sil;
 use super::state::State;
 use super::Progress;
 use crate::{invalid, Float, Interrupt, Result};
 use rayon::prelude::*;
-
-#[inline(always)]
-fn sil(a: f64, b: f64) -> f64 {
-    if b > 0.0 {
-        1.0 - a / b
-    } else {
-        0.0
-    }
-}
 
 /// Silhouette of the best two of three distances.
 #[inline(always)]
