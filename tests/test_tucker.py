@@ -417,6 +417,8 @@ def test_thread_count_does_not_change_results():
 
 def test_bad_inputs():
     t = RNG.standard_normal((4, 5, 6))
+    with pytest.raises(ValueError, match="n_iter_max"):
+        tucker(t, (2, 2, 2), n_iter_max=2**70)
     with pytest.raises(ValueError, match="rank"):
         tucker(t, (2, 2, 2, 2))
     with pytest.raises(ValueError, match="rank"):

@@ -565,7 +565,7 @@ def _tucker_cpu(
     check_choice(method, "method", _METHODS)
     check_choice(svd, "svd", tuple(_SVD_ALIASES))
     svd = _SVD_ALIASES[svd]
-    n_iter_max = check_positive_int(n_iter_max, "n_iter_max", minimum=0)
+    n_iter_max = check_positive_int(n_iter_max, "n_iter_max", minimum=0, maximum=2**31)
     n_oversamples = check_positive_int(n_oversamples, "n_oversamples", minimum=0)
     n_power_iter = check_positive_int(n_power_iter, "n_power_iter", minimum=0)
     svd_mask_repeats = check_positive_int(svd_mask_repeats, "svd_mask_repeats", minimum=0)
