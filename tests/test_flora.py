@@ -40,6 +40,8 @@ def test_init_gives_exact_zero_and_paper_scale(shape, ranks):
     # reproducible, and distinct seeds differ
     _, f2, _ = flora.init(shape, ranks, random_state=0)
     np.testing.assert_array_equal(factors[0], f2[0])
+    _, f3, _ = flora.init(shape, ranks, random_state=1)
+    assert all(not np.array_equal(a, b) for a, b in zip(factors, f3))
 
 
 def test_init_factor_variance():
@@ -98,6 +100,18 @@ def test_vjp_float32_and_layouts():
     b = flora.delta_vjp(np.asfortranarray(core), [np.asfortranarray(f) for f in factors],
                         np.asfortranarray(g), 1.0)
     assert a[0].dtype == np.float32 and all(x.dtype == np.float32 for x in a[1])
+    # against an einsum reference in float64: dcore = g x_k U_k^T; dU_k contracts g with
+    # the core expanded in every other mode
+    c64, g64 = core.astype(np.float64), g.astype(np.float64)
+    u64 = [f.astype(np.float64) for f in factors]
+    want_c = np.einsum("ijkl,ia,jb,kc,ld->abcd", g64, *u64, optimize=True)
+    np.testing.assert_allclose(a[0], want_c, rtol=1e-4, atol=1e-4 * np.abs(want_c).max())
+    big, small = "ijkl", "abcd"
+    for k in range(4):
+        ops = [g64, c64] + [u64[j] for j in range(4) if j != k]
+        subs = [big, small] + [big[j] + small[j] for j in range(4) if j != k]
+        want_u = np.einsum(",".join(subs) + "->" + big[k] + small[k], *ops, optimize=True)
+        np.testing.assert_allclose(a[1][k], want_u, rtol=1e-4, atol=1e-4 * np.abs(want_u).max())
     np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-4)
     for x, y in zip(a[1], b[1]):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-4)

@@ -507,7 +507,12 @@ def tucker(
         even share of what is left, so unused budget carries over). HOOI then refines at
         those ranks with convergence tolerance 1e-4, which can only lower the error. The
         guarantee holds for ``method="hosvd"`` too, and for ``svd="randomized"`` up to the
-        randomized error estimate.
+        randomized error estimate. With ``init="random"`` the ranks are still chosen by
+        ST-HOSVD, then HOOI starts from random orthonormal factors at those ranks; it
+        usually reaches the same error, but a random start carries no guarantee. The ranks
+        come from eigenvalues computed in float64 (also for float32 input), so the target
+        is met down to the working precision's rounding floor, about ``1e-5`` in float32
+        and ``1e-13`` in float64.
     random_state : None, int, Generator or RandomState
         Seeds ``init="random"`` and the randomized range finder.
     mask : array-like of the tensor's shape, optional
@@ -536,9 +541,11 @@ def tucker(
     Notes
     -----
     The error is computed as ``sqrt(‖T‖² - ‖core‖²)/‖T‖`` (valid for orthonormal factors,
-    no reconstruction), with both norms summed in float64. The core carries the working
-    precision's rounding, so relative errors below about ``sqrt(eps)`` (1.5e-8 in float64,
-    3.5e-4 in float32) are not resolved: they read as that order or zero.
+    no reconstruction), with both norms summed in float64. That difference is only known to
+    about ``eps·‖T‖²`` (the core carries the working precision's rounding), so when it falls
+    below ``1e4·eps·‖T‖²`` (relative errors below about 0.035 in float32, 1.5e-6 in
+    float64) the final error is computed from the residual ``T - core ×ₖ Uₖ`` instead (one
+    reconstruction, summed in float64), and is then accurate to a few ulps of ``‖T‖``.
     """
 
     def cpu(x: Any) -> Any:
@@ -558,7 +565,7 @@ def _tucker_cpu(
     check_choice(method, "method", _METHODS)
     check_choice(svd, "svd", tuple(_SVD_ALIASES))
     svd = _SVD_ALIASES[svd]
-    n_iter_max = check_positive_int(n_iter_max, "n_iter_max", minimum=0)
+    n_iter_max = check_positive_int(n_iter_max, "n_iter_max", minimum=0, maximum=2**31)
     n_oversamples = check_positive_int(n_oversamples, "n_oversamples", minimum=0)
     n_power_iter = check_positive_int(n_power_iter, "n_power_iter", minimum=0)
     svd_mask_repeats = check_positive_int(svd_mask_repeats, "svd_mask_repeats", minimum=0)

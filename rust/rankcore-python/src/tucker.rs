@@ -39,9 +39,18 @@ fn run_quick<R: Send>(
     py: Python<'_>,
     work: impl FnOnce() -> rankcore::Result<R> + Send,
 ) -> PyResult<R> {
-    match py.detach(|| rankcore::threads::install(work)) {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) | Err(e) => Err(to_pyerr(e)),
+    // a panic in the core must surface as RuntimeError (as under `run`), not PanicException
+    let caught = py.detach(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rankcore::threads::install(work)
+        }))
+    });
+    match caught {
+        Ok(Ok(Ok(v))) => Ok(v),
+        Ok(Ok(Err(e))) | Ok(Err(e)) => Err(to_pyerr(e)),
+        Err(_) => Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "internal error: the Rust core panicked",
+        )),
     }
 }
 

@@ -5,10 +5,11 @@
 //! Error without reconstruction: every method here ends with `G = X ×ₖ Uₖᵀ` for orthonormal
 //! `Uₖ`, an orthogonal projection, so `‖X - G ×ₖ Uₖ‖² = ‖X‖² - ‖G‖²`. Both norms are summed
 //! in f64, but `G`'s entries carry the working precision's rounding (about `eps·‖X‖`), so the
-//! difference is accurate to about `eps·‖X‖²` and the relative error is resolved down to
-//! about `sqrt(eps)`: 1.5e-8 in f64, 3.5e-4 in f32. Below that it reads as (near) zero.
+//! difference is accurate to about `eps·‖X‖²`; when it is below `1e4·eps·‖X‖²` the final
+//! error comes from the residual instead (see `final_error`). Ranks are chosen from f64
+//! eigenvalues (f32 input widened), so error targets hold down to the rounding floor.
 
-use super::tensor::{multi_mode_product, unfolding_gram, Tensor, TensorRef, Unfolding};
+use super::tensor::{multi_mode_product, unfolding_gram_f64, Tensor, TensorRef, Unfolding};
 use crate::linalg::{orthonormalize, svd_thin};
 use crate::operator::Operator;
 use crate::rng::RandomMatrix;
@@ -172,16 +173,22 @@ fn unfold_small<T: Float>(t: TensorRef<'_, T>, n: usize) -> Mat<T> {
 fn exact_subspace<T: Float>(t: TensorRef<'_, T>, n: usize, r: usize) -> Result<Subspace<T>> {
     let i_n = t.shape()[n];
     let cols = t.len() / i_n;
+    // Both paths work in f64 (f32 input widened): the squared singular values choose the
+    // ranks from the error target, and f32 rounding of the Gram (about eps·σ₁²) would hide
+    // a tail of relative energy 1e-7, i.e. relative errors below about 3e-4.
     let (u, s, squared) = if cols <= 2 * i_n {
-        let (u, s, _) = svd_thin(unfold_small(t, n).as_ref())?;
+        let a = unfold_small(t, n);
+        let a64 = Mat::<f64>::from_fn(a.nrows(), a.ncols(), |i, j| a[(i, j)].to_f64());
+        let (u, s, _) = svd_thin(a64.as_ref())?;
         (u, s, false)
     } else {
-        // Gram eigenvectors: singular values below sqrt(eps)·σ₁ are lost, but the leading
+        // Gram eigenvectors: singular values below sqrt(eps64)·σ₁ are lost, but the leading
         // subspace is as accurate as the gap allows, at a fraction of the SVD's cost.
-        let g = unfolding_gram(t, n);
+        let g = unfolding_gram_f64(t, n);
         let (u, s) = eigh_desc(g.as_ref())?;
         (u, s, true)
     };
+    let u = Mat::<T>::from_fn(u.nrows(), u.ncols(), |i, j| T::from_f64(u[(i, j)]));
     let mut sq: Vec<f64> = s
         .iter()
         .map(|&x| {
@@ -395,10 +402,15 @@ fn direct<T: Float>(
     Ok(factors)
 }
 
-fn random_factors<T: Float>(shape: &[usize], p: &TuckerParams<T>, seed: u64) -> Vec<Mat<T>> {
-    p.modes
+fn random_factors<T: Float>(
+    shape: &[usize],
+    modes: &[usize],
+    ranks: &[usize],
+    seed: u64,
+) -> Vec<Mat<T>> {
+    modes
         .iter()
-        .zip(&p.ranks)
+        .zip(ranks)
         .map(|(&m, &r)| {
             let mut u = Mat::<T>::zeros(shape[m], r);
             RandomMatrix::new(seed, 1 + m as u32).fill_normal(0, 0, u.as_mut());
@@ -406,6 +418,31 @@ fn random_factors<T: Float>(shape: &[usize], p: &TuckerParams<T>, seed: u64) -> 
             u
         })
         .collect()
+}
+
+/// The relative error of `core ×ₖ Uₖ`: by `‖X‖² - ‖G‖²` when that is well above its rounding
+/// (G's entries carry about `eps·‖X‖` each, so the difference is known to about
+/// `eps·‖X‖²` times a modest factor), otherwise from the residual itself (one
+/// reconstruction, summed in f64), so that small errors are reported as they are.
+fn final_error<T: Float>(
+    x: TensorRef<'_, T>,
+    norm2: f64,
+    core: &Tensor<T>,
+    modes: &[usize],
+    factors: &[Mat<T>],
+) -> Result<f64> {
+    let by_norms = rel(norm2, core.sq_norm());
+    if norm2 <= 0.0 || by_norms * by_norms > 1e4 * T::EPSILON.to_f64() {
+        return Ok(by_norms);
+    }
+    let rec = reconstruct(core.view(), modes, factors)?.into_c_order();
+    let mut err2 = 0.0f64;
+    let mut i = 0;
+    x.for_each_c(|v| {
+        err2 += (v.to_f64() - rec.data[i].to_f64()).powi(2);
+        i += 1;
+    });
+    Ok((err2 / norm2).sqrt())
 }
 
 fn rel(norm2: f64, core2: f64) -> f64 {
@@ -427,7 +464,7 @@ pub fn tucker<T: Float>(
     let mut factors = initial(x, norm2, p, stop)?;
     if p.method != Method::Hooi {
         let core = project(x, &p.modes, &factors, None)?;
-        let err = rel(norm2, core.sq_norm());
+        let err = final_error(x, norm2, &core, &p.modes, &factors)?;
         return Ok(TuckerResult {
             core,
             factors,
@@ -457,8 +494,10 @@ pub fn tucker<T: Float>(
             break;
         }
     }
-    if errors.is_empty() {
-        errors.push(rel(norm2, core.sq_norm()));
+    let last = final_error(x, norm2, &core, &p.modes, &factors)?;
+    match errors.last_mut() {
+        Some(e) => *e = last,
+        None => errors.push(last),
     }
     Ok(TuckerResult {
         core,
@@ -484,7 +523,18 @@ fn initial<T: Float>(
                 u
             })
             .collect(),
-        (Init::Random(seed), Method::Hooi) => random_factors(x.shape(), p, *seed),
+        (Init::Random(seed), Method::Hooi) => {
+            // with an error target, the ranks are ST-HOSVD's; the start is random at those
+            let ranks: Vec<usize> = if p.error_tol.is_some() {
+                direct(x, norm2, p, true, stop)?
+                    .iter()
+                    .map(|u| u.ncols())
+                    .collect()
+            } else {
+                p.ranks.clone()
+            };
+            random_factors(x.shape(), &p.modes, &ranks, *seed)
+        }
         (_, Method::Hosvd) => direct(x, norm2, p, false, stop)?,
         _ => direct(x, norm2, p, true, stop)?,
     })

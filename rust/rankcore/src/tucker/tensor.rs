@@ -589,6 +589,50 @@ pub fn unfolding_gram<T: Float>(t: TensorRef<'_, T>, n: usize) -> Mat<T> {
     g
 }
 
+/// [`unfolding_gram`] accumulated in f64 whatever `T` is: f32 input is widened block by
+/// block, so the eigenvalues that choose the ranks are not limited by f32 rounding (the Gram
+/// is only `Iₙ × Iₙ`, the widening costs one extra pass over the data).
+pub fn unfolding_gram_f64<T: Float>(t: TensorRef<'_, T>, n: usize) -> Mat<f64> {
+    if std::mem::size_of::<T>() == std::mem::size_of::<f64>() {
+        let g = unfolding_gram(t, n);
+        return Mat::from_fn(g.nrows(), g.ncols(), |i, j| g[(i, j)].to_f64());
+    }
+    let shape = t.shape();
+    let i_n = shape[n];
+    let bt = batch(groups(shape, t.strides(), t.strides(), n));
+    let c = bt.cols;
+    let sa = t.strides()[n];
+    // SAFETY: offsets come from the view's own shape and strides.
+    let block =
+        |oa: isize| unsafe { MatRef::from_raw_parts(t.as_ptr().offset(oa), i_n, c.size, sa, c.a) };
+    let per = bt.offsets.len().div_ceil(GRAM_CHUNKS).max(1);
+    let partials: Vec<Mat<f64>> = bt
+        .offsets
+        .par_chunks(per)
+        .map(|chunk| {
+            let mut p = Mat::<f64>::zeros(i_n, i_n);
+            for &(oa, _) in chunk {
+                let x = block(oa);
+                let w = Mat::<f64>::from_fn(i_n, c.size, |i, j| x[(i, j)].to_f64());
+                faer_matmul(
+                    p.as_mut(),
+                    Accum::Add,
+                    w.as_ref(),
+                    w.transpose(),
+                    1.0,
+                    Par::Seq,
+                );
+            }
+            p
+        })
+        .collect();
+    let mut g = Mat::<f64>::zeros(i_n, i_n);
+    for p in &partials {
+        g += p;
+    }
+    g
+}
+
 /// The mode-`n` unfolding of a view as a [`LinOp`] (Iₙ × Πₖ≠ₙ Iₖ; the column order is the
 /// batch layout's, which only matters for right singular vectors, never used here).
 pub struct Unfolding<'a, T> {
