@@ -671,11 +671,19 @@ def test_ctrl_c_interrupts_a_long_run():
     import threading
     import time
 
+    import signal
+
     X = np.random.default_rng(17).standard_normal((20000, 16)).astype(np.float32)
+    # interrupt_main does nothing while SIGINT is ignored: make sure Python handles it here,
+    # whatever an earlier test or library left behind.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.3, _thread.interrupt_main)
     t0 = time.perf_counter()
     timer.start()
-    with pytest.raises(KeyboardInterrupt):  # BUILD on the fly: minutes if not interrupted
-        kmedoids(X, 50, metric="euclidean", init="build", precompute=False)
-    timer.join()
+    try:
+        with pytest.raises(KeyboardInterrupt):  # BUILD on the fly: minutes if not interrupted
+            kmedoids(X, 50, metric="euclidean", init="build", precompute=False)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - t0 < 10
