@@ -153,6 +153,16 @@ def test_compress_tol():
     assert err <= 0.05 and abs(err - c.rel_error) < 1e-6
 
 
+def test_compress_flags_lora_over_budget():
+    d = RNG.standard_normal((64, 32, 3, 3))
+    # FLoRA (1,1,1,1): 1 + 64 + 32 + 3 + 3 = 103 numbers; rank-1 LoRA needs 64 + 288 = 352
+    c = flora.compress(d, (1, 1, 1, 1))
+    assert c.n_params == 103 and c.lora_rank == 1 and c.lora_n_params == 352
+    assert c.lora_over_budget
+    c = flora.compress(d, (8, 8, 2, 2))
+    assert c.lora_n_params <= c.n_params and not c.lora_over_budget
+
+
 def test_chain_order_shrinks_first():
     # expanding a 2x2x2 core to (100, 2, 50): the mode that grows least comes first
     assert flora.chain_order((2, 2, 2), [(0, 100), (1, 2), (2, 50)])[0] == 1
@@ -219,3 +229,94 @@ def test_torch_wrappers():
     emb = ft.wrap(torch.nn.Embedding(10, 4), (3, 2))
     assert lin(torch.randn(3, 5)).shape == (3, 4)
     assert emb(torch.tensor([1, 2])).shape == (2, 4)
+
+
+def _torch_layer(ft, torch, base, ranks, scale):
+    """A wrapper in float64 with a random (non-zero) core, so ΔW ≠ 0."""
+    layer = ft.wrap(base.double(), ranks, scale=scale)
+    with torch.no_grad():
+        layer.flora.core.normal_()
+    return layer
+
+
+def _numpy_adapter(layer):
+    core = layer.flora.core.detach().numpy()
+    return core, [f.detach().numpy() for f in layer.flora.factors], layer.flora.scale
+
+
+@pytest.mark.parametrize("kind", ["conv1d", "conv2d_groups", "conv3d", "linear", "embedding"])
+def test_torch_wrapper_forward_is_base_plus_delta(kind):
+    torch = pytest.importorskip("torch")
+    from torch.nn import functional as F
+
+    from rankcore.flora import torch as ft
+
+    torch.manual_seed(1)
+    nn = torch.nn
+    base, ranks, x = {
+        "conv1d": (nn.Conv1d(4, 6, 3, padding=1), (2, 3, 2), torch.randn(2, 4, 7)),
+        "conv2d_groups": (nn.Conv2d(8, 6, 3, groups=2, stride=2), (3, 2, 3, 2), torch.randn(2, 8, 7, 7)),
+        "conv3d": (nn.Conv3d(3, 4, 2), (2, 2, 2, 1, 2), torch.randn(1, 3, 4, 4, 4)),
+        "linear": (nn.Linear(5, 4), (2, 3), torch.randn(3, 5)),
+        "embedding": (nn.Embedding(10, 4, padding_idx=0), (3, 2), torch.tensor([[0, 3], [9, 3]])),
+    }[kind]
+    w0 = base.weight.detach().double().clone()
+    layer = _torch_layer(ft, torch, base, ranks, scale=0.5)
+    if x.is_floating_point():
+        x = x.double()
+    core, factors, scale = _numpy_adapter(layer)
+    w = torch.from_numpy(w0.numpy() + ref_delta(core, factors, scale))
+    if kind == "linear":
+        want = F.linear(x, w, base.bias)
+    elif kind == "embedding":
+        want = w[x]
+    else:
+        want = base._conv_forward(x, w, base.bias)
+    got = layer(x)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    # merge folds the same ΔW into the weight; unmerge restores it to rounding
+    layer.merge()
+    layer.merge()  # idempotent
+    torch.testing.assert_close(layer(x), want, rtol=1e-12, atol=1e-12)
+    layer.unmerge()
+    torch.testing.assert_close(base.weight.detach(), w0, rtol=0, atol=1e-14)
+    torch.testing.assert_close(layer(x), got, rtol=1e-12, atol=1e-12)
+
+
+def test_torch_wrapper_gradients_match_delta_vjp():
+    # autograd through the wrapper's tensordot chain must agree with our analytic delta_vjp
+    torch = pytest.importorskip("torch")
+    from rankcore.flora import torch as ft
+
+    torch.manual_seed(2)
+    base = torch.nn.Conv2d(6, 8, 3, groups=2, padding=1)
+    layer = _torch_layer(ft, torch, base, (4, 2, 2, 3), scale=1.5)
+    x = torch.randn(2, 6, 5, 5, dtype=torch.float64)
+    g = torch.randn(2, 8, 5, 5, dtype=torch.float64)
+    (layer(x) * g).sum().backward()
+    # ∂L/∂ΔW from autograd on the convolution alone
+    d = layer.delta_weight().detach().requires_grad_(True)
+    (base._conv_forward(x, d, None) * g).sum().backward()
+    core, factors, scale = _numpy_adapter(layer)
+    g_core, g_factors = flora.delta_vjp(core, factors, d.grad.numpy(), scale)
+    np.testing.assert_allclose(layer.flora.core.grad.numpy(), g_core, rtol=1e-10, atol=1e-12)
+    for f, gf in zip(layer.flora.factors, g_factors):
+        np.testing.assert_allclose(f.grad.numpy(), gf, rtol=1e-10, atol=1e-12)
+    assert base.weight.grad is None and base.bias.grad is None  # the base layer is frozen
+
+
+def test_torch_wrapper_bad_inputs():
+    torch = pytest.importorskip("torch")
+    from rankcore.flora import torch as ft
+
+    nn = torch.nn
+    with pytest.raises(TypeError, match="no FLoRA wrapper"):
+        ft.wrap(nn.ReLU(), 1)
+    with pytest.raises(TypeError, match="nn.Linear"):
+        ft.Linear(nn.Conv1d(2, 2, 1), (1, 1))
+    with pytest.raises(ValueError, match="ranks"):
+        ft.wrap(nn.Linear(5, 4), (0, 2))  # the reference's check `all(r) >= 1` let this pass
+    with pytest.raises(ValueError, match="ranks"):
+        ft.wrap(nn.Conv2d(4, 4, 3), (2, 2, 4, 1))  # rank 4 above the kernel size 3
+    with pytest.raises(ValueError, match="ranks"):
+        ft.wrap(nn.Linear(5, 4), (2, 2, 2))

@@ -466,3 +466,23 @@ def test_cupy_like_input_is_not_implemented():
 
     with pytest.raises(NotImplementedError, match="GPU"):
         tucker(FakeCupy(), 2)
+
+
+def test_ctrl_c_interrupts_a_long_product_chain():
+    import _thread
+    import signal
+    import threading
+
+    # three 300×300 products on a 300³ float32 tensor: about 8·10⁹ multiply-adds each, so
+    # the interrupt lands during the first and the safe point before the second stops it
+    T = np.ones((300, 300, 300), dtype=np.float32)
+    M = np.full((300, 300), 1e-3, dtype=np.float32)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.05, _thread.interrupt_main)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            timer.start()
+            rankcore.multi_mode_dot(T, [M, M, M])
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)

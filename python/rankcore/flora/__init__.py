@@ -274,7 +274,10 @@ class FloraCompression:
     ``delta(core, factors, scale)`` approximates the change with relative Frobenius error
     `rel_error` using `n_params` numbers. `lora_rank` is the largest LoRA rank on the
     flattened (I₁ × I₂·…·I_N) matrix whose ``lora_rank·(I₁ + I₂·…·I_N)`` parameters fit that
-    budget, and `lora_rel_error` the error of the best such matrix (truncated SVD).
+    budget, and `lora_rel_error` the error of the best such matrix (truncated SVD). LoRA's
+    rank is at least 1, so a FLoRA budget below ``I₁ + I₂·…·I_N`` gives LoRA more parameters
+    than FLoRA (`lora_n_params` > `n_params`): `lora_over_budget` flags that case, where the
+    comparison favours LoRA.
     """
 
     core: np.ndarray
@@ -286,6 +289,11 @@ class FloraCompression:
     lora_rank: int
     lora_rel_error: float
     lora_n_params: int
+
+    @property
+    def lora_over_budget(self) -> bool:
+        """True when even rank-1 LoRA needs more parameters than this FLoRA form."""
+        return self.lora_n_params > self.n_params
 
     def __iter__(self):
         return iter((self.core, self.factors, self.scale))

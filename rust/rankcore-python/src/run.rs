@@ -78,6 +78,36 @@ pub fn run<R: Send>(
     }
 }
 
+/// Multiply-adds below which [`run_sized`] skips the signal-polling helper thread: its
+/// start-up (about 0.1 ms) would cost more than a FLoRA-sized product (10⁵–10⁶ flops), and
+/// work this small (a few milliseconds at most) ends before a Ctrl-C could be felt anyway.
+const QUICK_WORK: f64 = 1e7;
+
+/// [`run`] for work whose size is known up front (`work_estimate` multiply-adds): small work
+/// runs without the GIL in rankcore's pool but without the polling thread (its safe points
+/// never fire), large work goes through [`run`], so Ctrl-C reaches its safe points.
+pub fn run_sized<R: Send>(
+    py: Python<'_>,
+    work_estimate: f64,
+    work: impl FnOnce(&dyn Interrupt) -> rankcore::Result<R> + Send,
+) -> PyResult<R> {
+    if work_estimate >= QUICK_WORK {
+        return run(py, work);
+    }
+    let caught = py.detach(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rankcore::threads::install(|| work(&rankcore::NeverInterrupt))
+        }))
+    });
+    match caught {
+        Ok(Ok(Ok(v))) => Ok(v),
+        Ok(Ok(Err(e))) | Ok(Err(e)) => Err(to_pyerr(e)),
+        Err(_) => Err(PyRuntimeError::new_err(
+            "rankcore: internal error (a worker panicked); please report it",
+        )),
+    }
+}
+
 fn is_main_thread(py: Python<'_>) -> bool {
     let check = || -> PyResult<bool> {
         let threading = py.import("threading")?;

@@ -2,14 +2,14 @@
 //! No maths here: borrow the arrays, run the core through `run`, pack the result.
 
 use crate::arrays::{to_numpy, view};
-use crate::run::{run, to_pyerr};
+use crate::run::{run, run_sized, to_pyerr};
 use numpy::ndarray::{ArrayD, IxDyn, ShapeBuilder};
 use numpy::{Element, PyArrayDyn, PyReadonlyArray2, PyReadonlyArrayDyn};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use rankcore::tucker::{
-    multi_mode_product, tucker, tucker_masked, Init, Method, SvdMethod, Tensor, TensorRef,
+    multi_mode_product_with, tucker, tucker_masked, Init, Method, SvdMethod, Tensor, TensorRef,
     TuckerParams,
 };
 use rankcore::{flora, invalid, Float};
@@ -32,26 +32,18 @@ fn tensor_to_numpy<'py, T: Element + Copy>(
     Ok(PyArrayDyn::from_owned_array(py, arr))
 }
 
-/// For single passes of products (no safe points inside them): releases the GIL and runs in
-/// rankcore's pool without the signal-polling helper thread that `run` starts, whose start-up
-/// (about 0.1 ms) would cost more than a FLoRA-sized product itself.
-fn run_quick<R: Send>(
-    py: Python<'_>,
-    work: impl FnOnce() -> rankcore::Result<R> + Send,
-) -> PyResult<R> {
-    // a panic in the core must surface as RuntimeError (as under `run`), not PanicException
-    let caught = py.detach(|| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            rankcore::threads::install(work)
-        }))
-    });
-    match caught {
-        Ok(Ok(Ok(v))) => Ok(v),
-        Ok(Ok(Err(e))) | Ok(Err(e)) => Err(to_pyerr(e)),
-        Err(_) => Err(pyo3::exceptions::PyRuntimeError::new_err(
-            "internal error: the Rust core panicked",
-        )),
+/// An upper bound on the multiply-adds of `T ×_{mᵢ} Mᵢ` for all i, in any order: each
+/// product costs at most (largest intermediate) × (rows of its matrix).
+fn chain_work<T>(shape: &[usize], mats: &[(usize, faer::MatRef<'_, T>)]) -> f64 {
+    let mut big: Vec<f64> = shape.iter().map(|&s| s as f64).collect();
+    let mut rows = 0.0;
+    for &(mode, m) in mats {
+        if let Some(b) = big.get_mut(mode) {
+            *b = b.max(m.nrows() as f64);
+        }
+        rows += m.nrows() as f64;
     }
+    big.iter().product::<f64>() * rows
 }
 
 fn is_f64(a: &Bound<'_, PyAny>) -> bool {
@@ -66,7 +58,7 @@ fn extract_mats<'py, T: Element>(
     list: &Bound<'py, PyList>,
 ) -> PyResult<Vec<PyReadonlyArray2<'py, T>>> {
     list.iter()
-        .map(|m| m.extract::<PyReadonlyArray2<'py, T>>().map_err(Into::into))
+        .map(|m| m.extract::<PyReadonlyArray2<'py, T>>())
         .collect()
 }
 
@@ -84,7 +76,8 @@ fn mmd_impl<'py, T: Float + Element>(
     let tv = tview(&arr)?;
     let pairs: Vec<(usize, faer::MatRef<'_, T>)> =
         modes.iter().copied().zip(ms.iter().map(view)).collect();
-    let out = run_quick(py, || multi_mode_product(tv, &pairs))?;
+    let work = chain_work(tv.shape(), &pairs);
+    let out = run_sized(py, work, |stop| multi_mode_product_with(tv, &pairs, stop))?;
     tensor_to_numpy(py, out)
 }
 
@@ -229,7 +222,11 @@ fn delta_impl<'py, T: Float + Element>(
     let ms = extract_mats::<T>(factors)?;
     let cv = tview(&arr)?;
     let fv: Vec<faer::MatRef<'_, T>> = ms.iter().map(view).collect();
-    let out = run_quick(py, || flora::delta(cv, &fv, T::from_f64(scale)))?;
+    let pairs: Vec<(usize, faer::MatRef<'_, T>)> = fv.iter().copied().enumerate().collect();
+    let work = chain_work(cv.shape(), &pairs);
+    let out = run_sized(py, work, |stop| {
+        flora::delta(cv, &fv, T::from_f64(scale), stop)
+    })?;
     Ok(tensor_to_numpy(py, out)?.into_any())
 }
 
@@ -262,7 +259,12 @@ fn vjp_impl<'py, T: Float + Element>(
     let cv = tview(&arr)?;
     let gv = tview(&garr)?;
     let fv: Vec<faer::MatRef<'_, T>> = ms.iter().map(view).collect();
-    let (gc, gf) = run_quick(py, || flora::delta_vjp(cv, &fv, gv, T::from_f64(scale)))?;
+    let pairs: Vec<(usize, faer::MatRef<'_, T>)> = fv.iter().copied().enumerate().collect();
+    // the gradient reads ∂L/∂ΔW about twice, each time with a chain as long as delta's
+    let work = 2.0 * chain_work(cv.shape(), &pairs);
+    let (gc, gf) = run_sized(py, work, |stop| {
+        flora::delta_vjp(cv, &fv, gv, T::from_f64(scale), stop)
+    })?;
     let out = PyList::empty(py);
     for f in &gf {
         out.append(to_numpy(py, f, false))?;

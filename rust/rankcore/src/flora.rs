@@ -11,8 +11,8 @@
 //! split of the modes: contracting one group of modes serves every mode of the other group,
 //! so the full-size `R` is read twice instead of N times.
 
-use crate::tucker::tensor::{multi_mode_product, Tensor, TensorRef};
-use crate::{Error, Float, Result};
+use crate::tucker::tensor::{multi_mode_product_with as product, Tensor, TensorRef};
+use crate::{Error, Float, Interrupt, Result};
 use faer::linalg::matmul::matmul as faer_matmul;
 use faer::{Accum, Mat, MatRef, Par};
 
@@ -40,13 +40,14 @@ pub fn delta<T: Float>(
     core: TensorRef<'_, T>,
     factors: &[MatRef<'_, T>],
     scale: T,
+    stop: &dyn Interrupt,
 ) -> Result<Tensor<T>> {
     check(core, factors)?;
     // the scale goes on the smallest tensor, the core
     let mut scaled = Tensor::from_c_vec(core.shape(), core.to_c_vec())?;
     scaled.data.iter_mut().for_each(|x| *x *= scale);
     let mats: Vec<(usize, MatRef<'_, T>)> = factors.iter().copied().enumerate().collect();
-    multi_mode_product(scaled.view(), &mats)
+    product(scaled.view(), &mats, stop)
 }
 
 /// Gradients of `delta(core, factors, scale)` given `grad = ∂L/∂ΔW`: `(∂L/∂core, ∂L/∂factors)`.
@@ -55,6 +56,7 @@ pub fn delta_vjp<T: Float>(
     factors: &[MatRef<'_, T>],
     grad: TensorRef<'_, T>,
     scale: T,
+    stop: &dyn Interrupt,
 ) -> Result<(Tensor<T>, Vec<Mat<T>>)> {
     check(core, factors)?;
     let want: Vec<usize> = factors.iter().map(|f| f.nrows()).collect();
@@ -67,7 +69,7 @@ pub fn delta_vjp<T: Float>(
     let n = core.ndim();
     let modes: Vec<usize> = (0..n).collect();
     let mut loo: Vec<Option<Tensor<T>>> = vec![None; n];
-    leave_one_out(grad, factors, &modes, &mut loo)?;
+    leave_one_out(grad, factors, &modes, &mut loo, stop)?;
     let core_c = Tensor::from_c_vec(core.shape(), core.to_c_vec())?;
     let mut grads = Vec::with_capacity(n);
     for (k, a) in loo.iter().enumerate() {
@@ -90,7 +92,7 @@ pub fn delta_vjp<T: Float>(
         })
         .expect("order >= 1");
     let a0 = loo[k0].take().expect("filled");
-    let mut gc = multi_mode_product(a0.view(), &[(k0, factors[k0].transpose())])?.into_c_order();
+    let mut gc = product(a0.view(), &[(k0, factors[k0].transpose())], stop)?.into_c_order();
     gc.data.iter_mut().for_each(|x| *x *= scale);
     Ok((gc, grads))
 }
@@ -102,9 +104,10 @@ fn leave_one_out<T: Float>(
     factors: &[MatRef<'_, T>],
     rest: &[usize],
     out: &mut Vec<Option<Tensor<T>>>,
+    stop: &dyn Interrupt,
 ) -> Result<()> {
     if rest.len() == 1 {
-        out[rest[0]] = Some(multi_mode_product(t, &[])?);
+        out[rest[0]] = Some(product(t, &[], stop)?);
         return Ok(());
     }
     // Split off the most-shrinking mode (largest Iₖ/rₖ): the other modes' products are then
@@ -127,11 +130,11 @@ fn leave_one_out<T: Float>(
             .iter()
             .map(|&m| (m, factors[m].transpose()))
             .collect();
-        let part = multi_mode_product(t, &mats)?;
+        let part = product(t, &mats, stop)?;
         if keep.len() == 1 {
             out[keep[0]] = Some(part);
         } else {
-            leave_one_out(part.view(), factors, keep, out)?;
+            leave_one_out(part.view(), factors, keep, out, stop)?;
         }
     }
     Ok(())
@@ -171,6 +174,7 @@ fn cross<T: Float>(a: &Tensor<T>, b: &Tensor<T>, k: usize) -> Mat<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::NeverInterrupt;
 
     fn t(shape: &[usize], seed: u64) -> Tensor<f64> {
         let n: usize = shape.iter().product();
@@ -194,10 +198,12 @@ mod tests {
         let r = t(&[4, 5, 3], 5);
         let s = 0.7;
         let loss = |c: &Tensor<f64>, f: &[MatRef<'_, f64>]| -> f64 {
-            let d = delta(c.view(), f, s).unwrap().into_c_order();
+            let d = delta(c.view(), f, s, &NeverInterrupt)
+                .unwrap()
+                .into_c_order();
             d.data.iter().zip(&r.data).map(|(a, b)| a * b).sum()
         };
-        let (gc, gf) = delta_vjp(core.view(), &fr, r.view(), s).unwrap();
+        let (gc, gf) = delta_vjp(core.view(), &fr, r.view(), s, &NeverInterrupt).unwrap();
         let h = 1e-6;
         for i in 0..core.data.len() {
             let mut cp = core.clone();

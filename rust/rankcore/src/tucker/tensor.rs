@@ -15,7 +15,7 @@
 
 use crate::linalg::matmul;
 use crate::operator::{LinOp, Shift};
-use crate::{invalid, Float, Result};
+use crate::{invalid, Float, Interrupt, NeverInterrupt, Result};
 use faer::linalg::matmul::matmul as faer_matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
@@ -489,6 +489,16 @@ pub fn multi_mode_product<T: Float>(
     t: TensorRef<'_, T>,
     mats: &[(usize, MatRef<'_, T>)],
 ) -> Result<Tensor<T>> {
+    multi_mode_product_with(t, mats, &NeverInterrupt)
+}
+
+/// [`multi_mode_product`] with a safe point before each mode product, so that Ctrl-C stops a
+/// long chain after at most one product.
+pub fn multi_mode_product_with<T: Float>(
+    t: TensorRef<'_, T>,
+    mats: &[(usize, MatRef<'_, T>)],
+    stop: &dyn Interrupt,
+) -> Result<Tensor<T>> {
     let shape = t.shape();
     let mut seen = [false; MAX_ORDER];
     for &(mode, m) in mats {
@@ -520,8 +530,10 @@ pub fn multi_mode_product<T: Float>(
         .map(|&(md, m)| (md, m.nrows(), m.ncols()))
         .collect();
     let order = chain_order(shape, &dims);
+    stop.check()?;
     let mut cur = mode_product(t, mats[order[0]].1, mats[order[0]].0)?;
     for &i in &order[1..] {
+        stop.check()?;
         cur = mode_product(cur.view(), mats[i].1, mats[i].0)?;
     }
     Ok(cur)
