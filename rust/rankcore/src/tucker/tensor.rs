@@ -374,6 +374,8 @@ use crate::Error;
 const SMALL: usize = 16;
 /// Fibres per parallel task of [`small_product`].
 const FIBRES: usize = 4096;
+/// Strided fibres gathered per block by [`small_product`].
+const LANES: usize = 64;
 
 /// `Y = T ×ₙ M` for small `M` (at most [`SMALL`]×[`SMALL`]): each output fibre is `M` times
 /// the input fibre, summed in index order (so the result does not depend on threads).
@@ -401,29 +403,67 @@ fn small_product<T: Float>(
         let (ia, ib) = (oa + c0 as isize * c.a, ob + c0 as isize * c.b);
         let len = c1 - c0;
         let xp = t.as_ptr();
-        // One pass over the chunk per (output row, input row) pair: long, simple loops that
-        // vectorise when the column stride is one. y[j] = Σₖ m[j,k]·x[k], k ascending.
-        for jj in 0..j {
-            for k in 0..i_n {
-                let a = coef[jj * SMALL + k];
-                // SAFETY: fibres lie inside the input view; each output fibre belongs to one
-                // task.
-                unsafe {
-                    let src = xp.offset(ia + k as isize * sa);
-                    let dst = yp.get().offset(ib + jj as isize * sb);
-                    if c.a == 1 && c.b == 1 {
-                        let x = std::slice::from_raw_parts(src, len);
-                        let y = std::slice::from_raw_parts_mut(dst, len);
+        // SAFETY (both branches): fibres lie inside the input view; each output fibre belongs
+        // to one task.
+        if c.a == 1 && c.b == 1 {
+            // Fibres side by side in memory: one pass over the chunk per (output row, input
+            // row) pair, long unit-stride loops that vectorise. y[j] = Σₖ m[j,k]·x[k], k
+            // ascending.
+            for jj in 0..j {
+                for k in 0..i_n {
+                    let a = coef[jj * SMALL + k];
+                    unsafe {
+                        let x = std::slice::from_raw_parts(xp.offset(ia + k as isize * sa), len);
+                        let y = std::slice::from_raw_parts_mut(
+                            yp.get().offset(ib + jj as isize * sb),
+                            len,
+                        );
                         if k == 0 {
                             y.iter_mut().zip(x).for_each(|(y, &x)| *y = a * x);
                         } else {
                             y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
                         }
-                    } else {
-                        for f in 0..len as isize {
-                            let y = dst.offset(f * c.b);
-                            let v = a * *src.offset(f * c.a);
-                            *y = if k == 0 { v } else { *y + v };
+                    }
+                }
+            }
+        } else {
+            // Strided fibres (e.g. the last mode of a C-order tensor): gather a block of
+            // fibres transposed into a local buffer, so that the sums run as unit-stride loops
+            // across fibres (which vectorise) with the same terms in the same order, then
+            // scatter the block's outputs.
+            let mut xb = [T::ZERO; SMALL * LANES];
+            let mut yb = [T::ZERO; LANES];
+            for f0 in (0..len).step_by(LANES) {
+                let nb = LANES.min(len - f0);
+                // SAFETY: as above; pointers step along the fibres of this task's chunk.
+                let mut src = unsafe { xp.offset(ia + f0 as isize * c.a) };
+                for f in 0..nb {
+                    let mut p = src;
+                    for k in 0..i_n {
+                        unsafe {
+                            *xb.get_unchecked_mut(k * LANES + f) = *p;
+                            p = p.offset(sa);
+                        }
+                    }
+                    src = unsafe { src.offset(c.a) };
+                }
+                for jj in 0..j {
+                    let row = &coef[jj * SMALL..jj * SMALL + i_n];
+                    let y = &mut yb[..nb];
+                    y.iter_mut()
+                        .zip(&xb[..nb])
+                        .for_each(|(y, &x)| *y = row[0] * x);
+                    for (k, &a) in row.iter().enumerate().skip(1) {
+                        y.iter_mut()
+                            .zip(&xb[k * LANES..k * LANES + nb])
+                            .for_each(|(y, &x)| *y += a * x);
+                    }
+                    let mut dst =
+                        unsafe { yp.get().offset(ib + f0 as isize * c.b + jj as isize * sb) };
+                    for &v in y.iter() {
+                        unsafe {
+                            *dst = v;
+                            dst = dst.offset(c.b);
                         }
                     }
                 }
