@@ -119,13 +119,13 @@ pub fn predict_grid<T: Float>(
         return Err(Error::InvalidShape("alpha does not match the grid".into()));
     }
     let lam = eig.grid_eigenvalues(scale, None);
-    let mut at = eig.to_eigenbasis(alpha, batch);
-    at.par_chunks_mut(n).for_each(|c| {
-        for (v, &l) in c.iter_mut().zip(&lam) {
-            *v *= l;
-        }
+    let mean = eig.sandwich(alpha, batch, |at| {
+        at.par_chunks_mut(n).for_each(|c| {
+            for (v, &l) in c.iter_mut().zip(&lam) {
+                *v *= l;
+            }
+        })
     });
-    let mean = eig.from_eigenbasis(&at, batch);
     let var = if want_var {
         let s2 = T::from_f64(noise);
         let w: Vec<T> = lam.iter().map(|&l| l * s2 / (l + s2)).collect();
