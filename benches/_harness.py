@@ -19,6 +19,7 @@ Conventions
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import datetime as _dt
@@ -74,6 +75,47 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+def parse_args(
+    doc: str,
+    argv: Sequence[str] | None = None,
+    cases: Sequence[str] = (),
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> tuple[argparse.Namespace, set[str]]:
+    """The command line every bench shares: ``--quick``, ``--threads`` and, for a bench with
+    named cases, ``--cases`` (a comma list, all by default). ``extra`` adds bench-specific
+    options. Returns the parsed arguments and the set of cases to run."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    ap.add_argument("--threads", type=int, default=cpu_count(),
+                    help="threads for rankcore and the anchors (default: all cores)")
+    if cases:
+        ap.add_argument("--cases", default=",".join(cases), help="comma list: " + ",".join(cases))
+    if extra is not None:
+        extra(ap)
+    args = ap.parse_args(argv)
+    if args.threads < 1:
+        ap.error("--threads must be >= 1")
+    chosen: set[str] = set()
+    if cases:
+        chosen = {c.strip() for c in args.cases.split(",") if c.strip()}
+        if not chosen <= set(cases):
+            ap.error(f"unknown case(s): {sorted(chosen - set(cases))}")
+    return args, chosen
+
+
+def import_rankcore(attr: str):
+    """``rankcore`` when it imports and has ``attr``; otherwise None, after saying how to
+    build it."""
+    try:
+        import rankcore
+
+        getattr(rankcore, attr)
+    except (ImportError, AttributeError) as e:
+        print(f"rankcore is not importable ({e}); build it with `make dev`.", file=sys.stderr)
+        return None
+    return rankcore
 
 
 # --------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ Results: bench-results/bench_gp.json (bench_gp-quick.json with --quick).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from functools import reduce
@@ -186,15 +185,9 @@ def case_big(rc, cfg, threads, out):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
-    ap.add_argument("--threads", type=int, default=H.cpu_count())
-    args = ap.parse_args(argv)
-    try:
-        import rankcore as rc
-        rc.GridGPRegressor  # noqa: B018
-    except (ImportError, AttributeError) as e:
-        print(f"rankcore is not importable ({e}); build it with `make dev`.", file=sys.stderr)
+    args, _ = H.parse_args(__doc__, argv)
+    rc = H.import_rankcore("GridGPRegressor")
+    if rc is None:
         return 2
     optional = {name: H.optional_import(name) for name in ("torch", "gpytorch")}
     cfg = QUICK if args.quick else FULL

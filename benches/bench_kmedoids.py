@@ -17,7 +17,6 @@ column is the loss (sum of distances to the nearest medoid); ratio = theirs / ou
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import traceback
@@ -152,13 +151,10 @@ def big_case(rc, cfg, threads) -> list[H.Row]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
-    ap.add_argument("--threads", type=int, default=H.cpu_count())
-    ap.add_argument("--cases", default="precomputed,features,big")
-    args = ap.parse_args(argv)
-    cases = {c.strip() for c in args.cases.split(",") if c.strip()}
-    import rankcore as rc
+    args, cases = H.parse_args(__doc__, argv, ("precomputed", "features", "big"))
+    rc = H.import_rankcore("kmedoids")
+    if rc is None:
+        return 2
 
     km = H.optional_import("kmedoids")
     skx_mod = H.optional_import("sklearn_extra.cluster")

@@ -28,7 +28,6 @@ Results: bench-results/bench_projection.json (bench_projection-quick.json with -
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import traceback
@@ -298,18 +297,9 @@ def quality_case(rc, cfg, out):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
-    ap.add_argument("--threads", type=int, default=H.cpu_count())
-    ap.add_argument("--cases", default="dense,csr,fastrp,quality")
-    args = ap.parse_args(argv)
-    cases = {c.strip() for c in args.cases.split(",") if c.strip()}
-    try:
-        import rankcore as rc
-
-        rc.fastrp  # noqa: B018
-    except (ImportError, AttributeError) as e:
-        print(f"rankcore is not importable ({e}); build it with `make dev`.", file=sys.stderr)
+    args, cases = H.parse_args(__doc__, argv, ("dense", "csr", "fastrp", "quality"))
+    rc = H.import_rankcore("fastrp")
+    if rc is None:
         return 2
     cfg = QUICK if args.quick else FULL
     machine = H.machine_info(rc, extra_packages=("networkx",))

@@ -24,7 +24,6 @@ Results: bench-results/bench_svd.json (bench_svd-quick.json with --quick).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import time
@@ -367,25 +366,13 @@ def summarize(rows: list[Row]) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
-    ap.add_argument("--threads", type=int, default=H.cpu_count(),
-                    help="threads for rankcore and the anchors (default: all cores)")
-    ap.add_argument("--cases", default="dense,sparse", help="comma list: dense,sparse")
-    ap.add_argument("--full-anchors", action="store_true",
-                    help="also run sklearn at 1 thread on the sparse case (adds ~40 s)")
-    args = ap.parse_args(argv)
-    if args.threads < 1:
-        ap.error("--threads must be >= 1")
-    cases = {c.strip() for c in args.cases.split(",") if c.strip()}
-    if not cases <= {"dense", "sparse"}:
-        ap.error(f"unknown case(s): {sorted(cases - {'dense', 'sparse'})}")
+    def full_anchors_option(ap):
+        ap.add_argument("--full-anchors", action="store_true",
+                        help="also run sklearn at 1 thread on the sparse case (adds ~40 s)")
 
-    try:
-        import rankcore as rc
-        rc.randomized_svd  # noqa: B018
-    except (ImportError, AttributeError) as e:
-        print(f"rankcore is not importable ({e}); build it with `make dev`.", file=sys.stderr)
+    args, cases = H.parse_args(__doc__, argv, ("dense", "sparse"), extra=full_anchors_option)
+    rc = H.import_rankcore("randomized_svd")
+    if rc is None:
         return 2
     optional = {name: H.optional_import(name) for name in ("fbpca", "torch")}
     cfg = QUICK if args.quick else FULL

@@ -26,7 +26,6 @@ Results: bench-results/bench_tucker.json (bench_tucker-quick.json with --quick).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -233,19 +232,9 @@ def large_case(rc, cfg, threads):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
-    ap.add_argument("--threads", type=int, default=H.cpu_count())
-    ap.add_argument("--cases", default=",".join(CASES))
-    args = ap.parse_args(argv)
-    cases = {c.strip() for c in args.cases.split(",") if c.strip()}
-    if not cases <= set(CASES):
-        ap.error(f"unknown case(s): {sorted(cases - set(CASES))}")
-    try:
-        import rankcore as rc
-        rc.tucker  # noqa: B018
-    except (ImportError, AttributeError) as e:
-        print(f"rankcore is not importable ({e}); build it with `make dev`.", file=sys.stderr)
+    args, cases = H.parse_args(__doc__, argv, CASES)
+    rc = H.import_rankcore("tucker")
+    if rc is None:
         return 2
     tl_dec = H.optional_import("tensorly.decomposition")
     cfg = QUICK if args.quick else FULL
