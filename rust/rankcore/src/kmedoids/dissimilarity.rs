@@ -102,13 +102,18 @@ pub fn check_square<T: Float>(data: &[T], n: usize, name: &str) -> Result<()> {
     }
 }
 
-/// A precomputed square matrix, contiguous (C or Fortran order).
-pub struct Square<'a, T> {
-    data: &'a [T],
-    n: usize,
+/// A square matrix stored row by row (`n * n` values in `data`: a borrowed, validated
+/// input, or an owned matrix such as [`Owned`]). A symmetric matrix in C or Fortran order
+/// reads the same.
+pub struct Square<S> {
+    pub(crate) data: S,
+    pub(crate) n: usize,
 }
 
-impl<'a, T: Float> Square<'a, T> {
+/// An owned matrix (the materialised feature distances), as a [`Dissimilarity`].
+pub type Owned<T> = Square<Vec<T>>;
+
+impl<'a, T: Float> Square<&'a [T]> {
     /// Validates (see [`check_square`]) and wraps `data` (`n * n` values).
     pub fn new(data: &'a [T], n: usize) -> Result<Self> {
         check_square(data, n, "the dissimilarity matrix")?;
@@ -116,21 +121,29 @@ impl<'a, T: Float> Square<'a, T> {
     }
 }
 
-impl<T: Float> Dissimilarity<T> for Square<'_, T> {
+impl<T: Float> Owned<T> {
+    /// Wraps a matrix the caller built (not validated: its own computations).
+    pub fn from_computed(data: Vec<T>, n: usize) -> Self {
+        debug_assert_eq!(data.len(), n * n);
+        Self { data, n }
+    }
+}
+
+impl<T: Float, S: AsRef<[T]> + Sync> Dissimilarity<T> for Square<S> {
     fn len(&self) -> usize {
         self.n
     }
     fn rows_into(&self, rows: &[usize], out: &mut [T]) {
+        let data = self.data.as_ref();
         for (r, &i) in rows.iter().enumerate() {
-            out[r * self.n..(r + 1) * self.n]
-                .copy_from_slice(&self.data[i * self.n..(i + 1) * self.n]);
+            out[r * self.n..(r + 1) * self.n].copy_from_slice(&data[i * self.n..(i + 1) * self.n]);
         }
     }
     fn stored_row(&self, i: usize) -> Option<&[T]> {
-        Some(&self.data[i * self.n..(i + 1) * self.n])
+        Some(&self.data.as_ref()[i * self.n..(i + 1) * self.n])
     }
     fn get(&self, i: usize, j: usize) -> T {
-        self.data[i * self.n + j]
+        self.data.as_ref()[i * self.n + j]
     }
 }
 
@@ -491,30 +504,6 @@ impl<T: Fma> Dissimilarity<T> for Features<'_, T> {
 struct SyncPtr<T>(*mut T);
 // SAFETY: used only where the writes of different threads go to disjoint entries.
 unsafe impl<T> Sync for SyncPtr<T> {}
-
-/// An owned matrix (the materialised feature distances), as a [`Dissimilarity`].
-pub struct Owned<T> {
-    pub data: Vec<T>,
-    pub n: usize,
-}
-
-impl<T: Float> Dissimilarity<T> for Owned<T> {
-    fn len(&self) -> usize {
-        self.n
-    }
-    fn rows_into(&self, rows: &[usize], out: &mut [T]) {
-        for (r, &i) in rows.iter().enumerate() {
-            out[r * self.n..(r + 1) * self.n]
-                .copy_from_slice(&self.data[i * self.n..(i + 1) * self.n]);
-        }
-    }
-    fn stored_row(&self, i: usize) -> Option<&[T]> {
-        Some(&self.data[i * self.n..(i + 1) * self.n])
-    }
-    fn get(&self, i: usize, j: usize) -> T {
-        self.data[i * self.n + j]
-    }
-}
 
 #[cfg(test)]
 mod tests {

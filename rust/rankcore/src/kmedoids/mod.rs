@@ -244,10 +244,7 @@ pub fn kmedoids_features<T: dissimilarity::Fma>(
         && bytes <= params.matrix_budget
     {
         check_inputs(n, params.n_clusters, weights)?;
-        let m = dissimilarity::Owned {
-            data: src.to_matrix(),
-            n,
-        };
+        let m = dissimilarity::Owned::from_computed(src.to_matrix(), n);
         return kmedoids(&m, params, weights, stop);
     }
     kmedoids(src, params, weights, stop)
