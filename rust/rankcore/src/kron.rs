@@ -54,6 +54,40 @@ pub fn ordered_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
     parts.iter().sum()
 }
 
+/// `Σ_j ln v(j)` for positive values, chunked as [`ordered_sum`] (so thread-independent).
+/// Within a chunk, the mantissas of up to 32 values are multiplied (the product stays in
+/// `[1, 2³²)`) and their binary exponents added, so one logarithm serves 32 terms; the
+/// rounding error, at most 32ε per block, matches that of 32 separate logarithms. Zero,
+/// subnormal, negative and non-finite values take the plain `ln` (and its NaN or −∞).
+pub fn sum_ln(n: usize, v: impl Fn(usize) -> f64 + Sync) -> f64 {
+    const BLOCK: usize = 32;
+    const MANTISSA: u64 = (1 << 52) - 1;
+    let parts: Vec<f64> = (0..n.div_ceil(SUM_CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let (a, b) = (c * SUM_CHUNK, ((c + 1) * SUM_CHUNK).min(n));
+            let mut s = 0.0;
+            for start in (a..b).step_by(BLOCK) {
+                let (mut m, mut e) = (1.0f64, 0i64);
+                for j in start..(start + BLOCK).min(b) {
+                    let x = v(j);
+                    let bits = x.to_bits();
+                    let ex = (bits >> 52) as i64; // sign and exponent
+                    if ex == 0 || ex >= 0x7ff {
+                        s += x.ln();
+                        continue;
+                    }
+                    e += ex - 1023;
+                    m *= f64::from_bits((bits & MANTISSA) | (1023 << 52));
+                }
+                s += m.ln() + e as f64 * std::f64::consts::LN_2;
+            }
+            s
+        })
+        .collect();
+    parts.iter().sum()
+}
+
 /// Mode product of a C-order tensor seen as `(pre, n, post)` with a dense `a` of shape
 /// `(m, n)`: `dst[p, j, q] = Σ_i a[j, i] · src[p, i, q]`, `dst` of shape `(pre, m, post)`.
 pub fn mode_product<T: Float>(src: &[T], dst: &mut [T], pre: usize, post: usize, a: MatRef<'_, T>) {
@@ -405,7 +439,7 @@ pub fn kron_solve<T: Float>(
 pub fn kron_logdet<T: Float>(eig: &KronEig<T>, scale: T, noise: f64) -> Result<f64> {
     check_noise(noise)?;
     let lam = eig.grid_eigenvalues(scale, None);
-    Ok(ordered_sum(lam.len(), |j| (lam[j].to_f64() + noise).ln()))
+    Ok(sum_ln(lam.len(), |j| lam[j].to_f64() + noise))
 }
 
 /// The exact diagonal of `(scale · K + σ²I)⁻¹`: `Σ_j Q_ij² / (λ_j + σ²)`, one Kronecker
@@ -682,6 +716,20 @@ mod tests {
             let d = (i as f64 - j as f64) / (n as f64 * 0.3 + seed);
             (-0.5 * d * d).exp()
         })
+    }
+
+    #[test]
+    fn sum_ln_matches_plain_logarithms() {
+        // a wide range of magnitudes (1e-300 to 1e300), so blocks would overflow without
+        // the exponent split, and a length that is not a multiple of the block or chunk
+        let n = 3 * super::SUM_CHUNK + 45;
+        let v = |j: usize| 10f64.powf(((j * 7919) % 601) as f64 - 300.0) * (1.0 + (j % 13) as f64);
+        let plain: f64 = (0..n).map(|j| v(j).ln()).sum();
+        let fast = sum_ln(n, v);
+        assert!((fast - plain).abs() <= 1e-12 * (0..n).map(|j| v(j).ln().abs()).sum::<f64>());
+        assert!(sum_ln(3, |j| [1.0, 0.0, 2.0][j]) == f64::NEG_INFINITY);
+        assert!(sum_ln(2, |j| [1.0, -1.0][j]).is_nan());
+        assert_eq!(sum_ln(0, |_| 1.0), 0.0);
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! `O(N n_d + n_d³)`; every hyperparameter of that dimension then costs `O(n_d²)`
 //! (`Σ dK_d ∘ R_d`), however many there are (a 30-component spectral mixture has 90).
 
-use crate::kron::{ordered_sum, KronEig};
+use crate::kron::{ordered_sum, sum_ln, KronEig};
 use crate::linalg::matmul;
 use crate::{Error, Float, Result};
 use faer::Mat;
@@ -172,7 +172,7 @@ pub fn lml_full<T: Float>(
     });
     let fit = ordered_sum(n * batch, |j| yt[j].to_f64() * at[j].to_f64());
     let w: Vec<f64> = lam.iter().map(|&l| 1.0 / (l.to_f64() + noise)).collect();
-    let logdet = ordered_sum(n, |j| -(w[j].ln()));
+    let logdet = sum_ln(n, |j| lam[j].to_f64() + noise);
     let bf = batch as f64;
     let value =
         -0.5 * fit - 0.5 * bf * logdet - 0.5 * bf * n as f64 * (2.0 * std::f64::consts::PI).ln();
