@@ -448,6 +448,13 @@ def test_float32_overflow_raises_instead_of_inf_loss(method):
         # The same data in float64 is fine (and exact to float32 rounding of the input).
         res = kmedoids(X.astype(np.float64), 2, metric="euclidean")
         assert np.isfinite(res.loss)
+        # predict/transform on a model fitted to safe data reject overflowing new data too
+        km = KMedoids(2, random_state=0).fit(X[2:])
+        for call in (km.predict, km.transform):
+            with pytest.raises(ValueError, match="overflowed the float32 range"):
+                call(X)
+        assert km.predict(X[2:]).shape == (4,)
+        np.testing.assert_array_equal(X, X0)
     np.testing.assert_array_equal(X, X0)
 
 

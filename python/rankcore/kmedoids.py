@@ -656,7 +656,13 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
                     f"training points, got shape {X.shape}"
                 )
             return np.array(X[:, self.medoid_indices_], dtype=X.dtype)
-        D = pairwise_distances(X, self.cluster_centers_, metric=FEATURE_METRICS[self.metric])
+        with np.errstate(over="ignore"):  # overflow is reported below, as an error
+            D = pairwise_distances(X, self.cluster_centers_, metric=FEATURE_METRICS[self.metric])
+        if not np.isfinite(D).all():  # finite inputs, so float32 overflow (as `fit` reports)
+            raise ValueError(
+                f"dissimilarities overflowed the {X.dtype} range (infinite distances); "
+                "use float64 input or rescale the data"
+            )
         return D.astype(X.dtype, copy=False)
 
     def transform(self, X: Any) -> np.ndarray:
