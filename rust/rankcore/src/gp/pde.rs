@@ -265,35 +265,161 @@ pub struct Factor {
     pub deriv: [Option<Mat<f64>>; 2],
 }
 
-/// `(K + νI)⁻¹` and `log|K + νI|` through a symmetric eigendecomposition (eigenvalues clamped
-/// at zero within round-off; see [`crate::kron::eigh`]).
+/// `(K + νI)⁻¹` and `log|K + νI|`: Cholesky (sequential, deterministic) of `K + νI`, and the
+/// eigendecomposition with eigenvalues clamped at zero within round-off (see
+/// [`crate::kron::eigh`]) when round-off makes a pivot non-positive.
 fn inverse_logdet(k: MatRef<'_, f64>, nugget: f64, d: usize) -> Result<(Mat<f64>, f64)> {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::cholesky::llt::{factor, inverse};
+    let n = k.nrows();
+    let mut l = Mat::from_fn(n, n, |i, j| {
+        if i >= j {
+            k[(i, j)] + if i == j { nugget } else { 0.0 }
+        } else {
+            0.0
+        }
+    });
+    let par = faer::Par::Seq;
+    let mut mem = MemBuffer::new(
+        factor::cholesky_in_place_scratch::<f64>(n, par, Default::default())
+            .or(inverse::inverse_scratch::<f64>(n, par)),
+    );
+    let ok = factor::cholesky_in_place(
+        l.as_mut(),
+        Default::default(),
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .is_ok();
+    if ok {
+        let logdet = (0..n).map(|i| 2.0 * l[(i, i)].ln()).sum::<f64>();
+        let mut lower = Mat::<f64>::zeros(n, n);
+        inverse::inverse(lower.as_mut(), l.as_ref(), par, MemStack::new(&mut mem));
+        // `inverse` writes the lower triangle of the symmetric inverse.
+        let inv = Mat::from_fn(
+            n,
+            n,
+            |i, j| if i >= j { lower[(i, j)] } else { lower[(j, i)] },
+        );
+        if logdet.is_finite() && inv.col_iter().all(|c| c.iter().all(|v| v.is_finite())) {
+            return Ok((inv, logdet));
+        }
+    }
     let (q, lam) = eigh(k, d)?;
-    let n = lam.len();
     let inv: Vec<f64> = lam.iter().map(|&l| 1.0 / (l + nugget)).collect();
     let logdet = lam.iter().map(|&l| (l + nugget).ln()).sum();
     let qs = Mat::from_fn(n, n, |i, j| q[(i, j)] * inv[j]);
     let mut out = Mat::<f64>::zeros(n, n);
     matmul(out.as_mut(), qs.as_ref(), q.transpose());
-    // Symmetrise: round-off makes Q diag Qᵀ slightly asymmetric.
     let sym = Mat::from_fn(n, n, |i, j| 0.5 * (out[(i, j)] + out[(j, i)]));
     Ok((sym, logdet))
+}
+
+/// The spacing `h` when `x` is equally spaced (to round-off), so that every kernel matrix is
+/// Toeplitz: `k(x_i − x_j) = k((i − j)h)` needs `2n − 1` kernel evaluations instead of `n²`.
+fn uniform_step(x: &[f64]) -> Option<f64> {
+    let n = x.len();
+    if n < 2 {
+        return None;
+    }
+    let h = (x[n - 1] - x[0]) / (n - 1) as f64;
+    let tol = 1e-12 * (x[0].abs() + x[n - 1].abs() + h.abs());
+    x.iter()
+        .enumerate()
+        .all(|(i, &v)| (v - (x[0] + i as f64 * h)).abs() <= tol)
+        .then_some(h)
+}
+
+/// `K⁽ᵐ⁾[i, j] = ∂ᵐ_x k(x_i, x_j)` for `m = 0..=max_order`, one pass over the pairs (or over
+/// the `2n − 1` lags of an equally spaced grid).
+fn kernel_matrices(k: &Kernel1d, x: &[f64], max_order: usize) -> Vec<Mat<f64>> {
+    let n = x.len();
+    let vals: Vec<[f64; 3]> = match uniform_step(x) {
+        Some(h) => (0..2 * n - 1)
+            .into_par_iter()
+            .map(|lag| k.eval((lag as f64 - (n - 1) as f64) * h))
+            .collect(),
+        None => vec![],
+    };
+    let at = |i: usize, j: usize| -> [f64; 3] {
+        if vals.is_empty() {
+            k.eval(x[i] - x[j])
+        } else {
+            vals[i + n - 1 - j]
+        }
+    };
+    let mut out: Vec<Mat<f64>> = (0..=max_order).map(|_| Mat::zeros(n, n)).collect();
+    for j in 0..n {
+        for i in 0..n {
+            let v = at(i, j);
+            for (m, o) in out.iter_mut().enumerate() {
+                o[(i, j)] = v[m];
+            }
+        }
+    }
+    out
+}
+
+/// `g_p = Σ_m Σ_ij ∂θ_p k⁽ᵐ⁾(x_i − x_j) W_m[i, j]`; on an equally spaced grid the sums over
+/// each diagonal of `W_m` are taken first, so the kernel derivatives are evaluated once per lag.
+fn contract_sensitivities(k: &Kernel1d, x: &[f64], w: &[Option<Mat<f64>>; 3]) -> Result<Vec<f64>> {
+    let refs = [
+        w[0].as_ref().map(|m| m.as_ref()),
+        w[1].as_ref().map(|m| m.as_ref()),
+        w[2].as_ref().map(|m| m.as_ref()),
+    ];
+    let Some(h) = uniform_step(x) else {
+        return k.grad_deriv_contract(x, refs);
+    };
+    let n = x.len();
+    let np = k.n_params();
+    let lags: Vec<Result<Vec<f64>>> = (0..2 * n - 1)
+        .into_par_iter()
+        .map(|lag| {
+            let off = lag as isize - (n as isize - 1); // i − j
+            let r = off as f64 * h;
+            let mut acc = vec![0.0; np];
+            let mut g = vec![0.0; np];
+            for (m, wm) in refs.iter().enumerate() {
+                let Some(wm) = wm else { continue };
+                let i0 = off.max(0) as usize;
+                let j0 = (-off).max(0) as usize;
+                let mut diag = 0.0;
+                for t in 0..n - i0.max(j0) {
+                    diag += wm[(i0 + t, j0 + t)];
+                }
+                k.grad_deriv(r, m, &mut g)?;
+                for p in 0..np {
+                    acc[p] += g[p] * diag;
+                }
+            }
+            Ok(acc)
+        })
+        .collect();
+    let mut out = vec![0.0; np];
+    for l in lags {
+        for (o, v) in out.iter_mut().zip(l?) {
+            *o += v;
+        }
+    }
+    Ok(out)
 }
 
 impl Factor {
     /// Factorises kernel `k` on the points `x`; `max_order` derivative matrices are built.
     pub fn new(k: &Kernel1d, x: &[f64], nugget: f64, max_order: usize, d: usize) -> Result<Self> {
-        let kmat = k.matrix(x, x, 0, 0)?;
-        if kmat.col_iter().any(|c| c.iter().any(|v| !v.is_finite())) {
+        let max_order = max_order.min(MAX_ORDER);
+        let mats = kernel_matrices(k, x, max_order);
+        if mats[0].col_iter().any(|c| c.iter().any(|v| !v.is_finite())) {
             return Err(invalid!("kernel matrix of dimension {d} is not finite"));
         }
-        let (kinv, logdet) = inverse_logdet(kmat.as_ref(), nugget, d)?;
+        let (kinv, logdet) = inverse_logdet(mats[0].as_ref(), nugget, d)?;
         let n = x.len();
         let mut deriv: [Option<Mat<f64>>; 2] = [None, None];
-        for m in 1..=max_order.min(MAX_ORDER) {
-            let km = k.matrix(x, x, m, 0)?;
+        for m in 1..=max_order {
             let mut dm = Mat::<f64>::zeros(n, n);
-            matmul(dm.as_mut(), km.as_ref(), kinv.as_ref());
+            matmul(dm.as_mut(), mats[m].as_ref(), kinv.as_ref());
             deriv[m - 1] = Some(dm);
         }
         Ok(Self {
@@ -538,7 +664,7 @@ pub fn objective<T: Float>(
         .collect();
     // Sensitivities ∂L/∂K_d, ∂L/∂K_d⁽¹⁾, ∂L/∂K_d⁽²⁾.
     let mut sens: Vec<[Option<Mat<f64>>; 3]> = (0..dims).map(|_| [None, None, None]).collect();
-    for (t, term) in prob.terms.iter().enumerate() {
+    for term in &prob.terms {
         let g: Vec<T> = out
             .residual
             .par_iter()
@@ -586,7 +712,6 @@ pub fn objective<T: Float>(
             matmul(dk.as_mut(), fac[d].d(m).transpose(), sk.as_ref());
             add_into(&mut sens[d][m], sk);
             add_into(&mut sens[d][0], Mat::from_fn(nd, nd, |i, j| -dk[(i, j)]));
-            let _ = t;
         }
     }
     out.grad_u = gu;
@@ -610,16 +735,7 @@ pub fn objective<T: Float>(
         .par_iter()
         .zip(prob.axes.par_iter())
         .zip(sens.par_iter())
-        .map(|((k, x), s)| {
-            k.grad_deriv_contract(
-                x,
-                [
-                    s[0].as_ref().map(|m| m.as_ref()),
-                    s[1].as_ref().map(|m| m.as_ref()),
-                    s[2].as_ref().map(|m| m.as_ref()),
-                ],
-            )
-        })
+        .map(|((k, x), s)| contract_sensitivities(k, x, s))
         .collect::<Result<Vec<_>>>()?;
     Ok(out)
 }
@@ -789,7 +905,8 @@ mod tests {
     }
 
     fn problem_2d() -> (Problem<f64>, Params, Vec<f64>, Vec<f64>, Vec<f64>) {
-        let axes = vec![lin(6, 0.0, 1.0), lin(5, -0.5, 0.7)];
+        // One equally spaced axis (Toeplitz path), one not (general path).
+        let axes = vec![lin(6, 0.0, 1.0), vec![-0.5, -0.2, 0.05, 0.4, 0.7]];
         let n = 30;
         let shape = [6, 5];
         let boundary = boundary_cells(&shape);
