@@ -61,7 +61,7 @@ _KINDS = {"gm": "sm", "stm": "stm"}
 #: L-BFGS-B box on the log-parameters: keeps exp() finite, far from any useful value.
 _LOG_W_BOUNDS = (-60.0, 20.0)
 _LOG_L_BOUNDS = (-15.0, 8.0)
-_LOG_TAU_BOUNDS = (-40.0, 80.0)
+_LOG_TAU_BOUNDS = (-40.0, None)  # upper: the max_log_precision parameter
 
 
 def laplacian(ndim: int, coef: float = 1.0) -> list[tuple[float, tuple[int, ...]]]:
@@ -220,6 +220,14 @@ class GPSolver(BaseEstimator):
     boundary_weight : float, default=200.0
         ``w_b``, the fixed weight of the boundary log-likelihood (the reference's
         ``llk_weight``).
+    max_log_precision : float, default=10.0
+        Upper bound on ``log τ_b`` and ``log τ_r``. The paper's objective is unbounded below:
+        once the boundary values are matched exactly, ``−N_b/2 log τ_b → −∞`` as ``τ_b``
+        grows (and likewise for an exactly satisfied equation). The reference's Adam with a
+        small step size only drifts that way slowly; L-BFGS follows it at once and stalls on
+        the resulting curvature. Capping the precisions (``τ ≤ e¹⁰`` by default) keeps the
+        problem bounded and well scaled; at the cap the likelihoods are fixed quadratic
+        penalties.
     nugget : float, default=1e-6
         Added to the diagonal of each ``K_d`` (the reference's jitter).
     dtype : {numpy.float64, numpy.float32}, default=numpy.float64
@@ -271,6 +279,7 @@ class GPSolver(BaseEstimator):
         tol: float = 1e-12,
         n_iter_no_change: int = 500,
         boundary_weight: float = 200.0,
+        max_log_precision: float = 10.0,
         nugget: float = 1e-6,
         dtype: Any = np.float64,
         verbose: Any = False,
@@ -292,6 +301,7 @@ class GPSolver(BaseEstimator):
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.boundary_weight = boundary_weight
+        self.max_log_precision = max_log_precision
         self.nugget = nugget
         self.dtype = dtype
         self.verbose = verbose
@@ -308,7 +318,7 @@ class GPSolver(BaseEstimator):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
-        for name in ("freq_scale", "learning_rate", "boundary_weight", "nugget"):
+        for name in ("freq_scale", "learning_rate", "boundary_weight", "nugget", "max_log_precision"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) or v <= 0:
                 raise ValueError(f"{name} must be a positive finite number, got {v!r}")
@@ -370,7 +380,7 @@ class GPSolver(BaseEstimator):
             float(self.boundary_weight),
             float(self.nugget),
         )
-        layout = _Layout(grid, self.n_components)
+        layout = _Layout(grid, self.n_components, float(self.max_log_precision))
         theta0 = self._initial_theta(layout)
         fun = _Objective(prob, layout, _KINDS[self.kernel], dtype, nonlin, len(bidx))
         self._report = _Progress(self.verbose, t0)
@@ -583,7 +593,8 @@ class _Layout:
     """Where each unknown sits in the flat parameter vector θ:
     ``[U (N), per dimension: log w (Q), f (Q), log ℓ (Q), log τ_b, log τ_r]``."""
 
-    def __init__(self, grid: tuple[int, ...], q: int) -> None:
+    def __init__(self, grid: tuple[int, ...], q: int, max_log_tau: float) -> None:
+        self.max_log_tau = max_log_tau
         self.grid = grid
         self.ndim = len(grid)
         self.n = int(np.prod(grid))
@@ -610,7 +621,7 @@ class _Layout:
             sw, _, sl = self.kernel_slices(d)
             lo[sw], hi[sw] = _LOG_W_BOUNDS
             lo[sl], hi[sl] = _LOG_L_BOUNDS
-        lo[-2:], hi[-2:] = _LOG_TAU_BOUNDS
+        lo[-2:], hi[-2:] = _LOG_TAU_BOUNDS[0], self.max_log_tau
         return lo, hi
 
     def bounds(self) -> list:
