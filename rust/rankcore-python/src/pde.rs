@@ -258,6 +258,42 @@ impl PdeProblem {
             Inner::F32(prob) => predict_points_impl(py, prob, &p, u, points),
         }
     }
+
+    /// Lower Cholesky factors of `K_d + νI` (float64, one per dimension).
+    fn cholesky_factors<'py>(
+        &self,
+        py: Python<'py>,
+        kinds: Vec<String>,
+        kparams: Vec<Vec<f64>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let p = params(kinds, kparams, 0.0, 0.0)?;
+        let ls = match &self.inner {
+            Inner::F64(prob) => run(py, |_| pde::cholesky_factors(prob, &p))?,
+            Inner::F32(prob) => run(py, |_| pde::cholesky_factors(prob, &p))?,
+        };
+        let out = PyList::empty(py);
+        for l in &ls {
+            out.append(crate::arrays::to_numpy(py, l, false))?;
+        }
+        Ok(out)
+    }
+
+    /// `Σ_ij ∂K_d/∂θ_p ∘ W` for every parameter of dimension `d` (`W` float64 `n_d × n_d`).
+    fn kernel_contract<'py>(
+        &self,
+        py: Python<'py>,
+        kinds: Vec<String>,
+        kparams: Vec<Vec<f64>>,
+        d: usize,
+        w: PyReadonlyArray2<'py, f64>,
+    ) -> PyResult<Vec<f64>> {
+        let p = params(kinds, kparams, 0.0, 0.0)?;
+        let wv = crate::arrays::view(&w);
+        match &self.inner {
+            Inner::F64(prob) => run(py, |_| pde::kernel_contract(prob, &p, d, wv)),
+            Inner::F32(prob) => run(py, |_| pde::kernel_contract(prob, &p, d, wv)),
+        }
+    }
 }
 
 /// Flat C-order indices of the cells on the faces of a grid of shape `shape`.

@@ -265,12 +265,11 @@ pub struct Factor {
     pub deriv: [Option<Mat<f64>>; 2],
 }
 
-/// `(K + νI)⁻¹` and `log|K + νI|`: Cholesky (sequential, deterministic) of `K + νI`, and the
-/// eigendecomposition with eigenvalues clamped at zero within round-off (see
-/// [`crate::kron::eigh`]) when round-off makes a pivot non-positive.
-fn inverse_logdet(k: MatRef<'_, f64>, nugget: f64, d: usize) -> Result<(Mat<f64>, f64)> {
+/// The lower Cholesky factor of `K + νI` (sequential, deterministic), or `None` when a
+/// pivot is not positive.
+fn cholesky_lower(k: MatRef<'_, f64>, nugget: f64) -> Option<Mat<f64>> {
     use faer::dyn_stack::{MemBuffer, MemStack};
-    use faer::linalg::cholesky::llt::{factor, inverse};
+    use faer::linalg::cholesky::llt::factor;
     let n = k.nrows();
     let mut l = Mat::from_fn(n, n, |i, j| {
         if i >= j {
@@ -280,19 +279,39 @@ fn inverse_logdet(k: MatRef<'_, f64>, nugget: f64, d: usize) -> Result<(Mat<f64>
         }
     });
     let par = faer::Par::Seq;
-    let mut mem = MemBuffer::new(
-        factor::cholesky_in_place_scratch::<f64>(n, par, Default::default())
-            .or(inverse::inverse_scratch::<f64>(n, par)),
-    );
-    let ok = factor::cholesky_in_place(
+    let mut mem = MemBuffer::new(factor::cholesky_in_place_scratch::<f64>(
+        n,
+        par,
+        Default::default(),
+    ));
+    factor::cholesky_in_place(
         l.as_mut(),
         Default::default(),
         par,
         MemStack::new(&mut mem),
         Default::default(),
     )
-    .is_ok();
-    if ok {
+    .ok()?;
+    // faer leaves workspace values above the diagonal: the factor is the lower triangle.
+    for j in 1..n {
+        for i in 0..j {
+            l[(i, j)] = 0.0;
+        }
+    }
+    let finite = l.col_iter().all(|c| c.iter().all(|v| v.is_finite()));
+    finite.then_some(l)
+}
+
+/// `(K + νI)⁻¹` and `log|K + νI|`: Cholesky (sequential, deterministic) of `K + νI`, and the
+/// eigendecomposition with eigenvalues clamped at zero within round-off (see
+/// [`crate::kron::eigh`]) when round-off makes a pivot non-positive.
+fn inverse_logdet(k: MatRef<'_, f64>, nugget: f64, d: usize) -> Result<(Mat<f64>, f64)> {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::cholesky::llt::inverse;
+    let n = k.nrows();
+    if let Some(l) = cholesky_lower(k, nugget) {
+        let par = faer::Par::Seq;
+        let mut mem = MemBuffer::new(inverse::inverse_scratch::<f64>(n, par));
         let logdet = (0..n).map(|i| 2.0 * l[(i, i)].ln()).sum::<f64>();
         let mut lower = Mat::<f64>::zeros(n, n);
         inverse::inverse(lower.as_mut(), l.as_ref(), par, MemStack::new(&mut mem));
@@ -747,6 +766,48 @@ fn add_into(slot: &mut Option<Mat<f64>>, m: Mat<f64>) {
     }
 }
 
+/// Lower Cholesky factors `L_d` of `K_d + νI`, one per dimension: the whitened coordinates
+/// `U = Z ×₁ L₁ … ×_D L_D` turn the prior fit into `½‖Z‖²` (a change of variables that a
+/// solver may optimise in; the objective and its minima are the same).
+pub fn cholesky_factors<T: Float>(prob: &Problem<T>, params: &Params) -> Result<Vec<Mat<f64>>> {
+    if params.kernels.len() != prob.axes.len() {
+        return Err(Error::InvalidShape(
+            "one kernel per grid dimension is needed".into(),
+        ));
+    }
+    (0..prob.axes.len())
+        .into_par_iter()
+        .map(|d| {
+            let k = &kernel_matrices(&params.kernels[d], &prob.axes[d], 0)[0];
+            cholesky_lower(k.as_ref(), prob.nugget).ok_or_else(|| {
+                invalid!(
+                    "K_{d} + nugget·I is not numerically positive definite; increase the nugget"
+                )
+            })
+        })
+        .collect()
+}
+
+/// `Σ_ij ∂k_d(x_i − x_j)/∂θ_p · W[i, j]` for every parameter of dimension `d`'s kernel.
+pub fn kernel_contract<T: Float>(
+    prob: &Problem<T>,
+    params: &Params,
+    d: usize,
+    w: MatRef<'_, f64>,
+) -> Result<Vec<f64>> {
+    let n = prob.axes.get(d).map(|a| a.len()).unwrap_or(0);
+    if d >= params.kernels.len() || w.nrows() != n || w.ncols() != n {
+        return Err(Error::InvalidShape(format!(
+            "dimension {d} out of range or W not {n}×{n}"
+        )));
+    }
+    contract_sensitivities(
+        &params.kernels[d],
+        &prob.axes[d],
+        &[Some(w.to_owned()), None, None],
+    )
+}
+
 /// Cross-covariance rows `k⁽ᵒ⁾(x*_i − x_j)` times `K⁻¹`: the matrix that maps grid values to
 /// the conditional mean's `o`-th derivative at the points `xs` (`len(xs) × n`).
 fn interp_matrix(
@@ -1075,6 +1136,26 @@ mod tests {
         p.nugget = 0.0;
         assert!(ok(&p).is_err());
         assert!(objective(&prob, &params, &u[..5], None, false, &NeverInterrupt).is_err());
+    }
+
+    #[test]
+    fn cholesky_factors_are_lower_and_reconstruct() {
+        let (prob, params, ..) = problem_2d();
+        let ls = cholesky_factors(&prob, &params).unwrap();
+        for (d, l) in ls.iter().enumerate() {
+            let x = &prob.axes[d];
+            let k = params.kernels[d].matrix(x, x, 0, 0).unwrap();
+            for i in 0..l.nrows() {
+                for j in 0..l.ncols() {
+                    if j > i {
+                        assert_eq!(l[(i, j)], 0.0);
+                    }
+                    let llt: f64 = (0..l.ncols()).map(|t| l[(i, t)] * l[(j, t)]).sum();
+                    let want = k[(i, j)] + if i == j { prob.nugget } else { 0.0 };
+                    assert!((llt - want).abs() < 1e-12);
+                }
+            }
+        }
     }
 
     #[test]
