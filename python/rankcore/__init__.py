@@ -3,7 +3,7 @@
 The public API, nothing else: README.md lists it; each function documents itself.
 """
 
-from rankcore import flora
+from rankcore import flora, pde
 from rankcore._threads import get_num_threads, set_num_threads, threads
 from rankcore.fastrp import FastRP, fastrp
 from rankcore.gp import GridGPRegressor
@@ -63,6 +63,7 @@ __all__ = [
     "mode_dot",
     "multi_mode_dot",
     "partial_tucker",
+    "pde",
     "random_projection",
     "randomized_svd",
     "set_num_threads",

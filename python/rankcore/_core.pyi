@@ -134,3 +134,50 @@ def kmedoids_matrix(
 def kmedoids_dynmsc(
     kind: str, data: npt.NDArray[np.floating[Any]], metric: str, opts: dict[str, Any]
 ) -> dict[str, Any]: ...
+
+# --- GP-HM PDE solver (rankcore.pde) ---------------------------------------------------
+
+class PdeProblem:
+    def __init__(
+        self,
+        axes: list[npt.NDArray[np.float64]] | list[list[float]],
+        orders: list[list[int]],
+        coefs: list[npt.NDArray[np.floating[Any]]],
+        source: npt.NDArray[np.floating[Any]],
+        boundary: list[int],
+        boundary_values: npt.NDArray[np.floating[Any]],
+        boundary_weight: float,
+        nugget: float,
+    ) -> None: ...
+    def objective(
+        self,
+        kinds: list[str],
+        kparams: list[list[float]],
+        log_tau_b: float,
+        log_tau_r: float,
+        u: npt.NDArray[np.floating[Any]],
+        phi: npt.NDArray[np.floating[Any]] | None = None,
+        dphi: npt.NDArray[np.floating[Any]] | None = None,
+        grad: bool = True,
+    ) -> dict[str, Any]: ...
+    def predict_grid(
+        self,
+        kinds: list[str],
+        kparams: list[list[float]],
+        u: npt.NDArray[np.floating[Any]],
+        test_axes: list[list[float]],
+        orders: list[int],
+    ) -> npt.NDArray[np.floating[Any]]: ...
+    def predict_points(
+        self,
+        kinds: list[str],
+        kparams: list[list[float]],
+        u: npt.NDArray[np.floating[Any]],
+        points: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.floating[Any]]: ...
+    def cholesky_factors(self, kinds: list[str], kparams: list[list[float]]) -> list[npt.NDArray[np.float64]]: ...
+    def kernel_contract(
+        self, kinds: list[str], kparams: list[list[float]], d: int, w: npt.NDArray[np.float64]
+    ) -> list[float]: ...
+
+def pde_boundary_cells(shape: list[int]) -> list[int]: ...

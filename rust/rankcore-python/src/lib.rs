@@ -5,6 +5,7 @@ mod arrays;
 mod gp;
 mod kmedoids;
 mod kron;
+mod pde;
 mod projection;
 mod rng;
 mod run;
@@ -54,5 +55,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     gp::register(m)?;
     tucker::register(m)?;
     kmedoids::register(m)?;
+    pde::register(m)?;
     Ok(())
 }

@@ -1,0 +1,195 @@
+"""GP-HM PDE solver (rankcore.pde.GPSolver) beside a second-order finite-difference solve.
+
+Problems (``rankcore.pde.problems``, the paper's test problems; domains, ``freq_scale`` and
+grid sizes from the reference code's configuration files):
+
+1. ``poisson_1d_sin100``: u'' = f on [0, 2π], u = sin(100x), 400 points.
+2. ``poisson_1d_multiscale``: u = sin(x) + 0.1 sin(20x) + 0.05 cos(100x) on [0, 1].
+3. ``poisson_2d_sin20``: Δu = f on [0, 2π]², u = sin(20x) sin(20y): the paper's
+   sin(100x) sin(100y) needs ≥ 400² points (``poisson_2d_sin100`` in the catalogue), beyond
+   a five-minute budget on two shared cores; sin(20x) is the highest frequency a 120² grid
+   resolves with about six points per period (the issue allows this substitution).
+4. ``allen_cahn_1d``: u'' + u(u² − 1) = f on [0, 2π], u = sin(6x) cos(100x).
+5. ``allen_cahn_2d``: Δu + u(u² − 1) = f on [0, 1]², u = g(x) g(y), g = sin x + 0.1 sin 20x +
+   cos 100x.
+
+For each: relative L2 error on a dense 300-point-per-dimension test grid (the reference code's
+``M = 300``), time, iterations. Beside it, a second-order central-difference solve
+(``scipy.sparse``; Newton iterations for Allen–Cahn) on the same collocation points, scored
+on the same test grid by (multi)linear interpolation, and the paper's reported error.
+
+The paper's numbers (Fang et al. 2024, Table 1, GP-HM) could not be read offline while this
+bench was written; the ``paper`` column shows them where ``problems.Problem.paper_error`` is
+filled and "n/a" otherwise.
+
+Targets (issue 8): relative L2 error ≤ 1e-3 on every problem; ≥ 10× lower than the FD solve
+at the same number of points on the high-frequency problems; each solve under five minutes.
+
+    python benches/bench_pde.py [--quick] [--threads N] [--only NAME ...]
+
+``--quick`` uses small grids and few iterations (a smoke test, not the targets).
+Results: bench-results/bench_pde.json (bench_pde-quick.json with --quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from scipy.interpolate import RegularGridInterpolator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as H  # noqa: E402
+
+Row = H.Row
+
+#: Per problem: (grid, max_iter) for the full run; quick runs shrink both.
+FULL = {
+    "poisson_1d_sin100": ((400,), 1000),
+    "poisson_1d_multiscale": ((300,), 1000),
+    "poisson_2d_sin20": ((120, 120), 400),
+    "allen_cahn_1d": ((400,), 1000),
+    "allen_cahn_2d": ((100, 100), 400),
+}
+QUICK = {
+    "poisson_1d_sin100": ((400,), 100),
+    "poisson_1d_multiscale": ((200,), 100),
+    "poisson_2d_sin20": ((60, 60), 20),
+    "allen_cahn_1d": ((400,), 100),
+    "allen_cahn_2d": ((60, 60), 20),
+}
+
+
+def laplacian_1d(n: int, h: float) -> sp.csr_matrix:
+    return sp.diags([np.ones(n - 1), -2 * np.ones(n), np.ones(n - 1)], [-1, 0, 1]) / h**2
+
+
+def fd_solve(p, grid):
+    """Second-order central differences on the collocation grid, Dirichlet values from the
+    exact solution; Newton's method for the Allen–Cahn nonlinearity."""
+    axes = [np.linspace(lo, hi, n) for (lo, hi), n in zip(p.domain, grid)]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    shape = tuple(grid)
+    N = int(np.prod(shape))
+    A = sp.csr_matrix((N, N))
+    for d, n in enumerate(shape):
+        h = axes[d][1] - axes[d][0]
+        mats = [sp.identity(m, format="csr") for m in shape]
+        mats[d] = laplacian_1d(n, h)
+        term = mats[0]
+        for m in mats[1:]:
+            term = sp.kron(term, m, format="csr")
+        A = A + term
+    f = p.source(*mesh).ravel()
+    exact = p.exact(*mesh).ravel()
+    inner = np.ones(shape, bool)
+    for d in range(len(shape)):
+        sl = [slice(None)] * len(shape)
+        sl[d] = 0
+        inner[tuple(sl)] = False
+        sl[d] = -1
+        inner[tuple(sl)] = False
+    inner = inner.ravel()
+    bnd = ~inner
+    u = np.where(bnd, exact, 0.0)
+    Aii = A[inner][:, inner].tocsc()
+    Aib = A[inner][:, bnd]
+    rhs0 = f[inner] - Aib @ u[bnd]
+    if p.nonlinearity is None:
+        u[inner] = spla.spsolve(Aii, rhs0)
+        iters = 1
+    else:
+        ui = np.zeros(inner.sum())
+        for iters in range(1, 51):
+            F = Aii @ ui + ui * (ui * ui - 1) - rhs0
+            J = Aii + sp.diags(3 * ui * ui - 1)
+            step = spla.spsolve(J.tocsc(), F)
+            ui -= step
+            if np.linalg.norm(step) <= 1e-12 * max(np.linalg.norm(ui), 1.0):
+                break
+        u[inner] = ui
+    return axes, u.reshape(shape), iters
+
+
+def fd_error(p, axes, U, n_test=300) -> float:
+    test = p.test_grid(n_test)
+    interp = RegularGridInterpolator(axes, U, method="linear")
+    mesh = np.meshgrid(*test, indexing="ij")
+    pts = np.stack([m.ravel() for m in mesh], axis=1)
+    ref = p.exact(*mesh).ravel()
+    return float(np.linalg.norm(interp(pts) - ref) / np.linalg.norm(ref))
+
+
+def run_problem(rc, name, grid, max_iter, threads, out):
+    from rankcore.pde import problems
+
+    p = problems.get(name)
+    rows = []
+    case = f"{name} {'x'.join(map(str, grid))}"
+    with rc.threads(threads):
+        t0 = time.perf_counter()
+        s = p.solver(grid=grid, max_iter=max_iter)
+        s.fit()
+        t_gp = time.perf_counter() - t0
+    err = p.relative_error(s)
+    rows.append(Row(case=case, tool="rankcore GPSolver (stm, L-BFGS)", threads=threads, best=t_gp,
+                    times=[t_gp], accuracy=f"rel L2 {err:.2e}", note=f"{s.n_iter_} iterations",
+                    metrics=dict(error=err, n_iter=s.n_iter_, converged=s.converged_), ours=True))
+    t0 = time.perf_counter()
+    axes, U, it = fd_solve(p, grid)
+    t_fd = time.perf_counter() - t0
+    err_fd = fd_error(p, axes, U)
+    rows.append(Row(case=case, tool="FD 2nd order (scipy.sparse)", threads=1, best=t_fd, times=[t_fd],
+                    accuracy=f"rel L2 {err_fd:.2e}", note=f"{it} Newton step(s)" if p.nonlinearity else "",
+                    metrics=dict(error=err_fd)))
+    paper = "n/a" if p.paper_error is None else f"{p.paper_error:.2e}"
+    rows.append(Row(case=case, tool="paper (GP-HM, Table 1)", accuracy=f"rel L2 {paper}", note="reported"))
+    out.setdefault("problems", {})[name] = dict(
+        grid=grid, max_iter=max_iter, gp_error=err, gp_time=t_gp, gp_iter=s.n_iter_, fd_error=err_fd,
+        fd_time=t_fd, error_ratio_fd_over_gp=err_fd / err if err > 0 else None,
+        top_frequencies=[f[np.argsort(-w)[:3]].tolist() for w, f in zip(s.weights_, s.frequencies_)],
+    )
+    print(f"{case}: GP {err:.2e} in {t_gp:.1f}s ({s.n_iter_} it), FD {err_fd:.2e}", flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small grids, few iterations (smoke test)")
+    ap.add_argument("--threads", type=int, default=H.cpu_count())
+    ap.add_argument("--only", nargs="*", default=None, help="problem names to run")
+    args = ap.parse_args(argv)
+    try:
+        import rankcore as rc
+        import rankcore.pde  # noqa: F401
+    except ImportError as e:
+        print(f"rankcore is not importable ({e}); build it with `make dev`.", file=sys.stderr)
+        return 2
+    cfg = QUICK if args.quick else FULL
+    machine = H.machine_info(rc)
+    print(H.describe_machine(machine))
+    print(f"threads: {args.threads}\n", flush=True)
+    t_start = time.perf_counter()
+    out: dict = dict(config=dict(quick=args.quick, threads=args.threads,
+                                 problems={k: dict(grid=v[0], max_iter=v[1]) for k, v in cfg.items()}))
+    rows = []
+    for name, (grid, max_iter) in cfg.items():
+        if args.only and name not in args.only:
+            continue
+        rows += run_problem(rc, name, grid, max_iter, args.threads, out)
+    H.fill_ratios(rows)
+    H.print_table(rows, title="GP-HM PDE solver (ratio = theirs / ours time; accuracy: rel L2 on a 300^D test grid)")
+    elapsed = time.perf_counter() - t_start
+    out.update(rows=[r.as_dict() for r in rows], elapsed_s=elapsed)
+    path = H.write_results("bench_pde-quick" if args.quick else "bench_pde", out, machine)
+    print(f"wrote {path.relative_to(H.REPO_ROOT)} ({elapsed:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Test problems of GP-HM (Fang et al., ICLR 2024) with exact solutions.
+
+Each :class:`Problem` is manufactured from a known solution ``u``: the source is the operator
+applied to ``u`` (computed here from hand-written derivatives) and the boundary values are
+``u`` on the faces of the box. Domains, frequency scales and grid sizes follow the reference
+code's configuration files (``code*/config/*.yaml`` of
+github.com/xuangu-fang/Gaussian-Process-Slover-for-High-Freq-PDE): ``scale: 2pi`` means the
+domain ``[0, 2π]``, ``scale: 1`` the unit interval, ``N_col`` points per dimension.
+
+``paper_error`` is the relative L2 error the paper reports for GP-HM (best of its two kernels)
+where we could read it, else ``None``; see ``benches/bench_pde.py`` for how it is shown.
+
+Use :func:`get` (by name) or :data:`PROBLEMS`; :meth:`Problem.solver` returns a configured
+:class:`rankcore.pde.GPSolver`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["PROBLEMS", "Problem", "get", "names"]
+
+TWO_PI = 2.0 * np.pi
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A PDE with a known solution.
+
+    Attributes
+    ----------
+    name : str
+    description : str
+        The equation and its solution, in words.
+    operator : list of (coefficient, orders)
+        The linear part, as :class:`rankcore.pde.GPSolver` takes it.
+    nonlinearity : str or None
+        ``"allen_cahn"`` adds ``u(u² − 1)``.
+    exact : callable
+        ``exact(*coords)`` → u (broadcasting, one array per dimension).
+    source : callable
+        ``source(*coords)`` → f, so that the operator applied to ``exact`` equals ``source``.
+    domain : tuple of (lo, hi)
+    grid : tuple of int
+        Collocation points per dimension used by the bench (the reference code's ``N_col``
+        unless stated).
+    freq_scale : float
+        Initial frequencies spread over ``[0, freq_scale]`` (the reference's ``freq_scale``).
+    paper_error : float or None
+    """
+
+    name: str
+    description: str
+    operator: list
+    exact: Callable[..., np.ndarray]
+    source: Callable[..., np.ndarray]
+    domain: tuple
+    grid: tuple
+    freq_scale: float
+    nonlinearity: str | None = None
+    paper_error: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.domain)
+
+    def boundary(self, *coords: np.ndarray) -> np.ndarray:
+        """Dirichlet values: the exact solution."""
+        return self.exact(*coords)
+
+    def solver(self, grid: Any = None, **kwargs: Any):
+        """A :class:`rankcore.pde.GPSolver` for this problem (``kwargs`` override)."""
+        from rankcore.pde import GPSolver
+
+        params = dict(
+            operator=self.operator,
+            source=self.source,
+            boundary=self.boundary,
+            domain=self.domain,
+            grid=self.grid if grid is None else grid,
+            freq_scale=self.freq_scale,
+            nonlinearity=self.nonlinearity,
+        )
+        params.update(kwargs)
+        return GPSolver(**params)
+
+    def test_grid(self, n: int = 300) -> list[np.ndarray]:
+        """The dense test axes the reference code scores on (``M = 300`` per dimension)."""
+        return [np.linspace(lo, hi, n) for lo, hi in self.domain]
+
+    def relative_error(self, solver, n: int = 300) -> float:
+        """Relative L2 error of ``solver.predict_grid`` on :meth:`test_grid`."""
+        axes = self.test_grid(n)
+        pred = solver.predict_grid(axes)
+        mesh = np.meshgrid(*axes, indexing="ij")
+        ref = self.exact(*mesh)
+        return float(np.linalg.norm(pred - ref) / np.linalg.norm(ref))
+
+
+def _sines(terms):
+    """u(x) = Σ a sin(k x + phase) with its second derivative, for 1-D factors."""
+
+    def u(x):
+        return sum(a * np.sin(k * x + ph) for a, k, ph in terms)
+
+    def uxx(x):
+        return sum(-a * k * k * np.sin(k * x + ph) for a, k, ph in terms)
+
+    return u, uxx
+
+
+_HALF_PI = 0.5 * np.pi
+_LAPLACE_1D = [(1.0, (2,))]
+_LAPLACE_2D = [(1.0, (2, 0)), (1.0, (0, 2))]
+
+
+def _poisson_1d(name, desc, terms, domain, grid, freq_scale, paper=None):
+    u, uxx = _sines(terms)
+    return Problem(name, desc, _LAPLACE_1D, u, uxx, domain, grid, freq_scale, None, paper)
+
+
+def _allen_cahn_1d(name, desc, terms, domain, grid, freq_scale, paper=None):
+    u, uxx = _sines(terms)
+    return Problem(
+        name, desc, _LAPLACE_1D, u, lambda x: uxx(x) + u(x) * (u(x) ** 2 - 1), domain, grid,
+        freq_scale, "allen_cahn", paper,
+    )
+
+
+def _product_2d(name, desc, terms, domain, grid, freq_scale, allen_cahn=False, paper=None):
+    """u(x, y) = g(x) g(y) for a 1-D sum of sines g."""
+    g, gxx = _sines(terms)
+
+    def exact(x, y):
+        return g(x) * g(y)
+
+    def source(x, y):
+        f = gxx(x) * g(y) + g(x) * gxx(y)
+        if allen_cahn:
+            v = g(x) * g(y)
+            f = f + v * (v * v - 1)
+        return f
+
+    return Problem(
+        name, desc, _LAPLACE_2D, exact, source, domain, grid, freq_scale,
+        "allen_cahn" if allen_cahn else None, paper,
+    )
+
+
+def _sin6_cos100():
+    # sin(6x)cos(100x) = ½ sin(106x) − ½ sin(94x).
+    return [(0.5, 106.0, 0.0), (-0.5, 94.0, 0.0)]
+
+
+PROBLEMS: dict[str, Problem] = {
+    p.name: p
+    for p in [
+        _poisson_1d(
+            "poisson_1d_sin100", "u'' = f on [0, 2π], u = sin(100x)",
+            [(1.0, 100.0, 0.0)], ((0.0, TWO_PI),), (400,), 20.0,
+        ),
+        _poisson_1d(
+            "poisson_1d_multiscale", "u'' = f on [0, 1], u = sin(x) + 0.1 sin(20x) + 0.05 cos(100x)",
+            [(1.0, 1.0, 0.0), (0.1, 20.0, 0.0), (0.05, 100.0, _HALF_PI)], ((0.0, 1.0),), (300,), 30.0,
+        ),
+        _poisson_1d(
+            "poisson_1d_low", "u'' = f on [0, 1], u = sin(2πx) (low frequency; tests)",
+            [(1.0, TWO_PI, 0.0)], ((0.0, 1.0),), (64,), 4.0,
+        ),
+        _allen_cahn_1d(
+            "allen_cahn_1d", "u'' + u(u² − 1) = f on [0, 2π], u = sin(6x) cos(100x)",
+            _sin6_cos100(), ((0.0, TWO_PI),), (400,), 20.0,
+        ),
+        _product_2d(
+            "poisson_2d_sin100", "Δu = f on [0, 2π]², u = sin(100x) sin(100y)",
+            [(1.0, 100.0, 0.0)], ((0.0, TWO_PI), (0.0, TWO_PI)), (400, 400), 20.0,
+        ),
+        _product_2d(
+            "poisson_2d_sin20", "Δu = f on [0, 2π]², u = sin(20x) sin(20y) (the 2-D problem at the "
+            "highest frequency a 2-core bench grid of 120² resolves with ~6 points per period)",
+            [(1.0, 20.0, 0.0)], ((0.0, TWO_PI), (0.0, TWO_PI)), (120, 120), 5.0,
+        ),
+        _product_2d(
+            "allen_cahn_2d", "Δu + u(u² − 1) = f on [0, 1]², u = g(x) g(y), "
+            "g = sin(x) + 0.1 sin(20x) + cos(100x)",
+            [(1.0, 1.0, 0.0), (0.1, 20.0, 0.0), (1.0, 100.0, _HALF_PI)], ((0.0, 1.0), (0.0, 1.0)),
+            (200, 200), 30.0, allen_cahn=True,
+        ),
+    ]
+}
+
+
+def names() -> list[str]:
+    """The catalogue's problem names."""
+    return list(PROBLEMS)
+
+
+def get(name: str) -> Problem:
+    """The problem called ``name`` (see :func:`names`)."""
+    try:
+        return PROBLEMS[name]
+    except KeyError:
+        raise ValueError(f"unknown problem {name!r}; choose from {names()}") from None
