@@ -25,7 +25,7 @@ filled and "n/a" otherwise.
 Targets (issue 8): relative L2 error ≤ 1e-3 on every problem; ≥ 10× lower than the FD solve
 at the same number of points on the high-frequency problems; each solve under five minutes.
 
-    python benches/bench_pde.py [--quick] [--threads N] [--only NAME ...]
+    python benches/bench_pde.py [--quick] [--threads N] [--cases NAME,NAME,...]
 
 ``--quick`` uses small grids and few iterations (a smoke test, not the targets).
 Results: bench-results/bench_pde.json (bench_pde-quick.json with --quick).
@@ -33,7 +33,6 @@ Results: bench-results/bench_pde.json (bench_pde-quick.json with --quick).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -159,16 +158,9 @@ def run_problem(rc, name, grid, max_iter, threads, out):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small grids, few iterations (smoke test)")
-    ap.add_argument("--threads", type=int, default=H.cpu_count())
-    ap.add_argument("--only", nargs="*", default=None, help="problem names to run")
-    args = ap.parse_args(argv)
-    try:
-        import rankcore as rc
-        import rankcore.pde  # noqa: F401
-    except ImportError as e:
-        print(f"rankcore is not importable ({e}); build it with `make dev`.", file=sys.stderr)
+    args, cases = H.parse_args(__doc__, argv, tuple(FULL))
+    rc = H.import_rankcore("pde")
+    if rc is None:
         return 2
     cfg = QUICK if args.quick else FULL
     machine = H.machine_info(rc)
@@ -179,7 +171,7 @@ def main(argv=None) -> int:
                                  problems={k: dict(grid=v[0], max_iter=v[1]) for k, v in cfg.items()}))
     rows = []
     for name, (grid, max_iter) in cfg.items():
-        if args.only and name not in args.only:
+        if name not in cases:
             continue
         rows += run_problem(rc, name, grid, max_iter, args.threads, out)
     H.fill_ratios(rows)
