@@ -39,3 +39,33 @@ pub fn to_numpy<'py, T: Element + Copy>(
 pub fn vec_to_numpy<'py, T: Element>(py: Python<'py>, v: Vec<T>) -> Bound<'py, PyArray1<T>> {
     PyArray1::from_vec(py, v)
 }
+
+/// Whether `a` is a float32 array. Every other input takes the float64 path, where anything
+/// but a float64 array fails to convert with a `TypeError` (the Python layer has already
+/// cast inputs to one of the two).
+pub fn is_f32(a: &Bound<'_, PyAny>) -> bool {
+    a.getattr("dtype")
+        .and_then(|d| d.str())
+        .map(|s| s == "float32")
+        .unwrap_or(false)
+}
+
+/// The bindings' one dtype dispatch: `f::<f32>(args)` when `a` is a float32 array, else
+/// `f::<f64>(args)`. With `=> into_any`, each branch's array result is returned as `PyAny`.
+#[macro_export]
+macro_rules! by_dtype {
+    ($a:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        if $crate::arrays::is_f32($a) {
+            $f::<f32>($($arg),*)
+        } else {
+            $f::<f64>($($arg),*)
+        }
+    };
+    ($a:expr, $f:ident($($arg:expr),* $(,)?) => into_any) => {
+        if $crate::arrays::is_f32($a) {
+            Ok($f::<f32>($($arg),*)?.into_any())
+        } else {
+            Ok($f::<f64>($($arg),*)?.into_any())
+        }
+    };
+}

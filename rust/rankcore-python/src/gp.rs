@@ -3,7 +3,7 @@
 //! and predictions. No maths here.
 
 use crate::arrays::{to_numpy, vec_to_numpy};
-use crate::kron::{eig_from, grid_to_numpy, is_f64, mats};
+use crate::kron::{eig_from, grid_to_numpy, mats};
 use crate::run::{run, to_pyerr};
 use numpy::{Element, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
@@ -123,11 +123,7 @@ pub fn gp_lml<'py>(
     y: &Bound<'py, PyAny>,
     grad: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    if is_f64(y) {
-        lml_impl::<f64>(py, qs, lams, scale, noise, y, grad)
-    } else {
-        lml_impl::<f32>(py, qs, lams, scale, noise, y, grad)
-    }
+    crate::by_dtype!(y, lml_impl(py, qs, lams, scale, noise, y, grad))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -179,11 +175,10 @@ pub fn gp_lml_incomplete<'py>(
     max_iter: usize,
     grad: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    if is_f64(y) {
-        inc_impl::<f64>(py, qs, lams, scale, observed, noise, y, tol, max_iter, grad)
-    } else {
-        inc_impl::<f32>(py, qs, lams, scale, observed, noise, y, tol, max_iter, grad)
-    }
+    crate::by_dtype!(
+        y,
+        inc_impl(py, qs, lams, scale, observed, noise, y, tol, max_iter, grad)
+    )
 }
 
 fn grid_impl<'py, T: Float + Element>(
@@ -219,11 +214,10 @@ pub fn gp_predict_grid<'py>(
     alpha: &Bound<'py, PyAny>,
     want_var: bool,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    if is_f64(alpha) {
-        grid_impl::<f64>(py, qs, lams, scale, noise, alpha, want_var)
-    } else {
-        grid_impl::<f32>(py, qs, lams, scale, noise, alpha, want_var)
-    }
+    crate::by_dtype!(
+        alpha,
+        grid_impl(py, qs, lams, scale, noise, alpha, want_var)
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -274,15 +268,10 @@ pub fn gp_predict_points<'py>(
     prior_var: f64,
     want_var: bool,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    if is_f64(alpha) {
-        points_impl::<f64>(
-            py, qs, lams, scale, noise, alpha, cross, prior_var, want_var,
-        )
-    } else {
-        points_impl::<f32>(
-            py, qs, lams, scale, noise, alpha, cross, prior_var, want_var,
-        )
-    }
+    crate::by_dtype!(
+        alpha,
+        points_impl(py, qs, lams, scale, noise, alpha, cross, prior_var, want_var)
+    )
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -351,11 +340,10 @@ pub fn gp_pcg_solve<'py>(
     tol: f64,
     max_iter: usize,
 ) -> PyResult<(Bound<'py, PyAny>, usize, f64)> {
-    if is_f64(b) {
-        pcg_impl::<f64>(py, qs, lams, scale, observed, noise, b, tol, max_iter)
-    } else {
-        pcg_impl::<f32>(py, qs, lams, scale, observed, noise, b, tol, max_iter)
-    }
+    crate::by_dtype!(
+        b,
+        pcg_impl(py, qs, lams, scale, observed, noise, b, tol, max_iter)
+    )
 }
 
 pub fn register_pcg(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -144,13 +144,6 @@ impl<T: Float, D: Dissimilarity<T>> SourceRun<T> for Wrap<D> {
     }
 }
 
-fn is_f32(data: &Bound<'_, PyAny>) -> bool {
-    data.getattr("dtype")
-        .and_then(|d| d.str())
-        .map(|s| s == "float32")
-        .unwrap_or(false)
-}
-
 fn fit_impl<'py, T: Fma + Element>(
     kind: &str,
     data: &Bound<'py, PyAny>,
@@ -186,11 +179,7 @@ pub fn kmedoids_fit<'py>(
     metric: &str,
     opts: &Bound<'py, PyDict>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    if is_f32(data) {
-        fit_impl::<f32>(kind, data, metric, opts)
-    } else {
-        fit_impl::<f64>(kind, data, metric, opts)
-    }
+    crate::by_dtype!(data, fit_impl(kind, data, metric, opts))
 }
 
 fn sil_impl<'py, T: Fma + Element>(
@@ -213,11 +202,7 @@ pub fn kmedoids_silhouette<'py>(
     metric: &str,
     medoids: Vec<usize>,
 ) -> PyResult<(f64, Bound<'py, numpy::PyArray1<f64>>)> {
-    if is_f32(data) {
-        sil_impl::<f32>(kind, data, metric, medoids)
-    } else {
-        sil_impl::<f64>(kind, data, metric, medoids)
-    }
+    crate::by_dtype!(data, sil_impl(kind, data, metric, medoids))
 }
 
 fn matrix_impl<'py, T: Fma + Element>(
@@ -238,11 +223,7 @@ pub fn kmedoids_matrix<'py>(
     data: &Bound<'py, PyAny>,
     metric: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if is_f32(data) {
-        matrix_impl::<f32>(kind, data, metric)
-    } else {
-        matrix_impl::<f64>(kind, data, metric)
-    }
+    crate::by_dtype!(data, matrix_impl(kind, data, metric))
 }
 
 fn dyn_impl<'py, T: Fma + Element>(
@@ -277,11 +258,7 @@ pub fn kmedoids_dynmsc<'py>(
     metric: &str,
     opts: &Bound<'py, PyDict>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    if is_f32(data) {
-        dyn_impl::<f32>(kind, data, metric, opts)
-    } else {
-        dyn_impl::<f64>(kind, data, metric, opts)
-    }
+    crate::by_dtype!(data, dyn_impl(kind, data, metric, opts))
 }
 
 /// Adds this module's functions to `rankcore._core`.

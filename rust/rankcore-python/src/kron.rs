@@ -52,15 +52,6 @@ pub fn grid_to_numpy<'py, T: Element>(
     Ok(PyArray2::from_owned_array(py, arr))
 }
 
-/// Whether the first array of a list (or the array) is float64.
-pub fn is_f64(a: &Bound<'_, PyAny>) -> bool {
-    a.getattr("dtype")
-        .and_then(|d| d.getattr("itemsize"))
-        .and_then(|s| s.extract::<usize>())
-        .map(|s| s == 8)
-        .unwrap_or(true)
-}
-
 fn eigh_impl<'py, T: Float + Element>(
     py: Python<'py>,
     ks: &Bound<'py, PyList>,
@@ -85,10 +76,9 @@ pub fn kron_eigh<'py>(
     py: Python<'py>,
     ks: &Bound<'py, PyList>,
 ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
-    if ks.is_empty() || is_f64(&ks.get_item(0)?) {
-        eigh_impl::<f64>(py, ks)
-    } else {
-        eigh_impl::<f32>(py, ks)
+    match ks.iter().next() {
+        Some(k0) => crate::by_dtype!(&k0, eigh_impl(py, ks)),
+        None => eigh_impl::<f64>(py, ks),
     }
 }
 
@@ -115,11 +105,7 @@ pub fn kron_apply<'py>(
     mats: &Bound<'py, PyList>,
     x: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if is_f64(x) {
-        Ok(apply_impl::<f64>(py, mats, x)?.into_any())
-    } else {
-        Ok(apply_impl::<f32>(py, mats, x)?.into_any())
-    }
+    crate::by_dtype!(x, apply_impl(py, mats, x) => into_any)
 }
 
 fn solve_impl<'py, T: Float + Element>(
@@ -150,11 +136,7 @@ pub fn kron_solve_eig<'py>(
     noise: f64,
     y: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if is_f64(y) {
-        solve_impl::<f64>(py, qs, lams, scale, noise, y)
-    } else {
-        solve_impl::<f32>(py, qs, lams, scale, noise, y)
-    }
+    crate::by_dtype!(y, solve_impl(py, qs, lams, scale, noise, y))
 }
 
 fn scalar_impl<'py, T: Float + Element>(
@@ -185,10 +167,9 @@ pub fn kron_logdet_eig<'py>(
     noise: f64,
     diag: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if qs.is_empty() || is_f64(&qs.get_item(0)?) {
-        scalar_impl::<f64>(py, qs, lams, scale, noise, diag)
-    } else {
-        scalar_impl::<f32>(py, qs, lams, scale, noise, diag)
+    match qs.iter().next() {
+        Some(q0) => crate::by_dtype!(&q0, scalar_impl(py, qs, lams, scale, noise, diag)),
+        None => scalar_impl::<f64>(py, qs, lams, scale, noise, diag),
     }
 }
 

@@ -18,6 +18,18 @@ enum Inner {
     F32(Problem<f32>),
 }
 
+impl From<Problem<f64>> for Inner {
+    fn from(p: Problem<f64>) -> Self {
+        Inner::F64(p)
+    }
+}
+
+impl From<Problem<f32>> for Inner {
+    fn from(p: Problem<f32>) -> Self {
+        Inner::F32(p)
+    }
+}
+
 /// A PDE on a grid (see `rankcore::gp::pde`), in float64 or float32.
 #[pyclass(frozen, module = "rankcore._core")]
 pub struct PdeProblem {
@@ -27,6 +39,34 @@ pub struct PdeProblem {
 fn vec_of<'py, T: Element + Copy>(a: &Bound<'py, PyAny>) -> PyResult<Vec<T>> {
     let arr: PyReadonlyArray1<'py, T> = a.extract()?;
     Ok(arr.as_array().iter().copied().collect())
+}
+
+/// [`build`], wrapped as the dtype-tagged [`Inner`].
+#[allow(clippy::too_many_arguments)]
+fn build_inner<'py, T: Float + Element>(
+    axes: Vec<Vec<f64>>,
+    orders: Vec<Vec<usize>>,
+    coefs: &Bound<'py, PyList>,
+    source: &Bound<'py, PyAny>,
+    boundary: Vec<usize>,
+    boundary_values: &Bound<'py, PyAny>,
+    boundary_weight: f64,
+    nugget: f64,
+) -> PyResult<Inner>
+where
+    Inner: From<Problem<T>>,
+{
+    let p = build::<T>(
+        axes,
+        orders,
+        coefs,
+        source,
+        boundary,
+        boundary_values,
+        boundary_weight,
+        nugget,
+    )?;
+    Ok(p.into())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -178,8 +218,9 @@ impl PdeProblem {
         boundary_weight: f64,
         nugget: f64,
     ) -> PyResult<Self> {
-        let inner = if crate::kron::is_f64(source) {
-            Inner::F64(build(
+        let inner = crate::by_dtype!(
+            source,
+            build_inner(
                 axes,
                 orders,
                 coefs,
@@ -187,20 +228,9 @@ impl PdeProblem {
                 boundary,
                 boundary_values,
                 boundary_weight,
-                nugget,
-            )?)
-        } else {
-            Inner::F32(build(
-                axes,
-                orders,
-                coefs,
-                source,
-                boundary,
-                boundary_values,
-                boundary_weight,
-                nugget,
-            )?)
-        };
+                nugget
+            )
+        )?;
         Ok(Self { inner })
     }
 

@@ -46,14 +46,6 @@ fn chain_work<T>(shape: &[usize], mats: &[(usize, faer::MatRef<'_, T>)]) -> f64 
     big.iter().product::<f64>() * rows
 }
 
-fn is_f64(a: &Bound<'_, PyAny>) -> bool {
-    a.extract::<PyReadonlyArrayDyn<'_, f64>>().is_ok()
-}
-
-fn float_error(name: &str) -> PyErr {
-    PyTypeError::new_err(format!("{name} must be a float32 or float64 numpy array"))
-}
-
 fn extract_mats<'py, T: Element>(
     list: &Bound<'py, PyList>,
 ) -> PyResult<Vec<PyReadonlyArray2<'py, T>>> {
@@ -89,13 +81,7 @@ pub fn multi_mode_dot<'py>(
     mats: &Bound<'py, PyList>,
     modes: Vec<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if is_f64(t) {
-        Ok(mmd_impl::<f64>(t, mats, modes)?.into_any())
-    } else if t.extract::<PyReadonlyArrayDyn<'py, f32>>().is_ok() {
-        Ok(mmd_impl::<f32>(t, mats, modes)?.into_any())
-    } else {
-        Err(float_error("tensor"))
-    }
+    crate::by_dtype!(t, mmd_impl(t, mats, modes) => into_any)
 }
 
 fn get<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
@@ -203,13 +189,7 @@ pub fn tucker_decompose<'py>(
     mask: Option<&Bound<'py, PyAny>>,
     init: Option<&Bound<'py, PyList>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    if is_f64(t) {
-        tucker_impl::<f64>(t, opts, mask, init)
-    } else if t.extract::<PyReadonlyArrayDyn<'py, f32>>().is_ok() {
-        tucker_impl::<f32>(t, opts, mask, init)
-    } else {
-        Err(float_error("tensor"))
-    }
+    crate::by_dtype!(t, tucker_impl(t, opts, mask, init))
 }
 
 fn delta_impl<'py, T: Float + Element>(
@@ -237,13 +217,7 @@ pub fn flora_delta<'py>(
     factors: &Bound<'py, PyList>,
     scale: f64,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if is_f64(core) {
-        delta_impl::<f64>(core, factors, scale)
-    } else if core.extract::<PyReadonlyArrayDyn<'py, f32>>().is_ok() {
-        delta_impl::<f32>(core, factors, scale)
-    } else {
-        Err(float_error("core"))
-    }
+    crate::by_dtype!(core, delta_impl(core, factors, scale))
 }
 
 fn vjp_impl<'py, T: Float + Element>(
@@ -280,13 +254,7 @@ pub fn flora_delta_vjp<'py>(
     grad: &Bound<'py, PyAny>,
     scale: f64,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
-    if is_f64(core) {
-        vjp_impl::<f64>(core, factors, grad, scale)
-    } else if core.extract::<PyReadonlyArrayDyn<'py, f32>>().is_ok() {
-        vjp_impl::<f32>(core, factors, grad, scale)
-    } else {
-        Err(float_error("core"))
-    }
+    crate::by_dtype!(core, vjp_impl(core, factors, grad, scale))
 }
 
 /// Adds this module's functions to `rankcore._core`.

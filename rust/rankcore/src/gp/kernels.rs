@@ -135,6 +135,31 @@ fn base_dl(base: Base, r: f64, l: f64) -> [f64; 3] {
     }
 }
 
+/// `Σ_i row_i` over `n` rows of `np` partial sums each: `row(i, acc, g)` adds row i's terms
+/// to `acc` (`g` is its scratch for per-pair gradients). Rows run in parallel; their sums are
+/// added in row order, so the result is the same for any number of threads.
+fn contract_rows(
+    n: usize,
+    np: usize,
+    row: impl Fn(usize, &mut [f64], &mut [f64]) -> Result<()> + Sync,
+) -> Result<Vec<f64>> {
+    let rows: Vec<Result<Vec<f64>>> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let (mut acc, mut g) = (vec![0.0; np], vec![0.0; np]);
+            row(i, &mut acc, &mut g)?;
+            Ok(acc)
+        })
+        .collect();
+    let mut out = vec![0.0; np];
+    for r in rows {
+        for (o, v) in out.iter_mut().zip(r?) {
+            *o += v;
+        }
+    }
+    Ok(out)
+}
+
 impl Kernel1d {
     /// Builds a kernel from its kind name and parameter vector (see the module table).
     pub fn from_params(kind: &str, p: &[f64]) -> Result<Self> {
@@ -442,34 +467,22 @@ impl Kernel1d {
             }
         }
         let np = self.n_params();
-        let rows: Vec<Result<Vec<f64>>> = (0..n)
-            .into_par_iter()
-            .map(|i| {
-                let mut acc = vec![0.0; np];
-                let mut g = vec![0.0; np];
-                for (order, wm) in w.iter().enumerate() {
-                    let Some(wm) = wm else { continue };
-                    for j in 0..n {
-                        let wij = wm[(i, j)];
-                        if wij == 0.0 {
-                            continue;
-                        }
-                        self.grad_deriv(x[i] - x[j], order, &mut g)?;
-                        for p in 0..np {
-                            acc[p] += g[p] * wij;
-                        }
+        contract_rows(n, np, |i, acc, g| {
+            for (order, wm) in w.iter().enumerate() {
+                let Some(wm) = wm else { continue };
+                for j in 0..n {
+                    let wij = wm[(i, j)];
+                    if wij == 0.0 {
+                        continue;
+                    }
+                    self.grad_deriv(x[i] - x[j], order, g)?;
+                    for p in 0..np {
+                        acc[p] += g[p] * wij;
                     }
                 }
-                Ok(acc)
-            })
-            .collect();
-        let mut out = vec![0.0; np];
-        for r in rows {
-            for (o, v) in out.iter_mut().zip(r?) {
-                *o += v;
             }
-        }
-        Ok(out)
+            Ok(())
+        })
     }
 
     /// `k(0)`: the prior variance of this unit-amplitude factor.
@@ -504,28 +517,16 @@ impl Kernel1d {
             ));
         }
         let np = self.n_params();
-        let rows: Vec<Vec<f64>> = (0..n)
-            .into_par_iter()
-            .map(|i| {
-                let mut acc = vec![0.0; np];
-                let mut g = vec![0.0; np];
-                for j in 0..n {
-                    self.grad(x[i] - x[j], &mut g);
-                    let wij = w[(i, j)];
-                    for p in 0..np {
-                        acc[p] += g[p] * wij;
-                    }
+        contract_rows(n, np, |i, acc, g| {
+            for j in 0..n {
+                self.grad(x[i] - x[j], g);
+                let wij = w[(i, j)];
+                for p in 0..np {
+                    acc[p] += g[p] * wij;
                 }
-                acc
-            })
-            .collect();
-        let mut out = vec![0.0; np];
-        for r in rows {
-            for p in 0..np {
-                out[p] += r[p];
             }
-        }
-        Ok(out)
+            Ok(())
+        })
     }
 
     /// `∂K/∂θ_p` on the points `x1 × x2`, one matrix per parameter.
