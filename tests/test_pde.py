@@ -34,7 +34,8 @@ def dense_objective(axes, kinds, kparams, terms, source, bidx, bvals, wb, nugget
     """The negative log joint of the module docs, with dense Kronecker products."""
     ks, ds = [], []
     for x, kind, p in zip(axes, kinds, kparams):
-        K = kmat(kind, p, x) + nugget * np.eye(len(x))
+        K = kmat(kind, p, x)
+        K = K + nugget * K[0, 0] * np.eye(len(x))  # the nugget is relative to k(0)
         Kinv = np.linalg.inv(K)
         ks.append(K)
         ds.append({m: kmat(kind, p, x, m) @ Kinv for m in (1, 2)})
@@ -149,7 +150,8 @@ def test_residual_uses_dense_derivative_matrices():
     axes, kp = t["axes"], t["kparams"]
     D = []
     for x, kind, p in zip(axes, t["kinds"], kp):
-        Kinv = np.linalg.inv(kmat(kind, p, x) + t["nugget"] * np.eye(len(x)))
+        K = kmat(kind, p, x)
+        Kinv = np.linalg.inv(K + t["nugget"] * K[0, 0] * np.eye(len(x)))
         D.append({0: np.eye(len(x)), 1: kmat(kind, p, x, 1) @ Kinv, 2: kmat(kind, p, x, 2) @ Kinv})
     R = -t["source"].ravel().copy()
     for coef, (m0, m1) in t["terms"]:

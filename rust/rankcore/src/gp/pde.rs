@@ -5,9 +5,12 @@
 //!
 //! The solution values `U` on a Cartesian grid of collocation points (`N = Π n_d` cells, C
 //! order) get the prior `vec(U) ~ N(0, K)`, `K = K₁ ⊗ … ⊗ K_D`, where `K_d` is a 1-D kernel
-//! matrix (in GP-HM a Gaussian or Student-t spectral mixture) plus a nugget `ν I`: these
-//! kernels are numerically singular on fine grids, and the reference code adds the same
-//! jitter (`1e-6`). Derivatives of the GP conditional mean at the grid are mode products:
+//! matrix (in GP-HM a Gaussian or Student-t spectral mixture) plus a nugget `ν k_d(0) I`:
+//! these kernels are numerically singular on fine grids (the reference code adds an absolute
+//! jitter `1e-6`). The nugget is relative to the prior variance `k_d(0)` so that learning the
+//! weights cannot scale it away: with an absolute one, growing every weight makes the
+//! kernel ever closer to singular and the objective ever lower, a degenerate direction that
+//! an optimiser solving exactly for `U` finds at once. Below, `K_d` includes the nugget. Derivatives of the GP conditional mean at the grid are mode products:
 //! `∂ᵐ_d u = U ×_d D_d⁽ᵐ⁾`, `D_d⁽ᵐ⁾ = K_d⁽ᵐ⁾ K_d⁻¹`, `K_d⁽ᵐ⁾[i, j] = ∂ᵐ_x k_d(x_i, x_j)`
 //! (no nugget: it belongs to the covariance of the values only).
 //!
@@ -90,7 +93,7 @@ pub struct Problem<T> {
     pub boundary_values: Vec<T>,
     /// `w_b`: the fixed weight of the boundary log-likelihood.
     pub boundary_weight: f64,
-    /// `ν`: added to the diagonal of every `K_d`.
+    /// `ν`: `ν k_d(0)` is added to the diagonal of every `K_d`.
     pub nugget: f64,
 }
 
@@ -382,6 +385,26 @@ fn kernel_matrices(k: &Kernel1d, x: &[f64], max_order: usize) -> Vec<Mat<f64>> {
 
 /// `g_p = Σ_m Σ_ij ∂θ_p k⁽ᵐ⁾(x_i − x_j) W_m[i, j]`; on an equally spaced grid the sums over
 /// each diagonal of `W_m` are taken first, so the kernel derivatives are evaluated once per lag.
+/// [`contract_sensitivities`] plus the nugget's share: the diagonal `ν k(0)` of `K` moves
+/// with `∂k(0)/∂θ`, so `∂L/∂K` contributes `ν tr(∂L/∂K) ∂k(0)/∂θ`.
+fn contract_with_nugget(
+    k: &Kernel1d,
+    x: &[f64],
+    w: &[Option<Mat<f64>>; 3],
+    nugget: f64,
+) -> Result<Vec<f64>> {
+    let mut g = contract_sensitivities(k, x, w)?;
+    if let Some(w0) = &w[0] {
+        let trace: f64 = (0..w0.nrows()).map(|i| w0[(i, i)]).sum();
+        let mut at0 = vec![0.0; g.len()];
+        k.grad(0.0, &mut at0);
+        for (gp, dp) in g.iter_mut().zip(at0) {
+            *gp += nugget * trace * dp;
+        }
+    }
+    Ok(g)
+}
+
 fn contract_sensitivities(k: &Kernel1d, x: &[f64], w: &[Option<Mat<f64>>; 3]) -> Result<Vec<f64>> {
     let refs = [
         w[0].as_ref().map(|m| m.as_ref()),
@@ -428,6 +451,7 @@ fn contract_sensitivities(k: &Kernel1d, x: &[f64], w: &[Option<Mat<f64>>; 3]) ->
 impl Factor {
     /// Factorises kernel `k` on the points `x`; `max_order` derivative matrices are built.
     pub fn new(k: &Kernel1d, x: &[f64], nugget: f64, max_order: usize, d: usize) -> Result<Self> {
+        let nugget = nugget * k.diag();
         let max_order = max_order.min(MAX_ORDER);
         let mats = kernel_matrices(k, x, max_order);
         if mats[0].col_iter().any(|c| c.iter().any(|v| !v.is_finite())) {
@@ -754,7 +778,7 @@ pub fn objective<T: Float>(
         .par_iter()
         .zip(prob.axes.par_iter())
         .zip(sens.par_iter())
-        .map(|((k, x), s)| contract_sensitivities(k, x, s))
+        .map(|((k, x), s)| contract_with_nugget(k, x, s, prob.nugget))
         .collect::<Result<Vec<_>>>()?;
     Ok(out)
 }
@@ -779,7 +803,8 @@ pub fn cholesky_factors<T: Float>(prob: &Problem<T>, params: &Params) -> Result<
         .into_par_iter()
         .map(|d| {
             let k = &kernel_matrices(&params.kernels[d], &prob.axes[d], 0)[0];
-            cholesky_lower(k.as_ref(), prob.nugget).ok_or_else(|| {
+            let jitter = prob.nugget * params.kernels[d].diag();
+            cholesky_lower(k.as_ref(), jitter).ok_or_else(|| {
                 invalid!(
                     "K_{d} + nugget·I is not numerically positive definite; increase the nugget"
                 )
@@ -788,7 +813,8 @@ pub fn cholesky_factors<T: Float>(prob: &Problem<T>, params: &Params) -> Result<
         .collect()
 }
 
-/// `Σ_ij ∂k_d(x_i − x_j)/∂θ_p · W[i, j]` for every parameter of dimension `d`'s kernel.
+/// `Σ_ij ∂K_d[i, j]/∂θ_p · W[i, j]` for every parameter of dimension `d`'s kernel (`K_d`
+/// with its nugget `ν k_d(0) I`).
 pub fn kernel_contract<T: Float>(
     prob: &Problem<T>,
     params: &Params,
@@ -801,10 +827,11 @@ pub fn kernel_contract<T: Float>(
             "dimension {d} out of range or W not {n}×{n}"
         )));
     }
-    contract_sensitivities(
+    contract_with_nugget(
         &params.kernels[d],
         &prob.axes[d],
         &[Some(w.to_owned()), None, None],
+        prob.nugget,
     )
 }
 
@@ -1151,7 +1178,8 @@ mod tests {
                         assert_eq!(l[(i, j)], 0.0);
                     }
                     let llt: f64 = (0..l.ncols()).map(|t| l[(i, t)] * l[(j, t)]).sum();
-                    let want = k[(i, j)] + if i == j { prob.nugget } else { 0.0 };
+                    let jitter = prob.nugget * params.kernels[d].diag();
+                    let want = k[(i, j)] + if i == j { jitter } else { 0.0 };
                     assert!((llt - want).abs() < 1e-12);
                 }
             }
