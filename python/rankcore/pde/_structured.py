@@ -98,6 +98,8 @@ def _modes(x: np.ndarray, mats: Sequence[np.ndarray | None], offset: int = 0) ->
 
 def _finite_array(value: Any, name: str, shape: tuple[int, ...] | None = None, ndim: int | None = None) -> np.ndarray:
     try:
+        if value is None:  # np.asarray(None, float) would be a NaN scalar
+            raise TypeError
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise TypeError(f"{name} must be an array of real numbers, got {type(value).__name__}") from e
