@@ -62,6 +62,8 @@ import scipy.linalg
 
 __all__ = ["solve_whitened"]
 
+#: Stop when the best stopping quantity of the last this many iterations did not halve.
+_STALL = 60
 #: Sources of the Woodbury capacitance matrix formed per batch (bounds memory: batch · N).
 _BATCH_ELEMENTS = 1 << 22
 
@@ -356,7 +358,8 @@ class _Normal:
 def _pcg(op: _Normal, prec: _Preconditioner, b, y, rtol, maxiter):
     """Preconditioned CG; stops when the preconditioned residual ``‖r‖_{P⁻¹}`` falls below
     ``rtol ‖b‖_{P⁻¹}`` (with ``P ≈ H`` this is the relative error in the energy norm, the
-    quantity that is well scaled whatever the conditioning of ``H``)."""
+    quantity that is well scaled whatever the conditioning of ``H``), or when it stagnates
+    (its best value over the last ``_STALL`` iterations is not half the earlier best)."""
     r = b - op.matvec(y) if y.any() else b.copy()
     zr = prec.apply(b)
     bnorm = np.sqrt(max(float(np.vdot(b, zr)), 0.0))
@@ -366,6 +369,8 @@ def _pcg(op: _Normal, prec: _Preconditioner, b, y, rtol, maxiter):
     p = z.copy()
     it = 0
     while history[-1] > rtol and it < maxiter:
+        if it >= _STALL and min(history[-_STALL:]) > 0.5 * min(history[:-_STALL]):
+            break  # stagnation: rounding (or a spectrum the preconditioner misses) ended progress
         Hp = op.matvec(p)
         pHp = float(np.vdot(p, Hp))
         if not pHp > 0:  # breakdown: H is SPD in exact arithmetic, so rounding ended progress
