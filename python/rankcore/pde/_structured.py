@@ -214,6 +214,31 @@ class _Faces:
             out[..., pos] = _modes(x, self.V, off).reshape(x.shape[:off] + (-1,))[..., cells]
         return out
 
+    def gather_rank_one(self, rows: list[np.ndarray], weight: np.ndarray) -> np.ndarray:
+        """:meth:`gather` of the batch ``X_k = weight ∘ (⊗_d rows[d][k])`` without forming it:
+        on a face ``(d, side)`` the contraction with ``V_d[side]`` only meets ``weight``, so
+        each face costs two GEMMs of size ``m × N/n_d × n_d`` instead of passes over ``m·N``."""
+        ndim, m = len(self.grid), rows[0].shape[0]
+        out = np.empty((m, self.nb))
+        for d, side, pos, flat in self.groups:
+            w = rows[d] * self.V[d][side]  # (m, n_d)
+            T = np.moveaxis(_mode(weight, w, d), d, 0)  # (m, grid without d)
+            for i, e in enumerate(e for e in range(ndim) if e != d):
+                shape = [m] + [1] * (ndim - 1)
+                shape[1 + i] = self.grid[e]
+                T = T * rows[e].reshape(shape)
+            T = _modes(T, [self.V[e] for e in range(ndim) if e != d], offset=1)
+            out[:, pos] = T.reshape(m, -1)[:, flat]
+        pos, cells = self.interior
+        if pos.size:
+            X = weight[None]
+            for d in range(ndim):
+                shape = [m] + [1] * ndim
+                shape[1 + d] = self.grid[d]
+                X = X * rows[d].reshape(shape)
+            out[:, pos] = _modes(X, self.V, 1).reshape(m, -1)[:, cells]
+        return out
+
     def scatter(self, c: np.ndarray) -> np.ndarray:
         """The adjoint of :meth:`gather`: ``Σ_cells c_k e_kᵀ ×_d V_dᵀ`` as a grid tensor."""
         out = np.zeros(self.grid)
@@ -282,15 +307,12 @@ class _Preconditioner:
         nb, N = bidx.size, int(np.prod(grid))
         multi = np.unravel_index(bidx, grid)
         C = np.empty((nb, nb))
-        step = max(1, _BATCH_ELEMENTS // N)
+        # face work is m·N/n_d per source batch; only off-face cells need m·N
+        step = max(1, _BATCH_ELEMENTS // (N if self.faces.interior[0].size else max(N // min(grid), 1)))
+        inv_p0 = 1.0 / self.p0
         for k0 in range(0, nb, step):
             ks = slice(k0, min(nb, k0 + step))
-            X = np.ones((ks.stop - ks.start,) + grid)
-            for d in range(len(grid)):
-                shape = [X.shape[0]] + [1] * len(grid)
-                shape[1 + d] = grid[d]
-                X = X * self.V[d][multi[d][ks]].reshape(shape)
-            C[ks] = self.faces.gather(X / self.p0, batch=True)
+            C[ks] = self.faces.gather_rank_one([V[multi[d][ks]] for d, V in enumerate(self.V)], inv_p0)
         C = 0.5 * (C + C.T)
         C[np.diag_indices(nb)] += 1.0 / beta
         try:
