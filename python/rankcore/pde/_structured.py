@@ -62,8 +62,8 @@ import scipy.linalg
 
 __all__ = ["solve_whitened"]
 
-#: Stop when the best stopping quantity of the last this many iterations did not halve.
-_STALL = 60
+#: Stop when the best stopping quantity of the last this many iterations is not 10 % below the earlier best.
+_STALL = 100
 #: Sources of the Woodbury capacitance matrix formed per batch (bounds memory: batch · N).
 _BATCH_ELEMENTS = 1 << 22
 
@@ -381,7 +381,7 @@ def _pcg(op: _Normal, prec: _Preconditioner, b, y, rtol, maxiter):
     """Preconditioned CG; stops when the preconditioned residual ``‖r‖_{P⁻¹}`` falls below
     ``rtol ‖b‖_{P⁻¹}`` (with ``P ≈ H`` this is the relative error in the energy norm, the
     quantity that is well scaled whatever the conditioning of ``H``), or when it stagnates
-    (its best value over the last ``_STALL`` iterations is not half the earlier best)."""
+    (its best value over the last ``_STALL`` iterations is not 10 % below the earlier best)."""
     r = b - op.matvec(y) if y.any() else b.copy()
     zr = prec.apply(b)
     bnorm = np.sqrt(max(float(np.vdot(b, zr)), 0.0))
@@ -391,7 +391,7 @@ def _pcg(op: _Normal, prec: _Preconditioner, b, y, rtol, maxiter):
     p = z.copy()
     it = 0
     while history[-1] > rtol and it < maxiter:
-        if it >= _STALL and min(history[-_STALL:]) > 0.5 * min(history[:-_STALL]):
+        if it >= _STALL and min(history[-_STALL:]) > 0.9 * min(history[:-_STALL]):
             break  # stagnation: rounding (or a spectrum the preconditioner misses) ended progress
         Hp = op.matvec(p)
         pHp = float(np.vdot(p, Hp))
