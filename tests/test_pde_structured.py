@@ -281,3 +281,27 @@ def test_bad_input(change, exc, match):
     kw.update(change)
     with pytest.raises(exc, match=match):
         solve_whitened(**kw)
+
+
+def test_gm_matrices_match_finite_differences():
+    # K' and K'' of the numpy gm kernel against central differences of k(x − x_j) in x
+    x = np.linspace(0.0, 2.0, 7)
+    w, f, ell = default_params(q=5, freq_scale=3.0, lengthscale=0.7)
+    L, D1, D2, K = gm_matrices(x, w, f, ell, nugget=1e-6)
+    h = 1e-4
+
+    def k_at(shift):
+        return _k(x + shift, x, w, f, ell)
+
+    K1 = (k_at(h) - k_at(-h)) / (2 * h)
+    K2 = (k_at(h) - 2 * k_at(0.0) + k_at(-h)) / h**2
+    Kn = K + 1e-6 * np.eye(7)
+    np.testing.assert_allclose(L @ L.T, Kn, rtol=0, atol=1e-14)
+    # central-difference truncation h²|k⁽³⁾|/6 and h²|k⁽⁴⁾|/12 with |k⁽ᵐ⁾| ≤ (2π·3)ᵐ: 1.1e-5, 1.0e-4
+    np.testing.assert_allclose(D1 @ Kn, K1, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(D2 @ Kn, K2, rtol=0, atol=2e-4)
+
+
+def _k(xa, xb, w, f, ell):
+    r = xa[:, None] - xb[None, :]
+    return sum(wq * np.exp(-(r**2) / (2 * lq**2)) * np.cos(2 * np.pi * fq * r) for wq, fq, lq in zip(w, f, ell))
