@@ -18,7 +18,8 @@ Cases (``--cases``):
 - ``nugget``: ν = 1e-8 instead of 1e-6 on 200² (sin 20) and 400² (sin 100).
 - ``alternatives``: on 120² and 200² (and 120² with the freq_scale = 5 kernel), the iteration
   counts of plain CG, of CG with the diagonal ``P₀`` only (no Woodbury boundary correction),
-  and of the chosen preconditioner (capped at 400 iterations, or stopped on stagnation).
+  of the chosen preconditioner, and of the dual (data-space) method (capped at 400
+  iterations, or stopped on stagnation).
 
 There is no anchor library for this sub-problem; the dense solve it replaces is O(N³)
 (N = 160 000 on 400² would need 200 GB for the matrix alone).
@@ -99,11 +100,13 @@ def _alternatives(gm, st, n, freq_scale):
         "none": lambda self, x: x.copy(),
         "diagonal P0": lambda self, x: x / self.p0,
         "P0 + Woodbury": orig,
+        "dual": orig,
     }
     try:
         for name, fn in variants.items():
             st._Preconditioner.apply = fn
-            U, info = _solve(st, Ls, terms, lap, bidx, u.ravel()[bidx], rtol=1e-10, maxiter=400)
+            method = "dual" if name == "dual" else "primal"
+            U, info = _solve(st, Ls, terms, lap, bidx, u.ravel()[bidx], rtol=1e-10, maxiter=400, method=method)
             err = float(np.linalg.norm(U - u) / np.linalg.norm(u))
             # the stopping quantity is preconditioner-dependent; the true residual is not
             out[name] = {"iterations": info["iterations"], "residual": info["residual"], "rel_l2_error": err,

@@ -158,6 +158,15 @@ def test_objective_value_and_optimality():
     assert J(Z.ravel() - d) > J(Z.ravel())
 
 
+@pytest.mark.parametrize("grid", [(30,), (12, 10)])
+def test_dual_method_matches_dense(grid):
+    # (pure Poisson: a rough diagonal s is a large perturbation of the dual model, see the
+    # method's documentation)
+    mats, Ls, bidx, g, r, rng = _problem(grid, seed=6)
+    _check(Ls, _laplacian(mats), r, bidx, g, method="dual")
+    _check(Ls, _laplacian(mats), r, bidx[:0], g[:0], tau=10.0, method="dual")
+
+
 # --------------------------------------------------------------------------- behaviour
 
 
@@ -274,6 +283,7 @@ def _good():
         (dict(rtol=2.0), ValueError, "rtol"),
         (dict(maxiter=-1), ValueError, "maxiter"),
         (dict(maxiter=2.5), ValueError, "maxiter"),
+        (dict(method="lsqr"), ValueError, "method"),
     ],
 )
 def test_bad_input(change, exc, match):
