@@ -22,6 +22,7 @@ import pytest
 import scipy.linalg
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
 from rankcore.pde._gm_numpy import default_params, gm_matrices
 from rankcore.pde._structured import solve_whitened
@@ -30,6 +31,14 @@ TOL = 1e-9
 RTOL = 1e-13
 TAU = float(np.exp(10.0))
 BETA = 200.0 * TAU
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    # matrices here are ≤ 876 × 400: threads buy nothing, and on shared cores OpenBLAS's
+    # spinning threads made this file 5× slower
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 @functools.lru_cache(maxsize=None)
