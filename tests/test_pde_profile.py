@@ -157,10 +157,21 @@ def test_allen_cahn_1d_is_solved_by_gauss_newton():
     assert np.sqrt(np.mean(s.residual_**2)) < 1e-2
 
 
-def test_profile_is_refused_above_the_dense_limit():
-    s = GPSolver(laplacian(2), 0.0, 0.0, [(0, 1), (0, 1)], grid=(80, 80), max_iter=1)
-    with pytest.raises(NotImplementedError, match="grid cells"):
-        s.fit()
+def test_structured_solve_above_the_dense_limit_agrees_with_the_dense_one(monkeypatch):
+    """Above ``DENSE_MAX_CELLS`` the profiled solve goes through the matrix-free PCG of
+    ``_structured``; forced on a small grid it gives the dense solve's U (to the CG
+    tolerance, relative to the solution)."""
+    k = 3.0
+
+    def solver():
+        return GPSolver(laplacian(2), lambda x, y: -2 * k * k * np.sin(k * x) * np.sin(k * y),
+                        lambda x, y: np.sin(k * x) * np.sin(k * y), [(0, np.pi), (0, np.pi)],
+                        grid=(14, 12), freq_scale=2.0, n_components=5, max_iter=1)
+
+    dense = solver().fit()
+    monkeypatch.setattr(_exact, "DENSE_MAX_CELLS", 0)
+    structured = solver().fit()
+    np.testing.assert_allclose(structured.U_, dense.U_, rtol=0, atol=1e-6 * np.abs(dense.U_).max())
 
 
 def test_bad_method_is_rejected():

@@ -756,7 +756,7 @@ class _Inner:
         Ls = [np.asarray(L) for L in prob.cholesky_factors(kinds, kpl)]
         terms = _exact.whitened_operator(kinds[0], kpl, self.axes, Ls, self.coefs, self.orders)
         n = self.source.size
-        solver = _exact.dense_solve if n <= _exact.DENSE_MAX_CELLS else _structured_solver()
+        solver = _exact.dense_solve if n <= _exact.DENSE_MAX_CELLS else _structured_solver
         z, steps = _exact.solve(
             Ls, terms, self.source, self.bidx, self.g, float(np.exp(ltr)),
             self.w_b * float(np.exp(ltb)), self.nonlin, self.z_best, solver,
@@ -785,11 +785,20 @@ class _Inner:
         out.update(prior=self.prior, boundary_sq=bsq, residual_sq=rsq, residual=self.residual)
 
 
-def _structured_solver():
-    raise NotImplementedError(
-        "method='profile' solves for U densely, up to "
-        f"{_exact.DENSE_MAX_CELLS} grid cells; use method='joint' for larger grids"
-    )
+def _structured_solver(Ls, terms, target, bidx, g, tau, beta, diag=None):
+    """The matrix-free solve of :mod:`rankcore.pde._structured` (PCG with a
+    fast-diagonalisation preconditioner) behind :func:`rankcore.pde._exact.dense_solve`'s
+    signature: its operator acts on ``U``, so ``D = W L⁻¹`` per derivative matrix."""
+    from rankcore.pde import _structured
+
+    def to_u(w, L):
+        if w is L:
+            return None
+        return scipy.linalg.solve_triangular(L, w.T, lower=True, trans="T", check_finite=False).T
+
+    terms_u = [(c, [to_u(w, L) for w, L in zip(mats, Ls)]) for c, mats in terms]
+    z, info = _structured.solve_whitened(Ls, terms_u, target, bidx, g, tau, beta, diag=diag)
+    return z
 
 
 class _Objective:
