@@ -231,11 +231,9 @@ def low_1d():
 
 
 def test_poisson_1d_low_frequency_is_accurate(low_1d):
-    """The issue asks for ≤ 1e-4; with the default precision cap (τ ≤ e¹⁰) the solver
-    reaches ~1.5e-4 after 1500 iterations and ~7e-4 after 600 on this grid: asserted at the
-    level reached within the test budget (see the report)."""
+    """The issue's ≤ 1e-4 (the profiled default reaches ~1e-7 on 32 points)."""
     p, s = low_1d
-    assert p.relative_error(s) <= 1e-3
+    assert p.relative_error(s) <= 1e-4
     assert s.U_.shape == (32,) and s.residual_.shape == (32,)
     assert len(s.loss_curve_) == s.n_iter_
     assert s.loss_curve_[-1] <= s.loss_curve_[0]

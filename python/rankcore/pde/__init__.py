@@ -20,6 +20,14 @@ with the analytic gradient computed in Rust (``rankcore/src/gp/pde.rs``: per-dim
 factorisations, mode products and ``n_d × n_d`` sensitivity matrices, never an ``N × N``
 matrix), by L-BFGS (scipy) or Adam.
 
+By default (``method="profile"``) the grid values are not optimised with the kernel: the
+objective is quadratic in them for a linear operator, so for every kernel the optimiser
+tries they are solved exactly (``_exact``: whitened least squares by dense QR up to 4096
+cells, ``_structured``: matrix-free preconditioned CG beyond; Gauss–Newton steps for a
+nonlinearity), and the optimiser moves only the kernel parameters along the gradient of
+the profiled objective, which by the envelope theorem is the partial gradient at the
+minimiser. This reaches in 10–100 iterations what 1000 joint iterations did not.
+
 Differences from the reference code (github.com/xuangu-fang/Gaussian-Process-Slover-for-
 High-Freq-PDE), all deliberate:
 
@@ -29,6 +37,14 @@ High-Freq-PDE), all deliberate:
 - L-BFGS is offered beside the reference's Adam (and is the default: it needs far fewer
   iterations on this smooth objective).
 - Corners of 2-D grids count once in the boundary misfit (the reference stacks four edges).
+- The profiled solve (above). Exact solves expose directions along which the paper's
+  objective decreases without bound or towards useless solutions, which the reference's
+  small Adam steps only drift along; they are closed off: the nugget is relative to the
+  prior variance ``k_d(0)`` (not an absolute ``1e-6``), frequencies stay below two thirds
+  of the grid's Nyquist frequency and lengthscales above the grid spacing, and with the
+  profiled solve the precisions stay at their cap.
+- The default kernel is the Gaussian mixture (the reference's best runs use the Student-t
+  mixture).
 
 References
 ----------
