@@ -11,30 +11,19 @@ import pytest
 
 from rankcore import _core
 from rankcore.pde import GPSolver, _exact, allen_cahn, laplacian, problems
+from test_pde import tiny_problem
 
 
-def tiny(nonlin=False):
-    """A 2-D problem with every kind of term (constant and per-cell coefficients, first,
-    second and mixed derivatives, zeroth order) on an uneven grid."""
-    axes = [np.linspace(0.0, 1.0, 6), np.array([-0.5, -0.2, 0.05, 0.4, 0.7])]
-    shape = (6, 5)
-    rng = np.random.default_rng(3)
-    var = 1.0 + 0.2 * rng.standard_normal(shape)
-    terms = [(1.3, (2, 0)), (var, (0, 2)), (0.7, (1, 1)), (-2.0, (0, 0)), (0.4, (0, 1))]
-    source = np.cos(np.arange(30) * 0.3).reshape(shape)
-    bidx = np.asarray(_core.pde_boundary_cells(list(shape)))
-    g = 0.1 * np.arange(len(bidx), dtype=float)
-    prob = _core.PdeProblem(
-        axes, [list(o) for _, o in terms],
-        [np.asarray(c, float).ravel() if np.ndim(c) else np.array([c], float) for c, _ in terms],
-        source.ravel(), [int(i) for i in bidx], g, 3.0, 1e-2,
-    )
-    kinds, kp = ["sm", "sm"], [[0.6, 0.4, 0.5, 1.2, 0.3, 0.4], [0.8, 0.9, 0.35]]
-    Ls = [np.asarray(L) for L in prob.cholesky_factors(kinds, kp)]
+def tiny():
+    """test_pde's 2-D problem (every kind of term on an uneven grid, nugget 1e-2), with
+    Gaussian-mixture kernels, its Cholesky factors and whitened operator."""
+    t = tiny_problem(kind="sm")
+    kp, axes, terms = t["kparams"], t["axes"], t["terms"]
+    Ls = [np.asarray(L) for L in t["prob"].cholesky_factors(t["kinds"], kp)]
     coefs = [c if np.ndim(c) else float(c) for c, _ in terms]
     ops = _exact.whitened_operator("sm", kp, axes, Ls, coefs, [o for _, o in terms])
-    return dict(prob=prob, kinds=kinds, kp=kp, axes=axes, Ls=Ls, terms=terms, ops=ops, source=source,
-                bidx=bidx, g=g, shape=shape)
+    return dict(prob=t["prob"], kinds=t["kinds"], kp=kp, axes=axes, Ls=Ls, terms=terms, ops=ops,
+                source=t["source"], bidx=t["bidx"], g=t["bvals"], shape=t["U"].shape)
 
 
 def dense_operator_u(t):
