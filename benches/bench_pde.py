@@ -55,7 +55,7 @@ FULL = {
     "poisson_1d_multiscale": ((300,), 100),
     "poisson_2d_sin20": ((120, 120), 20),
     "allen_cahn_1d": ((400,), 100),
-    "allen_cahn_2d": ((100, 100), 10),
+    "allen_cahn_2d": ((100, 100), 1),
 }
 QUICK = {
     "poisson_1d_sin100": ((400,), 10),

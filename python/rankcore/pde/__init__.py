@@ -95,6 +95,9 @@ def allen_cahn(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _NONLINEARITIES = {"allen_cahn": allen_cahn}
 
 
+#: L-BFGS restarts after a failed line search (see GPSolver._lbfgs).
+_LBFGS_RESTARTS = 5
+
 #: Mixture frequencies are kept below this fraction of each grid's Nyquist frequency (at
 #: least three points per period), and lengthscales above the grid spacing: what the grid
 #: cannot resolve, the objective can exploit. A component near the Nyquist frequency makes
@@ -242,7 +245,8 @@ class GPSolver(BaseEstimator):
         ``[0, freq_scale]``, as in the reference code; set it above the highest frequency
         expected in the solution. Frequencies stay below two thirds of each grid's Nyquist
         frequency ``(n_d − 1) / (2 · width_d)`` (at least three points per period): above
-        that a component aliases onto the grid.
+        that a component aliases onto the grid; a larger ``freq_scale`` spreads them up to
+        that bound.
     length_scale : float or None, default=None
         Initial component lengthscale; None uses the reference code's initialisation
         (``log-ls = 0``: ``ℓ = 1/√2`` for ``"gm"``, ``ℓ = 1`` for ``"stm"``).
@@ -272,7 +276,10 @@ class GPSolver(BaseEstimator):
         the Cholesky factors (Murray 2016). ``False`` optimises ``U`` directly as the
         reference code does.
     max_iter : int, default=5000
-        Iterations (L-BFGS iterations, or Adam steps).
+        Iterations (L-BFGS iterations, or Adam steps). L-BFGS also stops after
+        ``5 · max_iter + 5`` objective evaluations (line searches on the noisier objectives
+        of large grids take several), and restarts with an empty memory, up to five times,
+        when a line search fails while the objective still improves.
     learning_rate : float, default=0.01
         Adam's step size (the reference code's ``lr``).
     tol : float, default=1e-12
@@ -507,17 +514,20 @@ class GPSolver(BaseEstimator):
         ls = self.length_scale
         if ls is None:
             ls = 1.0 / np.sqrt(2.0) if self.kernel == "gm" else 1.0
-        spread = np.linspace(0.0, 1.0, q) * self.freq_scale
         theta = np.zeros(layout.size)
         rng = None
         if self.random_state is not None:
             rng = np.random.default_rng(check_random_state_seed(self.random_state))
         for d in range(layout.ndim):
-            f = spread.copy()
+            # Spread over what the grid resolves: clipping an even spread instead piles the
+            # components on the bound, a heavy high-frequency prior (1-D sin(10x) on [0, 2π],
+            # freq_scale 5, error at the initial kernel: 60 points 5.1e-3 clipped against
+            # 2.1e-3 spread; 40 points 1.17 against 0.17).
+            top = self.freq_scale if layout.max_freq is None else min(self.freq_scale, layout.max_freq[d])
+            f = np.linspace(0.0, 1.0, q) * top
             if rng is not None:
-                cell = self.freq_scale / max(q - 1, 1)
-                f = f + rng.uniform(-0.5, 0.5, q) * cell
-            f = np.clip(f, 0.0, None if layout.max_freq is None else layout.max_freq[d])
+                f = f + rng.uniform(-0.5, 0.5, q) * top / max(q - 1, 1)
+            f = np.clip(f, 0.0, top)
             sl = layout.kernel_slices(d)
             theta[sl[0]] = np.log(1.0 / q)
             theta[sl[1]] = f
@@ -530,11 +540,11 @@ class GPSolver(BaseEstimator):
     def _lbfgs(self, fun: "_Objective", theta0: np.ndarray, layout: "_Layout"):
         curve: list[float] = []
         # Fixed unknowns (the profiled solve's precisions) are left out of the optimiser's
-        # vector: L-BFGS-B's projected steps misjudge scale when a fixed bound carries a
-        # large gradient.
+        # vector rather than given a zero-width box.
         lo, hi = layout.box()
         free = lo < hi
         full = theta0.copy()
+        lowest = [np.inf]
 
         def f(x):
             full[free] = x
@@ -543,23 +553,32 @@ class GPSolver(BaseEstimator):
                 # A trial kernel that is not numerically positive definite: an infinite value
                 # makes the line search step back.
                 return np.inf, np.zeros_like(x)
+            lowest[0] = min(lowest[0], out["value"])
             return out["value"], out["grad"][free]
 
         def callback(intermediate_result):
             curve.append(float(intermediate_result.fun))
             self._report(len(curve), fun.last)
 
-        res = scipy.optimize.minimize(
-            f,
-            theta0[free],
-            method="L-BFGS-B",
-            jac=True,
-            bounds=[b for b, keep in zip(layout.bounds(), free) if keep],
-            callback=callback,
-            options=dict(maxiter=self.max_iter, maxfun=2 * self.max_iter + 20, ftol=self.tol, gtol=0.0, maxcor=20),
-        )
-        full[free] = res.x
-        return full, int(res.nit), bool(res.status == 0), curve
+        bounds = [b for b, keep in zip(layout.bounds(), free) if keep]
+        x, nit = theta0[free], 0
+        for _ in range(1 + _LBFGS_RESTARTS):
+            before = lowest[0]
+            res = scipy.optimize.minimize(
+                f, x, method="L-BFGS-B", jac=True, bounds=bounds, callback=callback,
+                options=dict(maxiter=self.max_iter - nit, maxfun=5 * (self.max_iter - nit) + 5,
+                             ftol=self.tol, gtol=0.0, maxcor=20),
+            )
+            gained = lowest[0] < before - self.tol * abs(lowest[0])
+            x, nit = res.x, nit + int(res.nit)
+            # A line search that fails (status 2) on a noisy objective — inexact iterative
+            # inner solves on large grids — ends the run although the point still improves
+            # along a fresh steepest-descent start: restart with an empty memory while the
+            # last run gained and iterations remain.
+            if res.status != 2 or nit >= self.max_iter or not gained:
+                break
+        full[free] = x
+        return full, nit, bool(res.status == 0), curve
 
     def _adam(self, fun: "_Objective", theta0: np.ndarray):
         lr, b1, b2, eps = self.learning_rate, 0.9, 0.999, 1e-8
@@ -766,18 +785,17 @@ class _Inner:
         self.nonlin = nonlin
         self.z = None  # the last minimiser
         self.z_best = None  # the minimiser at the best θ so far: where Gauss–Newton starts
-        self.steps = 0
 
     def solve(self, prob, kinds, kpl, ltb: float, ltr: float) -> np.ndarray:
         Ls = [np.asarray(L) for L in prob.cholesky_factors(kinds, kpl)]
         terms = _exact.whitened_operator(kinds[0], kpl, self.axes, Ls, self.coefs, self.orders)
         n = self.source.size
         solver = _exact.dense_solve if n <= _exact.DENSE_MAX_CELLS else _structured_solver
-        z, steps = _exact.solve(
+        z, _ = _exact.solve(
             Ls, terms, self.source, self.bidx, self.g, float(np.exp(ltr)),
             self.w_b * float(np.exp(ltb)), self.nonlin, self.z_best, solver,
         )
-        self.z, self.steps = z, self.steps + steps
+        self.z = z
         U, R, b = _exact.parts(z, Ls, terms, self.source, self.bidx, self.g, self.nonlin)
         # The prior from the whitened values and the Cholesky diagonals: the core's
         # ½uᵀK⁻¹u + ½ log|K| without its explicit K⁻¹.
@@ -801,7 +819,7 @@ class _Inner:
         out.update(prior=self.prior, boundary_sq=bsq, residual_sq=rsq, residual=self.residual)
 
 
-def _structured_solver(Ls, terms, target, bidx, g, tau, beta, diag=None):
+def _structured_solver(Ls, terms, target, bidx, g, tau, beta, diag=None, z0=None):
     """The matrix-free solve of :mod:`rankcore.pde._structured` (PCG with a
     fast-diagonalisation preconditioner) behind :func:`rankcore.pde._exact.dense_solve`'s
     signature: its operator acts on ``U``, so ``D = W L⁻¹`` per derivative matrix."""
@@ -813,7 +831,7 @@ def _structured_solver(Ls, terms, target, bidx, g, tau, beta, diag=None):
         return scipy.linalg.solve_triangular(L, w.T, lower=True, trans="T", check_finite=False).T
 
     terms_u = [(c, [to_u(w, L) for w, L in zip(mats, Ls)]) for c, mats in terms]
-    z, info = _structured.solve_whitened(Ls, terms_u, target, bidx, g, tau, beta, diag=diag)
+    z, info = _structured.solve_whitened(Ls, terms_u, target, bidx, g, tau, beta, diag=diag, z0=z0)
     return z
 
 

@@ -92,7 +92,7 @@ def _kron(mats: Sequence[np.ndarray]) -> np.ndarray:
     return reduce(np.kron, mats)
 
 
-def dense_solve(Ls, terms, target, bidx, g, tau, beta, diag=None):
+def dense_solve(Ls, terms, target, bidx, g, tau, beta, diag=None, z0=None):
     """The minimiser ``Z`` of the linear problem
     ``½‖Z‖² + β/2 ‖U|∂Ω − g‖² + τ/2 ‖A Z + diag ∘ U − target‖²`` (grid-shaped), by
     Householder QR of the stacked least-squares matrix ``[I; √β B_w; √τ A_w]`` (whose
@@ -112,6 +112,8 @@ def dense_solve(Ls, terms, target, bidx, g, tau, beta, diag=None):
         Equation and (weighted) boundary precisions.
     diag : grid-shaped array or None
         Extra diagonal term ``diag ∘ U`` of the operator.
+    z0 : ignored
+        (A starting point, for iterative solvers with this signature.)
     """
     shape = tuple(L.shape[0] for L in Ls)
     n = int(np.prod(shape))
@@ -163,14 +165,14 @@ def solve(Ls, terms, source, bidx, g, tau, beta, phi: Callable | None = None,
         Linear solves made.
     """
     if phi is None:
-        return solver(Ls, terms, source, bidx, g, tau, beta), 1
+        return solver(Ls, terms, source, bidx, g, tau, beta, z0=z0), 1
     Z = np.zeros(tuple(L.shape[0] for L in Ls)) if z0 is None else z0
     J = objective(Z, Ls, terms, source, bidx, g, tau, beta, phi)
     steps = 0
     for steps in range(1, max_newton + 1):
         U = mode_apply(Z, Ls)
         p, dp = phi(U)
-        Znew = solver(Ls, terms, source - p + dp * U, bidx, g, tau, beta, diag=dp)
+        Znew = solver(Ls, terms, source - p + dp * U, bidx, g, tau, beta, diag=dp, z0=Z)
         step, Jnew = 1.0, np.inf
         for _ in range(30):
             cand = Z + step * (Znew - Z)
