@@ -138,7 +138,7 @@ fn base_dl(base: Base, r: f64, l: f64) -> [f64; 3] {
 /// `Σ_i row_i` over `n` rows of `np` partial sums each: `row(i, acc, g)` adds row i's terms
 /// to `acc` (`g` is its scratch for per-pair gradients). Rows run in parallel; their sums are
 /// added in row order, so the result is the same for any number of threads.
-fn contract_rows(
+pub(crate) fn contract_rows(
     n: usize,
     np: usize,
     row: impl Fn(usize, &mut [f64], &mut [f64]) -> Result<()> + Sync,

@@ -60,7 +60,7 @@
 //! the precision to solve in, f32 is offered for cheap exploratory runs. Every parallel region
 //! uses fixed blocks and ordered sums, so results are bit-identical for any thread count.
 
-use crate::gp::kernels::Kernel1d;
+use crate::gp::kernels::{contract_rows, Kernel1d};
 use crate::kron::{eigh, mode_product, ordered_sum};
 use crate::linalg::matmul;
 use crate::{invalid, Error, Float, Interrupt, Result};
@@ -415,37 +415,26 @@ fn contract_sensitivities(k: &Kernel1d, x: &[f64], w: &[Option<Mat<f64>>; 3]) ->
         return k.grad_deriv_contract(x, refs);
     };
     let n = x.len();
-    let np = k.n_params();
-    let lags: Vec<Result<Vec<f64>>> = (0..2 * n - 1)
-        .into_par_iter()
-        .map(|lag| {
-            let off = lag as isize - (n as isize - 1); // i − j
-            let r = off as f64 * h;
-            let mut acc = vec![0.0; np];
-            let mut g = vec![0.0; np];
-            for (m, wm) in refs.iter().enumerate() {
-                let Some(wm) = wm else { continue };
-                let i0 = off.max(0) as usize;
-                let j0 = (-off).max(0) as usize;
-                let mut diag = 0.0;
-                for t in 0..n - i0.max(j0) {
-                    diag += wm[(i0 + t, j0 + t)];
-                }
-                k.grad_deriv(r, m, &mut g)?;
-                for p in 0..np {
-                    acc[p] += g[p] * diag;
-                }
+    // One row per lag `i − j`: the same parallel rows and ordered sum as the kernels' pair
+    // contractions.
+    contract_rows(2 * n - 1, k.n_params(), |lag, acc, g| {
+        let off = lag as isize - (n as isize - 1); // i − j
+        let r = off as f64 * h;
+        for (m, wm) in refs.iter().enumerate() {
+            let Some(wm) = wm else { continue };
+            let i0 = off.max(0) as usize;
+            let j0 = (-off).max(0) as usize;
+            let mut diag = 0.0;
+            for t in 0..n - i0.max(j0) {
+                diag += wm[(i0 + t, j0 + t)];
             }
-            Ok(acc)
-        })
-        .collect();
-    let mut out = vec![0.0; np];
-    for l in lags {
-        for (o, v) in out.iter_mut().zip(l?) {
-            *o += v;
+            k.grad_deriv(r, m, g)?;
+            for (a, gp) in acc.iter_mut().zip(g.iter()) {
+                *a += gp * diag;
+            }
         }
-    }
-    Ok(out)
+        Ok(())
+    })
 }
 
 impl Factor {
