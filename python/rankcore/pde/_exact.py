@@ -34,17 +34,10 @@ import scipy.linalg
 import scipy.linalg.lapack
 
 from rankcore import _core
+from rankcore.pde._structured import _modes as mode_apply  # x ×_d mats[d], one GEMM per mode
 
 #: Above this many grid cells the dense solve's O(N³) QR is too slow (≈ 5 s at 4096).
 DENSE_MAX_CELLS = 4096
-
-
-def mode_apply(x: np.ndarray, mats: Sequence[np.ndarray | None]) -> np.ndarray:
-    """``x ×_d mats[d]`` for every dimension with a matrix (C-order grid tensor)."""
-    for d, m in enumerate(mats):
-        if m is not None:
-            x = np.moveaxis(np.tensordot(m, x, axes=(1, d)), 0, d)
-    return x
 
 
 def kernel_derivative_matrix(kind: str, params, x: np.ndarray, m: int) -> np.ndarray:
