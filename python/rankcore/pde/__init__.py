@@ -68,7 +68,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from rankcore import _core
 from rankcore._validation import check_random_state_seed
-from rankcore.pde import _exact, problems
+from rankcore.pde import _exact, _structured, problems
 from rankcore.pde._exact import mode_apply as _mode_apply
 
 __all__ = ["GPSolver", "allen_cahn", "laplacian", "problems"]
@@ -823,7 +823,6 @@ def _structured_solver(Ls, terms, target, bidx, g, tau, beta, diag=None, z0=None
     """The matrix-free solve of :mod:`rankcore.pde._structured` (PCG with a
     fast-diagonalisation preconditioner) behind :func:`rankcore.pde._exact.dense_solve`'s
     signature: its operator acts on ``U``, so ``D = W L⁻¹`` per derivative matrix."""
-    from rankcore.pde import _structured
 
     def to_u(w, L):
         if w is L:
@@ -831,8 +830,7 @@ def _structured_solver(Ls, terms, target, bidx, g, tau, beta, diag=None, z0=None
         return scipy.linalg.solve_triangular(L, w.T, lower=True, trans="T", check_finite=False).T
 
     terms_u = [(c, [to_u(w, L) for w, L in zip(mats, Ls)]) for c, mats in terms]
-    z, info = _structured.solve_whitened(Ls, terms_u, target, bidx, g, tau, beta, diag=diag, z0=z0)
-    return z
+    return _structured.solve_whitened(Ls, terms_u, target, bidx, g, tau, beta, diag=diag, z0=z0)[0]
 
 
 class _Objective:
