@@ -6,11 +6,15 @@ differences, and accuracy on problems with known solutions.
 
 from __future__ import annotations
 
+import functools
+import warnings
+
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 from rankcore import _core
-from rankcore.pde import GPSolver, _exact, allen_cahn, laplacian, problems
+from rankcore.pde import GPSolver, _exact, _structured, allen_cahn, laplacian, problems
 from test_pde import tiny_problem
 
 
@@ -78,8 +82,8 @@ def test_gauss_newton_reaches_a_stationary_point_of_the_nonlinear_objective():
     zero to round-off relative to its size at the start."""
     t = tiny()
     tau, beta = 1.5, 3.0 * np.exp(0.2)
-    Z, steps = _exact.solve(t["Ls"], t["ops"], t["source"], t["bidx"], t["g"], tau, beta, phi=allen_cahn)
-    assert steps >= 2
+    Z, steps, converged = _exact.solve(t["Ls"], t["ops"], t["source"], t["bidx"], t["g"], tau, beta, phi=allen_cahn)
+    assert steps >= 2 and converged
     U = _exact.mode_apply(Z, t["Ls"]).ravel()
 
     def grad_u(u):
@@ -88,6 +92,10 @@ def test_gauss_newton_reaches_a_stationary_point_of_the_nonlinear_objective():
 
     g0 = np.linalg.norm(grad_u(np.zeros(30)))
     assert np.linalg.norm(grad_u(U)) <= 1e-8 * g0
+    # one step short of the fixed point: reported as not converged
+    _, steps, converged = _exact.solve(t["Ls"], t["ops"], t["source"], t["bidx"], t["g"], tau, beta,
+                                       phi=allen_cahn, max_newton=1)
+    assert steps == 1 and not converged
 
 
 @pytest.mark.parametrize("nonlin", [None, allen_cahn])
@@ -130,7 +138,7 @@ def test_poisson_1d_low_frequency_reaches_the_issue_accuracy():
     assert s.loss_curve_[-1] <= s.loss_curve_[0]
 
 
-def test_allen_cahn_1d_is_solved_by_gauss_newton():
+def _allen_cahn_1d_solver(max_iter):
     """u'' + u(u² − 1) = f with u = sin(2πx) + 0.5 sin(6πx) on 48 points."""
     def u(x):
         return np.sin(2 * np.pi * x) + 0.5 * np.sin(6 * np.pi * x)
@@ -139,11 +147,29 @@ def test_allen_cahn_1d_is_solved_by_gauss_newton():
         return -(2 * np.pi) ** 2 * np.sin(2 * np.pi * x) - 0.5 * (6 * np.pi) ** 2 * np.sin(6 * np.pi * x)
 
     s = GPSolver(laplacian(1), lambda x: uxx(x) + u(x) * (u(x) ** 2 - 1), u, [(0, 1)], grid=48,
-                 kernel="gm", freq_scale=6.0, nonlinearity="allen_cahn", max_iter=20).fit()
+                 kernel="gm", freq_scale=6.0, nonlinearity="allen_cahn", max_iter=max_iter)
+    return s, u
+
+
+def test_allen_cahn_1d_is_solved_by_gauss_newton():
+    s, u = _allen_cahn_1d_solver(max_iter=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # the inner solve converges
+        s.fit()
+    assert s.inner_converged_ is True
     x = np.linspace(0, 1, 200)
     err = np.linalg.norm(s.predict(x) - u(x)) / np.linalg.norm(u(x))
     assert err <= 1e-4
     assert np.sqrt(np.mean(s.residual_**2)) < 1e-2
+
+
+def test_gauss_newton_step_cap_is_reported(monkeypatch):
+    """Gauss–Newton stopped by its step cap leaves U off the minimiser: fit says so."""
+    monkeypatch.setattr(_exact, "solve", functools.partial(_exact.solve, max_newton=1))
+    s, _ = _allen_cahn_1d_solver(max_iter=2)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        s.fit()
+    assert s.inner_converged_ is False
 
 
 def test_structured_solve_above_the_dense_limit_agrees_with_the_dense_one(monkeypatch):
@@ -161,6 +187,14 @@ def test_structured_solve_above_the_dense_limit_agrees_with_the_dense_one(monkey
     monkeypatch.setattr(_exact, "DENSE_MAX_CELLS", 0)
     structured = solver().fit()
     np.testing.assert_allclose(structured.U_, dense.U_, rtol=0, atol=1e-6 * np.abs(dense.U_).max())
+    assert dense.inner_converged_ is True and structured.inner_converged_ is True
+
+    # a conjugate-gradient solve cut short is reported, not passed off as the minimiser
+    solve = _structured.solve_whitened
+    monkeypatch.setattr(_structured, "solve_whitened", functools.partial(solve, maxiter=1))
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        stalled = solver().fit()
+    assert stalled.inner_converged_ is False
 
 
 def test_bad_method_is_rejected():
@@ -176,3 +210,4 @@ def test_joint_method_still_optimises_u_with_the_kernel():
     s = p.solver(grid=(32,), method="joint", max_iter=300).fit()
     assert s.loss_curve_[-1] < s.loss_curve_[0]
     assert p.relative_error(s) <= 0.1
+    assert s.inner_converged_ is None  # no inner solve

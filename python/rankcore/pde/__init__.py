@@ -56,14 +56,17 @@ extrapolation. ICML.
 
 from __future__ import annotations
 
+import functools
 import numbers
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.linalg
 import scipy.optimize
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from rankcore import _core
@@ -330,6 +333,12 @@ class GPSolver(BaseEstimator):
     n_iter_ : int
     converged_ : bool
         Whether the optimiser stopped on its tolerance rather than ``max_iter``.
+    inner_converged_ : bool or None
+        With ``method="profile"``: whether the solve for ``U`` at the returned kernel reached
+        its stopping criterion (Gauss–Newton before its step cap, and the last linear solve:
+        the structured conjugate gradients of grids above 4096 cells can stall). When False,
+        ``fit`` warns (``ConvergenceWarning``): ``U_`` is not the exact minimiser and the
+        kernel's gradient was approximate. None with ``method="joint"``.
     fit_time_ : float
         Seconds spent in ``fit``.
     """
@@ -478,6 +487,14 @@ class GPSolver(BaseEstimator):
             final = fun.evaluate(theta, grad=False)
         self._store(layout, theta, final["U"], axes, grid, dtype, final, curve, n_iter, converged)
         self.fit_time_ = time.perf_counter() - t0
+        if self.inner_converged_ is False:
+            warnings.warn(
+                "the solve for U at the returned kernel did not converge (Gauss–Newton reached its "
+                "step cap, or the structured conjugate gradients stalled), so U_ is approximate; "
+                "grids of at most 4096 cells use a dense linear solve, which does not stall",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         if self.verbose:
             print(
                 f"[GPSolver] done: {n_iter} iterations, objective {final['value']:.6e}, "
@@ -626,6 +643,7 @@ class GPSolver(BaseEstimator):
         self.loss_curve_ = [float(c) for c in curve]
         self.n_iter_ = int(n_iter)
         self.converged_ = bool(converged)
+        self.inner_converged_ = final.get("inner_converged")
         self.objective_ = float(final["value"])
 
     # -- predictions --------------------------------------------------------------------
@@ -785,16 +803,22 @@ class _Inner:
         self.nonlin = nonlin
         self.z = None  # the last minimiser
         self.z_best = None  # the minimiser at the best θ so far: where Gauss–Newton starts
+        self.converged = True  # whether the last solve reached its stopping criterion
 
     def solve(self, prob, kinds, kpl, ltb: float, ltr: float) -> np.ndarray:
         Ls = [np.asarray(L) for L in prob.cholesky_factors(kinds, kpl)]
         terms = _exact.whitened_operator(kinds[0], kpl, self.axes, Ls, self.coefs, self.orders)
         n = self.source.size
-        solver = _exact.dense_solve if n <= _exact.DENSE_MAX_CELLS else _structured_solver
-        z, _ = _exact.solve(
+        linear: list[bool] = []  # the structured solves' convergence, in order
+        solver = _exact.dense_solve
+        if n > _exact.DENSE_MAX_CELLS:
+            solver = functools.partial(_structured_solver, converged=linear)
+        z, _, newton_ok = _exact.solve(
             Ls, terms, self.source, self.bidx, self.g, float(np.exp(ltr)),
             self.w_b * float(np.exp(ltb)), self.nonlin, self.z_best, solver,
         )
+        # The last linear solve made z; earlier ones only steered Gauss–Newton.
+        self.converged = newton_ok and (not linear or linear[-1])
         self.z = z
         U, R, b = _exact.parts(z, Ls, terms, self.source, self.bidx, self.g, self.nonlin)
         # The prior from the whitened values and the Cholesky diagonals: the core's
@@ -819,10 +843,11 @@ class _Inner:
         out.update(prior=self.prior, boundary_sq=bsq, residual_sq=rsq, residual=self.residual)
 
 
-def _structured_solver(Ls, terms, target, bidx, g, tau, beta, diag=None, z0=None):
+def _structured_solver(Ls, terms, target, bidx, g, tau, beta, diag=None, z0=None, *, converged: list):
     """The matrix-free solve of :mod:`rankcore.pde._structured` (PCG with a
     fast-diagonalisation preconditioner) behind :func:`rankcore.pde._exact.dense_solve`'s
-    signature: its operator acts on ``U``, so ``D = W L⁻¹`` per derivative matrix."""
+    signature: its operator acts on ``U``, so ``D = W L⁻¹`` per derivative matrix. Appends
+    whether the CG reached its tolerance to ``converged``."""
 
     def to_u(w, L):
         if w is L:
@@ -830,7 +855,9 @@ def _structured_solver(Ls, terms, target, bidx, g, tau, beta, diag=None, z0=None
         return scipy.linalg.solve_triangular(L, w.T, lower=True, trans="T", check_finite=False).T
 
     terms_u = [(c, [to_u(w, L) for w, L in zip(mats, Ls)]) for c, mats in terms]
-    return _structured.solve_whitened(Ls, terms_u, target, bidx, g, tau, beta, diag=diag, z0=z0)[0]
+    Z, info = _structured.solve_whitened(Ls, terms_u, target, bidx, g, tau, beta, diag=diag, z0=z0)
+    converged.append(info["converged"])
+    return Z
 
 
 class _Objective:
@@ -884,6 +911,7 @@ class _Objective:
         out = self.prob.objective(kinds, kpl, float(ltb), float(ltr), u, phi, dphi, grad)
         if self.inner is not None:
             self.inner.objective(out, float(ltb), float(ltr))
+            out["inner_converged"] = self.inner.converged
         out["n"] = lay.n
         out["nb"] = self.n_boundary
         out["U"] = np.asarray(U, dtype=np.float64)
