@@ -77,6 +77,66 @@ def test_dense_solve_matches_normal_equations_in_u(with_diag):
     np.testing.assert_allclose(U, want, rtol=0, atol=1e-9 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("tau, beta", [(1.7, 2.3), (1e9, 1e10)])
+@pytest.mark.parametrize("with_diag", [False, True])
+def test_semi_normal_dense_solve_matches_householder_qr(monkeypatch, tau, beta, with_diag):
+    """Above ``QR_MAX_CELLS`` the dense solve is the rotated, equilibrated semi-normal one
+    (CGLS preconditioned by a Cholesky factor of the normal matrix). It agrees with
+    Householder QR on the same problem, also at τ, β ~ 1e10, where the normal matrix's
+    condition number (~1e24 unrotated) is beyond float64. The tolerance is QR's own:
+    ε·cond([I; C]) ~ 1e-16·1e5·… ≈ 1e-9 relative."""
+    t = tiny()
+    diag = np.linspace(-1, 2, 30).reshape(t["shape"]) if with_diag else None
+    args = (t["Ls"], t["ops"], t["source"], t["bidx"], t["g"], tau, beta, diag)
+    want = _exact.dense_solve(*args)
+    monkeypatch.setattr(_exact, "QR_MAX_CELLS", 0)
+
+    def no_fallback(*a):
+        raise AssertionError("fell back to QR")
+
+    monkeypatch.setattr(_exact, "_householder", no_fallback)
+    got = _exact.dense_solve(*args)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9 * np.abs(want).max())
+
+
+def test_dense_solver_reuses_its_factor_across_gauss_newton_steps(monkeypatch):
+    """A ``DenseSolver`` keeps the Cholesky factor of its first solve at one kernel while
+    CGLS converges with it: a second solve with another ``diag`` (a Gauss–Newton step)
+    reuses it and still gives the fresh answer; where factorising fails it falls back to
+    QR with the same answer."""
+    monkeypatch.setattr(_exact, "QR_MAX_CELLS", 0)
+    t = tiny()
+    d1 = np.linspace(-1, 2, 30).reshape(t["shape"])
+    d2 = d1 + 0.3 * np.cos(np.arange(30)).reshape(t["shape"])
+    common = (t["Ls"], t["ops"], t["source"], t["bidx"], t["g"], 1e4, 1e5)
+    solver = _exact.DenseSolver()
+    solver(*common, d1)
+    factor = solver._factor[0]
+    got = solver(*common, d2)
+    assert solver._factor[0] is factor
+    want = _exact.dense_solve(*common, d2)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9 * np.abs(want).max())
+    monkeypatch.setattr(_exact, "_cholesky_normal", lambda C, w: None)
+    np.testing.assert_allclose(_exact.dense_solve(*common, d2), want, rtol=0, atol=1e-9 * np.abs(want).max())
+
+
+def test_gauss_newton_from_grid_values_reaches_the_same_stationary_point():
+    """``u0``: the first Gauss–Newton step linearises at given grid values (another
+    kernel's solution) instead of at ``z0 ×_d L_d``. From the solution itself it stops at
+    once; from values far off it still reaches the same minimiser."""
+    t = tiny()
+    common = (t["Ls"], t["ops"], t["source"], t["bidx"], t["g"], 1.5, 3.0)
+    Z, _, converged = _exact.solve(*common, phi=allen_cahn)
+    assert converged
+    U = _exact.mode_apply(Z, t["Ls"])
+    Z1, steps, converged = _exact.solve(*common, phi=allen_cahn, u0=U)
+    assert converged and steps <= 3
+    np.testing.assert_allclose(Z1, Z, rtol=0, atol=1e-9 * np.abs(Z).max())
+    Z2, _, converged = _exact.solve(*common, phi=allen_cahn, u0=U + 0.3)
+    assert converged
+    np.testing.assert_allclose(Z2, Z, rtol=0, atol=1e-7 * np.abs(Z).max())
+
+
 def test_gauss_newton_reaches_a_stationary_point_of_the_nonlinear_objective():
     """At the Gauss–Newton fixed point the core's ∂L/∂U (computed independently, in U) is
     zero to round-off relative to its size at the start."""
