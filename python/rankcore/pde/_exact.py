@@ -148,12 +148,12 @@ class DenseSolver:
         n = int(np.prod(shape))
         key = (tuple(id(L) for L in Ls), id(terms), float(tau), float(beta))
         if key != self._key:
-            self._setup(Ls, terms, bidx, tau, beta, n)
+            self._setup(Ls, terms, n)
             self._key, self._factor = key, None
         Lk, A = self._Lk, self._A
         if diag is not None:
-            A = A + np.sqrt(tau) * np.reshape(diag, (-1, 1)) * Lk
-        C = np.vstack([np.sqrt(beta) * Lk[bidx], A])
+            A = A + np.reshape(diag, (-1, 1)) * Lk
+        C = np.vstack([np.sqrt(beta) * Lk[bidx], np.sqrt(tau) * A])
         r = np.concatenate([np.sqrt(beta) * np.asarray(g, dtype=np.float64), np.sqrt(tau) * np.ravel(target)])
         if self._Q is None:
             return _householder(C, r, np.ones(n)).reshape(shape)
@@ -170,9 +170,9 @@ class DenseSolver:
                 x = _householder(C / c, r, 1.0 / c)
         return mode_apply((x / c).reshape(shape), self._Q)
 
-    def _setup(self, Ls, terms, bidx, tau, beta, n) -> None:
-        """The kernel's part of ``C``: ``⊗L_dQ_d`` and ``√τ A (⊗Q_d)`` (unrotated, Q None,
-        at most ``QR_MAX_CELLS`` cells)."""
+    def _setup(self, Ls, terms, n) -> None:
+        """The kernel's part of ``C``: ``⊗L_dQ_d`` and ``A (⊗Q_d)`` (unrotated, Q None, at
+        most ``QR_MAX_CELLS`` cells)."""
         self._Q = _rotation(Ls, terms) if n > QR_MAX_CELLS else None
         Q = self._Q
         self._Lk = _kron(Ls if Q is None else [L @ q for L, q in zip(Ls, Q)])
@@ -180,7 +180,7 @@ class DenseSolver:
         for coef, mats in terms:
             op = _kron(mats if Q is None else [m @ q for m, q in zip(mats, Q)])
             A += np.reshape(coef, (-1, 1)) * op if np.ndim(coef) else float(coef) * op
-        self._A = np.sqrt(tau) * A
+        self._A = A
 
 
 def _rotation(Ls, terms) -> list[np.ndarray]:
