@@ -40,7 +40,7 @@ from rankcore.pde._structured import _modes as mode_apply  # x ×_d mats[d], one
 #: Above this many grid cells the dense solve is too slow (its SYRK and Cholesky are O(N³)).
 DENSE_MAX_CELLS = 4096
 #: Up to this many cells the dense solve is Householder QR (< 0.5 s); above, semi-normal
-#: equations (16× faster at 2500 cells, as accurate: see :func:`dense_solve`).
+#: equations (16× faster at 2500 cells, as accurate: see :class:`DenseSolver`).
 QR_MAX_CELLS = 1024
 
 
@@ -130,8 +130,8 @@ class DenseSolver:
       of ``[I; C]`` are scaled to unit norm: that leaves a condition number the factor
       handles (no factorisation failed in a 40-iteration 2-D Allen–Cahn fit at 50²);
     - the factor ``R`` is the right preconditioner of CGLS on the stacked system, not the
-      solver (Björck's corrected semi-normal equations): ``[W; C] R⁻¹`` is orthogonal up to
-      the factor's error, so each step gains that factor, and two or three steps reach QR's
+      solver (Björck's corrected semi-normal equations): the scaled ``[I; C]`` times
+      ``R⁻¹`` is orthogonal up to the factor's error, so each step gains that factor, and two or three steps reach QR's
       answer (to 6e-10 relative, measured at 50²) at a sixteenth of its cost.
 
     Later steps keep the factor and its column scaling as long as CGLS still converges with
