@@ -22,8 +22,8 @@ matrix), by L-BFGS (scipy) or Adam.
 
 By default (``method="profile"``) the grid values are not optimised with the kernel: the
 objective is quadratic in them for a linear operator, so for every kernel the optimiser
-tries they are solved exactly (``_exact``: whitened least squares by dense QR up to 4096
-cells, ``_structured``: matrix-free preconditioned CG beyond; Gauss–Newton steps for a
+tries they are solved exactly (``_exact``: dense whitened least squares up to 4096 cells,
+``_structured``: matrix-free preconditioned CG beyond; Gauss–Newton steps for a
 nonlinearity), and the optimiser moves only the kernel parameters along the gradient of
 the profiled objective, which by the envelope theorem is the partial gradient at the
 minimiser. This reaches in 10–100 iterations what 1000 joint iterations did not.
