@@ -163,11 +163,12 @@ class DenseSolver:
             x = _cgls(C / c, r, 1.0 / c, R, _STALE_STEPS)
         if x is None:
             c = np.sqrt(1.0 + np.einsum("ij,ij->j", C, C))
-            R = _cholesky_normal(C / c, 1.0 / c)
+            C /= c
+            R = _cholesky_normal(C, 1.0 / c)
             self._factor = None if R is None else (R, c)
-            x = None if R is None else _cgls(C / c, r, 1.0 / c, R, _CGLS_STEPS)
+            x = None if R is None else _cgls(C, r, 1.0 / c, R, _CGLS_STEPS)
             if x is None:
-                x = _householder(C / c, r, 1.0 / c)
+                x = _householder(C, r, 1.0 / c)
         return mode_apply((x / c).reshape(shape), self._Q)
 
     def _setup(self, Ls, terms, n) -> None:
