@@ -825,7 +825,7 @@ class _Inner:
         self.z = z
         U, R, b = _exact.parts(z, Ls, terms, self.source, self.bidx, self.g, self.nonlin)
         self.u = U
-        self.j = 0.5 * float(np.sum(z * z) + beta * (b @ b) + tau * np.sum(R * R))
+        self.j = _exact.objective_from_parts(z, R, b, tau, beta)
         # The prior from the whitened values and the Cholesky diagonals: the core's
         # ½uᵀK⁻¹u + ½ log|K| without its explicit K⁻¹.
         self.prior = 0.5 * float(np.sum(z * z)) + sum(

@@ -273,6 +273,11 @@ def parts(Z, Ls, terms, source, bidx, g, phi=None):
 def objective(Z, Ls, terms, source, bidx, g, tau, beta, phi=None) -> float:
     """``J(Z)`` (module docstring)."""
     _, R, b = parts(Z, Ls, terms, source, bidx, g, phi)
+    return objective_from_parts(Z, R, b, tau, beta)
+
+
+def objective_from_parts(Z, R, b, tau, beta) -> float:
+    """``J`` from the whitened values and :func:`parts`' residual and boundary misfit."""
     return 0.5 * float(np.sum(Z * Z) + beta * (b @ b) + tau * np.sum(R * R))
 
 
