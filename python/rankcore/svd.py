@@ -20,7 +20,7 @@ from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from rankcore import _core
-from rankcore._backend import dispatch
+from rankcore._backend import dispatch, namespace
 from rankcore._validation import (
     check_array,
     check_choice,
@@ -116,24 +116,38 @@ def randomized_svd(
     Review 53(2), 2011. W. Yu, Y. Gu, Y. Li, "Efficient randomized algorithms for the
     fixed-precision low-rank matrix approximation", SIAM J. Matrix Anal. Appl. 39(3), 2018.
     """
-    def cpu(a: Any) -> _SvdResult:
-        return _randomized_svd(
-            check_array(a, name="A", accept_sparse=True),
-            n_components,
-            n_oversamples=n_oversamples,
-            n_iter=n_iter,
-            power_iteration_normalizer=power_iteration_normalizer,
-            transpose=transpose,
-            random_state=random_state,
-            tol=tol,
-            center=center,
-        )
+    kwargs = dict(
+        n_oversamples=n_oversamples,
+        n_iter=n_iter,
+        power_iteration_normalizer=power_iteration_normalizer,
+        transpose=transpose,
+        random_state=random_state,
+        tol=tol,
+        center=center,
+    )
 
-    result = dispatch(A, name="randomized_svd", param="A", cpu=cpu, sparse=cpu)
+    def cpu(a: Any) -> _SvdResult:
+        return _randomized_svd(check_array(a, name="A", accept_sparse=True), n_components, **kwargs)
+
+    def gpu(a: Any) -> _SvdResult:
+        from rankcore._gpu._arrays import check_array as check_device_array
+
+        return _randomized_svd(check_device_array(a, name="A", accept_sparse=True), n_components, **kwargs)
+
+    result = dispatch(A, name="randomized_svd", param="A", cpu=cpu, sparse=cpu, gpu=gpu)
     U, Vt = result.U, result.Vt
     if _check_bool(flip_sign, "flip_sign"):
-        U, Vt = svd_flip(U, Vt)
+        U, Vt = _svd_flip(U, Vt)
     return U, result.S, Vt
+
+
+def _svd_flip(U: Any, Vt: Any, *, u_based_decision: bool = True) -> tuple[Any, Any]:
+    """sklearn's ``svd_flip`` on host arrays, its namespace-generic twin on device arrays."""
+    if namespace(U) == "cupy":
+        from rankcore._gpu._arrays import svd_flip as device_svd_flip
+
+        return device_svd_flip(U, Vt, u_based_decision=u_based_decision)
+    return svd_flip(U, Vt, u_based_decision=u_based_decision)
 
 
 def _check_bool(value: Any, name: str) -> bool:
@@ -154,8 +168,48 @@ def _randomized_svd(
     tol: float | None = None,
     center: bool = False,
 ) -> _SvdResult:
-    """The shared engine of the function and the estimators; ``A`` is already validated."""
-    m, n = A.shape
+    """The shared engine of the function and the estimators; ``A`` is already validated
+    (host: NumPy/SciPy, run by the Rust core; device: cupy, run by :mod:`rankcore._gpu.svd`)."""
+    opts = _svd_options(A.shape, n_components, n_oversamples=n_oversamples, n_iter=n_iter,
+                        power_iteration_normalizer=power_iteration_normalizer,
+                        transpose=transpose, random_state=random_state, tol=tol, center=center)
+    if namespace(A) == "cupy":
+        from rankcore._gpu.svd import rsvd
+
+        out = rsvd(A, opts)
+    elif sp.issparse(A):
+        if A.format not in ("csr", "csc"):
+            A = A.tocsr()
+        index = np.int64 if max(A.indptr.dtype.itemsize, A.indices.dtype.itemsize) > 4 else np.int32
+        out = _core.rsvd_sparse(
+            A.shape,
+            A.format == "csc",
+            np.ascontiguousarray(A.indptr, dtype=index),
+            np.ascontiguousarray(A.indices, dtype=index),
+            np.ascontiguousarray(A.data),
+            opts,
+        )
+    else:
+        if not (A.flags.aligned and A.dtype.isnative):  # the core reads aligned native data
+            A = np.array(A, dtype=A.dtype.newbyteorder("="), order="K")
+        out = _core.rsvd_dense(A, opts)
+    return _SvdResult(out["U"], out["S"], out["Vt"], out["mean"], out["rel_error"], opts["n_iter"])
+
+
+def _svd_options(
+    shape: tuple[int, int],
+    n_components: int | None,
+    *,
+    n_oversamples: int = 10,
+    n_iter: int | str = "auto",
+    power_iteration_normalizer: str = "auto",
+    transpose: bool | str = "auto",
+    random_state: Any = None,
+    tol: float | None = None,
+    center: bool = False,
+) -> dict:
+    """Checks the parameters and resolves "auto": the options both engines take."""
+    m, n = shape
     tol = check_nonneg_float(tol, "tol", maximum=1.0, allow_none=True)
     adaptive = tol is not None and tol > 0
     if adaptive and tol >= 1.0:
@@ -173,7 +227,7 @@ def _randomized_svd(
     if isinstance(transpose, str):
         check_choice(transpose, "transpose", ("auto",))
         transpose = m < n
-    opts = {
+    return {
         "n_components": k,
         "n_oversamples": check_positive_int(n_oversamples, "n_oversamples", minimum=0),
         "n_iter": n_iter,
@@ -184,23 +238,6 @@ def _randomized_svd(
         "tol": tol if adaptive else None,
         "block_size": _BLOCK_SIZE,
     }
-    if sp.issparse(A):
-        if A.format not in ("csr", "csc"):
-            A = A.tocsr()
-        index = np.int64 if max(A.indptr.dtype.itemsize, A.indices.dtype.itemsize) > 4 else np.int32
-        out = _core.rsvd_sparse(
-            A.shape,
-            A.format == "csc",
-            np.ascontiguousarray(A.indptr, dtype=index),
-            np.ascontiguousarray(A.indices, dtype=index),
-            np.ascontiguousarray(A.data),
-            opts,
-        )
-    else:
-        if not (A.flags.aligned and A.dtype.isnative):  # the core reads aligned native data
-            A = np.array(A, dtype=A.dtype.newbyteorder("="), order="K")
-        out = _core.rsvd_dense(A, opts)
-    return _SvdResult(out["U"], out["S"], out["Vt"], out["mean"], out["rel_error"], n_iter)
 
 
 def _check_rank(n_components: Any, m: int, n: int) -> int:
