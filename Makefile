@@ -15,8 +15,10 @@ $(VPY):
 	$(VPY) -m pip install -q --upgrade pip
 
 # Installs the test and bench extras and builds the extension (release profile) into .venv.
+# cupy-cuda13x with CUDA 13's NVRTC and headers (~150 MB): tests/test_cuda_compile.py compiles
+# every kernel without a GPU.
 $(STAMP): $(VPY) $(SOURCES)
-	$(VPY) -m pip install -q "maturin>=1.7,<2" numpy scipy scikit-learn pytest hypothesis pandas threadpoolctl "dask[array]" fbpca matplotlib psutil networkx tensorly
+	$(VPY) -m pip install -q "maturin>=1.7,<2" numpy scipy scikit-learn pytest hypothesis pandas threadpoolctl "dask[array]" fbpca matplotlib psutil networkx tensorly cupy-cuda13x nvidia-cuda-nvrtc nvidia-cuda-runtime
 	$(VPY) -m maturin develop --profile $(PROFILE) -q
 	touch $(STAMP)
 

@@ -44,7 +44,7 @@ from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from rankcore import _core
-from rankcore._backend import dispatch
+from rankcore._backend import dispatch, namespace
 from rankcore._validation import check_array, check_choice, check_random_state_seed
 
 __all__ = [
@@ -235,7 +235,22 @@ def random_projection(
         opts = _functional_options(a.shape, n_components, kind, density, eps, random_state)
         return _project(a, opts, dense_output=True)
 
-    return dispatch(X, name="random_projection", cpu=cpu, sparse=cpu)
+    def gpu(a: Any) -> Any:
+        from rankcore._gpu._arrays import check_array as check_device_array
+        from rankcore._gpu.projection import project
+
+        # Dense input, sparse families: the kernel rejects NaN/inf while it reads X.
+        in_kernel = kind != "gaussian" and not _is_device_sparse(a)
+        a = check_device_array(a, name="X", accept_sparse=True, ensure_finite=not in_kernel)
+        return project(a, _functional_options(a.shape, n_components, kind, density, eps, random_state))
+
+    return dispatch(X, name="random_projection", cpu=cpu, sparse=cpu, gpu=gpu)
+
+
+def _is_device_sparse(X: Any) -> bool:
+    from rankcore._gpu._arrays import is_sparse
+
+    return is_sparse(X)
 
 
 def _functional_options(shape, n_components, kind, density, eps, random_state) -> dict:
@@ -290,12 +305,42 @@ class _BaseRandomProjection(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
 
     def _core_checks(self, X: Any) -> bool:
         """Whether the product itself rejects NaN/inf (dense input, sparse families)."""
-        return self._kind == "sparse" and not sp.issparse(X) and "_components_set" not in self.__dict__
+        dense = not (_is_device_sparse(X) if namespace(X) == "cupy" else sp.issparse(X))
+        return self._kind == "sparse" and dense and "_components_set" not in self.__dict__
+
+    def _validate(self, X: Any, *, reset: bool, ensure_all_finite: bool) -> Any:
+        """sklearn's ``validate_data`` for host input; for cupy input the same checks on the
+        device (fitted on one side, used on the other: a ``TypeError``)."""
+        on_device = namespace(X) == "cupy"
+        if not reset:
+            fitted_on_device = self.__dict__.get("_on_device", False)
+            if on_device != fitted_on_device:
+                where = "cupy (device)" if fitted_on_device else "host (NumPy/SciPy)"
+                got = "a cupy (device) array" if on_device else f"a host {type(X).__name__}"
+                raise TypeError(
+                    f"{type(self).__name__} was fitted on {where} data, but X is {got}; "
+                    "convert it explicitly (cupy.asarray / cupy.asnumpy)"
+                )
+        if not on_device:
+            return validate_data(self, X, accept_sparse=["csr", "csc"], reset=reset,
+                                 dtype=[np.float64, np.float32], ensure_all_finite=ensure_all_finite)
+        from rankcore._gpu._arrays import check_array as check_device_array
+
+        X = check_device_array(X, name="X", accept_sparse=True, ensure_finite=ensure_all_finite)
+        if reset:
+            self.n_features_in_ = X.shape[1]
+            self.__dict__.pop("feature_names_in_", None)
+        elif X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        return X
 
     def _fit(self, X: Any, *, ensure_all_finite: bool) -> Any:
         self._validate_params()
-        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32],
-                          ensure_all_finite=ensure_all_finite)
+        X = self._validate(X, reset=True, ensure_all_finite=ensure_all_finite)
+        self._on_device = namespace(X) == "cupy"
         n_samples, n_features = X.shape
         if self.n_components == "auto":
             self.n_components_ = _auto_components(n_samples, n_features, self.eps)
@@ -329,7 +374,14 @@ class _BaseRandomProjection(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
         cached = self.__dict__.get("_components_cache")
         if cached is None:
             dense = self._opts["density"] == 1.0
-            cached = _components(self._opts, self._fit_dtype, dense=dense)
+            if self.__dict__.get("_on_device", False):
+                import cupy
+
+                from rankcore._gpu.projection import components
+
+                cached = components(self._opts, self._fit_dtype, cupy, dense=dense)
+            else:
+                cached = _components(self._opts, self._fit_dtype, dense=dense)
             self._components_cache = cached
         return cached
 
@@ -346,8 +398,13 @@ class _BaseRandomProjection(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
     def _n_features_out(self) -> int:
         return self.n_components_
 
-    def _compute_inverse_components(self) -> np.ndarray:
+    def _compute_inverse_components(self) -> Any:
         components = self.components_
+        if namespace(components) == "cupy":
+            import cupy
+
+            dense = components.toarray() if _is_device_sparse(components) else components
+            return cupy.linalg.pinv(dense)
         if sp.issparse(components):
             components = components.toarray()
         return scipy.linalg.pinv(components, check_finite=False)
@@ -359,12 +416,18 @@ class _BaseRandomProjection(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
         """Project ``X``: ``X @ components_.T`` in the dtype of ``X`` (see the class for the
         output type)."""
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False, dtype=[np.float64, np.float32],
-                          ensure_all_finite=not self._core_checks(X))
+        X = self._validate(X, reset=False, ensure_all_finite=not self._core_checks(X))
         return self._apply(X)
 
     def _apply(self, X: Any) -> Any:
         dense_output = self._dense_output()
+        if namespace(X) == "cupy":
+            from rankcore._gpu.projection import project
+
+            if "_components_set" in self.__dict__:
+                Y = X @ self._components_set.T
+                return Y.toarray() if dense_output and hasattr(Y, "toarray") else Y
+            return project(X, self._opts, dense_output=dense_output)
         if "_components_set" in self.__dict__:
             return _align_sparse(safe_sparse_dot(X, self._components_set.T, dense_output=dense_output))
         return _align_sparse(_project(X, self._opts, dense_output=dense_output))
@@ -373,10 +436,16 @@ class _BaseRandomProjection(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
         """Map projections back: ``X @ pinv(components_).T`` (pseudo-inverse computed here
         unless ``compute_inverse_components``); dense even for sparse ``X``."""
         check_is_fitted(self)
+        inv = self.inverse_components_ if self.compute_inverse_components else self._compute_inverse_components()
+        if namespace(X) == "cupy" or namespace(inv) == "cupy":
+            from rankcore._gpu._arrays import check_array as check_device_array, check_same_device
+
+            check_same_device("inverse_transform", namespace(inv), ("X", X))
+            X = check_device_array(X, name="X", accept_sparse=True)
+            return X @ inv.T.astype(X.dtype)
         X = check_array(X, name="X", accept_sparse=True)
         if X.dtype != np.float32:
             X = X.astype(np.float64, copy=False)
-        inv = self.inverse_components_ if self.compute_inverse_components else self._compute_inverse_components()
         return _align_sparse(X @ inv.T)
 
     def __sklearn_tags__(self):  # noqa: D105

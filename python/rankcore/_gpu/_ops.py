@@ -62,7 +62,7 @@ class HostOps:
         ``ptr`` int64 of length ``outer + 1`` (outer = components or features)."""
         opts = {"kind": "sparse", "n_features": d, "n_components": k, "density": density,
                 "seed": seed, "stream": stream}
-        indptr, indices, data = _core.projection_components(opts, "float64", False)
+        data, indices, indptr = _core.projection_components(opts, "float64", False)
         R = sp.csr_matrix((data, indices, indptr), shape=(k, d))
         if not by_component:
             R = R.T.tocsr()
