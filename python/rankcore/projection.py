@@ -311,36 +311,17 @@ class _BaseRandomProjection(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
     def _validate(self, X: Any, *, reset: bool, ensure_all_finite: bool) -> Any:
         """sklearn's ``validate_data`` for host input; for cupy input the same checks on the
         device (fitted on one side, used on the other: a ``TypeError``)."""
-        on_device = namespace(X) == "cupy"
-        if not reset:
-            fitted_on_device = self.__dict__.get("_on_device", False)
-            if on_device != fitted_on_device:
-                where = "cupy (device)" if fitted_on_device else "host (NumPy/SciPy)"
-                got = "a cupy (device) array" if on_device else f"a host {type(X).__name__}"
-                raise TypeError(
-                    f"{type(self).__name__} was fitted on {where} data, but X is {got}; "
-                    "convert it explicitly (cupy.asarray / cupy.asnumpy)"
-                )
-        if not on_device:
-            return validate_data(self, X, accept_sparse=["csr", "csc"], reset=reset,
-                                 dtype=[np.float64, np.float32], ensure_all_finite=ensure_all_finite)
-        from rankcore._gpu._arrays import check_array as check_device_array
+        from rankcore._gpu._arrays import validate_estimator_data
 
-        X = check_device_array(X, name="X", accept_sparse=True, ensure_finite=ensure_all_finite)
-        if reset:
-            self.n_features_in_ = X.shape[1]
-            self.__dict__.pop("feature_names_in_", None)
-        elif X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        return X
+        on_device = validate_estimator_data(self, X, reset=reset, ensure_finite=ensure_all_finite)
+        if on_device is not None:
+            return on_device
+        return validate_data(self, X, accept_sparse=["csr", "csc"], reset=reset,
+                             dtype=[np.float64, np.float32], ensure_all_finite=ensure_all_finite)
 
     def _fit(self, X: Any, *, ensure_all_finite: bool) -> Any:
         self._validate_params()
         X = self._validate(X, reset=True, ensure_all_finite=ensure_all_finite)
-        self._on_device = namespace(X) == "cupy"
         n_samples, n_features = X.shape
         if self.n_components == "auto":
             self.n_components_ = _auto_components(n_samples, n_features, self.eps)

@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from rankcore import _core
 from rankcore._backend import dispatch, namespace
+from rankcore._gpu._arrays import array_module
 from rankcore._validation import (
     check_array,
     check_choice,
@@ -251,10 +252,35 @@ def _check_rank(n_components: Any, m: int, n: int) -> int:
     return int(n_components)
 
 
+def _dot(X: Any, B: Any) -> Any:
+    """``X @ B`` as a dense array, for host (dense or sparse) and device input alike."""
+    return safe_sparse_dot(X, B) if namespace(X) != "cupy" else X @ B
+
+
+def _column_variances(X: Any) -> Any:
+    """Population variance of each column (``ddof=0``), sparse input without densifying."""
+    if namespace(X) != "cupy":
+        return mean_variance_axis(X, axis=0)[1] if sp.issparse(X) else np.var(X, axis=0)
+    from rankcore._gpu._arrays import is_sparse
+
+    xp = array_module(X)
+    if not is_sparse(X):
+        return xp.var(X, axis=0)
+    mean = xp.asarray(X.mean(axis=0)).ravel()
+    return xp.asarray(X.multiply(X).mean(axis=0)).ravel() - mean * mean
+
+
 class _BaseRandomizedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Shared validation and sklearn plumbing of the two estimators."""
 
     def _validate(self, X: Any, *, reset: bool) -> Any:
+        """sklearn's ``validate_data`` on host input; the same checks on the device for cupy
+        input (dense or ``cupyx.scipy.sparse``), whose fitted attributes then stay there."""
+        from rankcore._gpu._arrays import validate_estimator_data
+
+        on_device = validate_estimator_data(self, X, reset=reset)
+        if on_device is not None:
+            return on_device
         return validate_data(
             self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=reset
         )
@@ -262,6 +288,16 @@ class _BaseRandomizedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     @property
     def _n_features_out(self) -> int:
         return self.components_.shape[0]
+
+    def _check_projections(self, X: Any) -> Any:
+        """Validate projections given to ``inverse_transform`` where the model lives."""
+        if self.__dict__.get("_on_device", False) or namespace(X) == "cupy":
+            from rankcore._gpu._arrays import check_array as check_device_array, check_same_device
+
+            check_same_device(f"{type(self).__name__}.inverse_transform",
+                              "cupy" if self.__dict__.get("_on_device", False) else "numpy", ("X", X))
+            return check_device_array(X, name="X")
+        return check_array(X, name="X")
 
     def __sklearn_tags__(self):  # noqa: D105
         tags = super().__sklearn_tags__()
@@ -351,30 +387,27 @@ class RandomizedSVD(_BaseRandomizedSVD):
             random_state=self.random_state,
             tol=self.tol if self.n_components is None else None,
         )
-        _, Vt = svd_flip(res.U, res.Vt, u_based_decision=False)
+        _, Vt = _svd_flip(res.U, res.Vt, u_based_decision=False)
         self.components_ = Vt
         self.singular_values_ = res.S
         self.n_components_ = Vt.shape[0]
         self.n_iter_ = res.n_iter
-        X_new = safe_sparse_dot(X, Vt.T)
-        self.explained_variance_ = np.var(X_new, axis=0)
-        if sp.issparse(X):
-            full_var = mean_variance_axis(X, axis=0)[1].sum()
-        else:
-            full_var = np.var(X, axis=0).sum()
-        self.explained_variance_ratio_ = self.explained_variance_ / full_var
+        X_new = _dot(X, Vt.T)
+        xp = array_module(X_new)
+        self.explained_variance_ = xp.var(X_new, axis=0)
+        self.explained_variance_ratio_ = self.explained_variance_ / _column_variances(X).sum()
         return X_new
 
     def transform(self, X: Any) -> np.ndarray:
         """Project ``X`` on the components: ``X @ components_.T``."""
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        return safe_sparse_dot(X, self.components_.T)
+        return _dot(X, self.components_.T)
 
     def inverse_transform(self, X: Any) -> np.ndarray:
         """Map projections back to feature space: ``X @ components_``."""
         check_is_fitted(self)
-        X = check_array(X, name="X")
+        X = self._check_projections(X)
         return X @ self.components_
 
 
@@ -462,14 +495,14 @@ class RandomizedPCA(_BaseRandomizedSVD):
             tol=tol,
             center=True,
         )
-        U, Vt = svd_flip(res.U, res.Vt, u_based_decision=False)
+        U, Vt = _svd_flip(res.U, res.Vt, u_based_decision=False)
         dof = max(m - 1, 1)
         self.mean_ = res.mean
         self.components_ = Vt
         self.singular_values_ = res.S
         self.n_components_, self.n_samples_, self.n_iter_ = Vt.shape[0], m, res.n_iter
         self.explained_variance_ = res.S**2 / dof
-        total_var = self._total_variance(X, dof)
+        total_var = float(_column_variances(X).sum()) * m / dof
         self.explained_variance_ratio_ = self.explained_variance_ / total_var
         rest = min(m, n) - self.n_components_
         leftover = total_var - self.explained_variance_.sum()
@@ -478,29 +511,25 @@ class RandomizedPCA(_BaseRandomizedSVD):
         X_new = U * (np.sqrt(dof) if self.whiten else res.S)
         return X_new.astype(X.dtype, copy=False)
 
-    def _total_variance(self, X: Any, dof: int) -> float:
-        if sp.issparse(X):
-            return float(mean_variance_axis(X, axis=0)[1].sum() * X.shape[0] / dof)
-        return float(np.var(X, axis=0, ddof=0).sum() * X.shape[0] / dof)
-
     def transform(self, X: Any) -> np.ndarray:
         """Project centred ``X`` on the components (scaled to unit variance if whiten)."""
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        X_new = safe_sparse_dot(X, self.components_.T) - self.mean_ @ self.components_.T
+        X_new = _dot(X, self.components_.T) - self.mean_ @ self.components_.T
         if self.whiten:
             X_new /= self._whitening_scale()
         return X_new
 
     def _whitening_scale(self) -> np.ndarray:
         # Clipped at eps as sklearn does, so rank-deficient data give finite projections.
-        scale = np.sqrt(self.explained_variance_)
-        return np.maximum(scale, np.finfo(scale.dtype).eps)
+        xp = array_module(self.explained_variance_)
+        scale = xp.sqrt(self.explained_variance_)
+        return xp.maximum(scale, np.finfo(scale.dtype).eps)
 
     def inverse_transform(self, X: Any) -> np.ndarray:
         """Map projections back to feature space (undoing whitening), adding the mean."""
         check_is_fitted(self)
-        X = check_array(X, name="X")
+        X = self._check_projections(X)
         if self.whiten:
             X = X * self._whitening_scale()
         return X @ self.components_ + self.mean_

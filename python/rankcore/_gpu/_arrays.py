@@ -167,3 +167,41 @@ class _Linalg:
 def linalg(xp: Any) -> _Linalg:
     """The factorizations for namespace `xp` (numpy: SciPy; cupy: cuSOLVER through cupyx)."""
     return _Linalg(xp)
+
+
+def validate_estimator_data(estimator: Any, X: Any, *, reset: bool, ensure_finite: bool = True) -> Any:
+    """The device-side counterpart of sklearn's ``validate_data`` for a cupy `X`.
+
+    ``reset=True`` (fit) records ``n_features_in_`` and that the estimator lives on the
+    device (``_on_device``); ``reset=False`` checks the feature count and refuses data from
+    the other side of the bus with a ``TypeError`` naming both (also for host `X` given to
+    an estimator fitted on the device: call it with any `X`). Returns the validated `X`,
+    or None for host `X` on a host-fitted estimator (the caller validates it as usual).
+    """
+    on_device = namespace(X) == "cupy"
+    name = type(estimator).__name__
+    if not reset:
+        fitted_on_device = estimator.__dict__.get("_on_device", False)
+        if on_device != fitted_on_device:
+            where = "cupy (device)" if fitted_on_device else "host (NumPy/SciPy)"
+            got = "a cupy (device) array" if on_device else f"a host {type(X).__name__}"
+            raise TypeError(
+                f"{name} was fitted on {where} data, but X is {got}; convert it explicitly "
+                "(cupy.asarray / cupy.asnumpy): rankcore never moves data between host and "
+                "device behind your back"
+            )
+    if not on_device:
+        if reset:
+            estimator.__dict__.pop("_on_device", None)
+        return None
+    X = check_array(X, name="X", accept_sparse=True, ensure_finite=ensure_finite)
+    if reset:
+        estimator.n_features_in_ = X.shape[1]
+        estimator.__dict__.pop("feature_names_in_", None)
+        estimator._on_device = True
+    elif X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {name} is expecting {estimator.n_features_in_} "
+            "features as input."
+        )
+    return X

@@ -89,32 +89,38 @@ def column_means(A: Any) -> Any:
 def orthonormalize(Y: Any) -> Any:
     """An orthonormal basis ``Q`` of the columns of the tall `Y` (``Y = Q R``), at GEMM speed.
 
-    Shifted CholeskyQR3 (Fukaya, Kannan, Nakatsukasa, Yamamoto & Yanagisawa 2020): a first
+    Shifted CholeskyQR (Fukaya, Kannan, Nakatsukasa, Yamamoto & Yanagisawa 2020): a first
     Cholesky step on the Gram matrix shifted by ``11 (m l + l (l + 1)) u ‖Y‖²_F`` brings any
-    full-rank ``Y`` with ``cond(Y) < 1/u`` to a condition number near ``u^{-1/2}``; two
-    plain CholeskyQR steps then make it orthonormal to working precision. Each step costs
-    one Gram matrix (SYRK-like GEMM) and one triangular solve. Where a Gram matrix is not
-    numerically positive definite (rank-deficient ``Y``, zero columns), it falls back to
-    Householder QR (cuSOLVER ``geqrf``), as the CPU path always uses.
+    full-rank ``Y`` with ``cond(Y) < 1/u`` to ``Q₁`` with ``cond(Q₁) ≲ u^{-1/2}``; plain
+    CholeskyQR steps then make it orthonormal to working precision. One more step suffices
+    when ``‖Q₁ᵀQ₁ - I‖_F ≤ 1/2`` (CholeskyQR's error is ``O(u · cond²)``, and
+    ``cond(Q₁)² ≤ 3`` then): two steps in all for well-conditioned blocks (CholeskyQR2's
+    cost), three otherwise. Each step costs one Gram matrix (GEMM) and one triangular solve.
+    Where a Gram matrix is not numerically positive definite (rank-deficient ``Y``, zero
+    columns), it falls back to Householder QR (cuSOLVER ``geqrf``), as the CPU path always
+    uses.
     """
     xp = array_module(Y)
     la = linalg(xp)
     m, l = Y.shape
     if l == 0 or m < l:
         return la.qr(Y)
-    eps = float(np.finfo(Y.dtype).eps)
-    Q = Y
-    for step in range(3):
+    eye = xp.eye(l, dtype=Y.dtype)
+    G = Y.T @ Y
+    shift = 11.0 * (m * l + l * (l + 1)) * float(np.finfo(Y.dtype).eps) * float(xp.trace(G))
+    L = la.cholesky_lower(G + shift * eye)
+    if L is None:
+        return la.qr(Y)
+    Q = xp.ascontiguousarray(la.solve_lower(L, Y.T).T)
+    for step in (1, 2):
         G = Q.T @ Q
-        if step == 0:
-            shift = 11.0 * (m * l + l * (l + 1)) * eps * float(xp.trace(G))
-            G = G + shift * xp.eye(l, dtype=G.dtype)
-        elif float(xp.abs(G - xp.eye(l, dtype=G.dtype)).max()) > 0.5:
-            return la.qr(Y)  # the shifted step could not condition Y: rank-deficient
-        L = la.cholesky_lower(G)
+        close = float(xp.linalg.norm(G - eye)) <= 0.5  # False for NaN too
+        L = la.cholesky_lower(G) if close or step == 1 else None
         if L is None:
-            return la.qr(Y)
+            return la.qr(Y)  # the shifted step could not condition Y: rank-deficient
         Q = xp.ascontiguousarray(la.solve_lower(L, Q.T).T)
+        if close:
+            break
     return Q
 
 
