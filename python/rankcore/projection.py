@@ -18,6 +18,9 @@ Differences from scikit-learn
 - The random matrix differs (another generator), its distribution is the same.
 - ``transform`` returns the input's dtype (float32 in, float32 out) even when it differs
   from the dtype seen in ``fit``; sklearn promotes to the fit dtype in that case.
+- On cupy input (dense or ``cupyx.scipy.sparse``) the estimators compute on the GPU and
+  keep ``components_`` there (cupy/cupyx); an estimator fitted on one side refuses input
+  from the other with a ``TypeError``.
 - ``components_`` is computed on first access (and cached; not pickled). Assigning to it
   is allowed, as with sklearn: ``transform`` then multiplies by the assigned matrix.
 - ``SparseRandomProjection(dense_output=False).transform`` of sparse input returns a
@@ -197,9 +200,12 @@ def random_projection(
 
     Parameters
     ----------
-    X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
+    X : array-like, scipy.sparse, cupy array or cupyx.scipy.sparse matrix of shape (n_samples, n_features)
         float32 or float64 (kept; other real dtypes become float64), any order or strides
-        without a copy; CSR/CSC without densifying.
+        without a copy; CSR/CSC without densifying. cupy input is projected on its GPU
+        (fused kernels for the sparse families, bit-identical to the CPU result; the
+        Gaussian matrix generated there blockwise and multiplied by cuBLAS) and gives a
+        cupy array. Dask arrays raise ``NotImplementedError`` (not yet).
     n_components : int or "auto"
         Target dimension ``k``; "auto" is :func:`johnson_lindenstrauss_min_dim`
         ``(n_samples, eps)`` (an error if it exceeds ``n_features``).
@@ -218,7 +224,7 @@ def random_projection(
 
     Returns
     -------
-    ndarray of shape (n_samples, k), the dtype of ``X``.
+    ndarray of shape (n_samples, k), the dtype of ``X`` (cupy for cupy input).
 
     Examples
     --------

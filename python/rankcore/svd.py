@@ -69,9 +69,12 @@ def randomized_svd(
 
     Parameters
     ----------
-    A : array-like or scipy.sparse matrix of shape (m, n)
+    A : array-like, scipy.sparse matrix, cupy array or cupyx.scipy.sparse matrix of shape (m, n)
         float32 or float64 (kept; other real dtypes become float64), C or Fortran order or
-        any strides without a copy; CSR or CSC without densifying.
+        any strides without a copy; CSR or CSC without densifying. cupy input runs on its
+        GPU (cuBLAS/cuSPARSE products, CholeskyQR, cuSOLVER for the small SVD) and returns
+        cupy arrays; the same seed gives the same test matrix as on the CPU, so answers
+        agree to rounding. Dask arrays raise ``NotImplementedError`` (not yet).
     n_components : int or None
         Rank ``k`` of the result, ``1 <= k <= min(m, n)``. ``None`` (with ``tol``) lets the
         fixed-accuracy mode choose it.
@@ -110,6 +113,7 @@ def randomized_svd(
     S : ndarray of shape (k,)
         Non-increasing.
     Vt : ndarray of shape (k, n)
+        cupy arrays for cupy input.
 
     References
     ----------
@@ -320,6 +324,10 @@ class RandomizedSVD(_BaseRandomizedSVD):
     ``tol`` (stored in ``n_components_``); with an integer ``n_components``, ``tol`` is ignored
     as in sklearn's randomized solver, so ``tol=0.0`` is a no-op.
 
+    GPU: fitted on a cupy array (dense or ``cupyx.scipy.sparse``), it computes on that
+    device and keeps its fitted arrays there (cupy); ``transform`` then takes cupy input
+    and returns cupy, and host input is a ``TypeError`` (and vice versa).
+
     Parameters
     ----------
     n_components : int or None, default=2
@@ -415,7 +423,11 @@ class RandomizedPCA(_BaseRandomizedSVD):
     """PCA by randomized SVD: the role of ``PCA(svd_solver="randomized")``.
 
     The data are centred implicitly, so sparse input stays sparse (sklearn's PCA densifies
-    or refuses it). Parameters mean what they mean in sklearn's ``PCA``:
+    or refuses it). Parameters mean what they mean in sklearn's ``PCA``.
+
+    GPU: fitted on a cupy array (dense or ``cupyx.scipy.sparse``), it computes on that
+    device and keeps its fitted arrays there (cupy); ``transform`` then takes cupy input
+    and returns cupy, and host input is a ``TypeError`` (and vice versa).
 
     Parameters
     ----------
