@@ -58,6 +58,7 @@ random_state=seed).fit(np.empty((1, n))).components_.T``).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from rankcore import _core
+from rankcore._backend import namespace
+from rankcore._gpu._arrays import array_module, check_same_device
 from rankcore._validation import (
     check_array,
     check_choice,
@@ -84,20 +87,22 @@ _DEFAULTS = {
 }
 
 
-def _standardize(U: np.ndarray, block: int = 65536) -> np.ndarray:
+def _standardize(U: Any, block: int = 65536) -> Any:
     """Columns to zero mean and unit variance in place (``sklearn.preprocessing.scale``;
     zero-variance columns are only centred), with the statistics summed in float64 over
-    row blocks so float32 results need no float64 copy."""
+    row blocks so float32 results need no float64 copy. Written against the array's
+    namespace: the device path (:mod:`rankcore._gpu.fastrp`) uses it on cupy arrays."""
+    xp = array_module(U)
     n = U.shape[0]
-    s1 = np.zeros(U.shape[1])
+    s1 = xp.zeros(U.shape[1])
     for i in range(0, n, block):
-        s1 += U[i:i + block].sum(axis=0, dtype=np.float64)
+        s1 += U[i:i + block].sum(axis=0, dtype=xp.float64)
     mean = s1 / n
-    s2 = np.zeros(U.shape[1])
+    s2 = xp.zeros(U.shape[1])
     for i in range(0, n, block):
         c = U[i:i + block] - mean
-        s2 += np.einsum("ij,ij->j", c, c)
-    sd = np.sqrt(s2 / n)
+        s2 += xp.einsum("ij,ij->j", c, c)
+    sd = xp.sqrt(s2 / n)
     sd[sd == 0] = 1.0
     for i in range(0, n, block):
         U[i:i + block] = (U[i:i + block] - mean) / sd
@@ -228,6 +233,94 @@ def _real(value: Any, name: str) -> float:
     return float(value)
 
 
+def _check_dtype(dtype: Any) -> np.dtype | None:
+    """The ``dtype`` keyword: None, float32 or float64."""
+    if dtype is None:
+        return None
+    return np.dtype(check_choice(np.dtype(dtype).name, "dtype", ("float32", "float64")))
+
+
+def _options(
+    A: Any,
+    features: Any,
+    check_features: Callable[[Any], Any],
+    *,
+    variant: str,
+    n_components: int = 128,
+    iteration_weights: Any = None,
+    normalization_strength: float | None = None,
+    self_influence: float = 0.0,
+    feature_ratio: float = 0.0,
+    normalize: bool | None = None,
+    transition: bool | None = None,
+    standardize: bool | None = None,
+    density: float | str | None = None,
+    random_state: Any = None,
+) -> tuple[Any, dict, bool]:
+    """Resolve the public keywords against the variant's defaults, for both paths.
+
+    Parameters
+    ----------
+    A : CSR matrix of shape (n, n)
+        The canonical adjacency (scipy.sparse on the host, cupyx.scipy.sparse on the
+        device); only its shape is read.
+    features : array-like of shape (n, f) or None
+        The ``features`` keyword as given.
+    check_features : callable
+        Validates `features` where they live and returns them in ``A.dtype``.
+    variant, n_components, ... : see :func:`fastrp` (same defaults)
+        ``variant`` must already be checked.
+
+    Returns
+    -------
+    F : array of shape (n, f) or None
+        The validated features.
+    opts : dict
+        The options of ``_core.fastrp_embed`` (and of :func:`rankcore._gpu.fastrp.embed`):
+        ``variant``, ``n_components``, ``iteration_weights`` (list of float),
+        ``normalization_strength``, ``self_influence``, ``property_dim`` (the feature
+        columns ``p``), ``density``, ``transition``, ``normalize`` and ``seed`` (int).
+    standardize : bool
+        Whether the columns of the result are standardised (:func:`_standardize`).
+    """
+    d = _DEFAULTS[variant]
+    n = A.shape[0]
+    k = check_positive_int(n_components, "n_components", maximum=2**31 - 1)
+    ratio = check_nonneg_float(feature_ratio, "feature_ratio", maximum=1.0)
+    density = d["density"] if density is None else density
+    if isinstance(density, str):
+        check_choice(density, "density", ("auto",))
+        dens = float(1 / np.sqrt(n))
+    else:
+        dens = check_nonneg_float(density, "density", maximum=1.0, strict=True)
+    F, pdim = None, 0
+    if features is None and ratio > 0:
+        raise ValueError(
+            f"feature_ratio={ratio} > 0 requires features (the node features to project; as "
+            "GDS's propertyRatio requires featureProperties); pass features or feature_ratio=0"
+        )
+    if features is not None:
+        F = check_features(features)
+        if F.shape[0] != n:
+            raise ValueError(f"features must have one row per node ({n}), got shape {F.shape}")
+        pdim = int(k * ratio)
+        if pdim == 0:
+            raise ValueError(f"features are used only with feature_ratio > 0 and int(n_components * feature_ratio) >= 1; got feature_ratio={ratio}")
+    opts = {
+        "variant": variant,
+        "n_components": k,
+        "iteration_weights": list(_weights(d["iteration_weights"] if iteration_weights is None else iteration_weights)),
+        "normalization_strength": _real(d["normalization_strength"] if normalization_strength is None else normalization_strength, "normalization_strength"),
+        "self_influence": _real(self_influence, "self_influence"),
+        "property_dim": pdim,
+        "density": dens,
+        "transition": _bool(d["transition"] if transition is None else transition, "transition"),
+        "normalize": _bool(d["normalize"] if normalize is None else normalize, "normalize"),
+        "seed": check_random_state_seed(random_state),
+    }
+    return F, opts, _bool(d["standardize"] if standardize is None else standardize, "standardize")
+
+
 def fastrp(
     graph: Any,
     n_components: int = 128,
@@ -308,51 +401,33 @@ def fastrp(
     >>> fastrp(A + A.T, 16, random_state=0).shape
     (100, 16)
     """
-    check_choice(variant, "variant", ("paper", "gds"))
-    d = _DEFAULTS[variant]
-    if dtype is not None:
-        dtype = np.dtype(check_choice(np.dtype(dtype).name, "dtype", ("float32", "float64")))
-    A, _ = _adjacency(graph, n_nodes=n_nodes, directed=directed, dtype=dtype)
-    n = A.shape[0]
-    k = check_positive_int(n_components, "n_components", maximum=2**31 - 1)
-    ratio = check_nonneg_float(feature_ratio, "feature_ratio", maximum=1.0)
-    density = d["density"] if density is None else density
-    if isinstance(density, str):
-        check_choice(density, "density", ("auto",))
-        dens = float(1 / np.sqrt(n))
-    else:
-        dens = check_nonneg_float(density, "density", maximum=1.0, strict=True)
-    F, pdim = None, 0
-    if features is None and ratio > 0:
-        raise ValueError(
-            f"feature_ratio={ratio} > 0 requires features (the node features to project; as "
-            "GDS's propertyRatio requires featureProperties); pass features or feature_ratio=0"
+    params = dict(
+        variant=variant, n_components=n_components, iteration_weights=iteration_weights,
+        normalization_strength=normalization_strength, self_influence=self_influence,
+        feature_ratio=feature_ratio, normalize=normalize, transition=transition,
+        standardize=standardize, density=density, random_state=random_state,
+    )
+    if namespace(graph) == "cupy":
+        from rankcore._gpu.fastrp import fastrp as device_fastrp
+
+        return device_fastrp(graph, features=features, directed=directed, n_nodes=n_nodes, dtype=dtype, **params)
+    if isinstance(graph, (tuple, list)) and any(namespace(a) == "cupy" for a in graph[:3]):
+        raise NotImplementedError(
+            "fastrp: edge lists of cupy arrays are not supported; pass the graph as a "
+            "cupyx.scipy.sparse.coo_matrix((weight, (src, dst)), shape=(n, n)) to stay on the device"
         )
-    if features is not None:
-        F = check_array(features, name="features", dtype_policy=A.dtype.name)
-        if F.shape[0] != n:
-            raise ValueError(f"features must have one row per node ({n}), got shape {F.shape}")
-        pdim = int(k * ratio)
-        if pdim == 0:
-            raise ValueError(f"features are used only with feature_ratio > 0 and int(n_components * feature_ratio) >= 1; got feature_ratio={ratio}")
-        if not (F.flags.aligned and F.dtype.isnative):
-            F = np.array(F, dtype=F.dtype.newbyteorder("="), order="K")
-    opts = {
-        "variant": variant,
-        "n_components": k,
-        "iteration_weights": list(_weights(d["iteration_weights"] if iteration_weights is None else iteration_weights)),
-        "normalization_strength": _real(d["normalization_strength"] if normalization_strength is None else normalization_strength, "normalization_strength"),
-        "self_influence": _real(self_influence, "self_influence"),
-        "property_dim": pdim,
-        "density": dens,
-        "transition": _bool(d["transition"] if transition is None else transition, "transition"),
-        "normalize": _bool(d["normalize"] if normalize is None else normalize, "normalize"),
-        "seed": check_random_state_seed(random_state),
-    }
-    std = _bool(d["standardize"] if standardize is None else standardize, "standardize")
+    check_same_device("fastrp", "numpy", ("features", features))
+    check_choice(variant, "variant", ("paper", "gds"))
+    dtype = _check_dtype(dtype)
+    A, _ = _adjacency(graph, n_nodes=n_nodes, directed=directed, dtype=dtype)
+    F, opts, std = _options(
+        A, features, lambda f: check_array(f, name="features", dtype_policy=A.dtype.name), **params
+    )
+    if F is not None and not (F.flags.aligned and F.dtype.isnative):
+        F = np.array(F, dtype=F.dtype.newbyteorder("="), order="K")
     index = np.int64 if max(A.indptr.dtype.itemsize, A.indices.dtype.itemsize) > 4 else np.int32
     U = _core.fastrp_embed(
-        n,
+        A.shape[0],
         np.ascontiguousarray(A.indptr, dtype=index),
         np.ascontiguousarray(A.indices, dtype=index),
         np.ascontiguousarray(A.data),

@@ -143,10 +143,17 @@ class _Linalg:
         """Lower Cholesky factor of `G`, or None when `G` is not numerically positive definite."""
         xp = self.xp
         try:
-            L = xp.linalg.cholesky(G)
+            if xp is np:
+                L = np.linalg.cholesky(G)
+            else:
+                import cupyx
+
+                # cupy ignores cuSOLVER's status by default (a failed potrf returns a partial
+                # factor that may look finite); 'raise' reads it back (one integer).
+                with cupyx.errstate(linalg="raise"):
+                    L = xp.linalg.cholesky(G)
         except np.linalg.LinAlgError:
             return None
-        # cupy reports failure as NaNs (errors are ignored by default) rather than raising.
         return L if bool(xp.isfinite(L).all()) else None
 
     def solve_lower(self, L: Any, B: Any) -> Any:

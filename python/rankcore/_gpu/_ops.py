@@ -136,7 +136,7 @@ class DeviceOps:
         counts = cp.empty(total, dtype=cp.int32)
         f((_grid(total),), (_THREADS,), args + (counts, np.uint64(0), np.uint64(0)))
         offsets = cp.zeros(total + 1, dtype=cp.int64)
-        cp.cumsum(counts, out=offsets[1:])
+        offsets[1:] = cp.cumsum(counts, dtype=cp.int64)
         nnz = int(offsets[-1])
         if nnz >= 2**31:
             raise ValueError(f"the projection matrix has {nnz} non-zeros; at most 2^31 - 1 are supported")
