@@ -344,9 +344,12 @@ def fastrp(
 
     Parameters
     ----------
-    graph : scipy.sparse matrix (n, n), edge list ``(src, dst[, weight])`` or networkx graph
+    graph : scipy.sparse or cupyx.scipy.sparse matrix (n, n), edge list ``(src, dst[, weight])`` or networkx graph
         ``A[v, u]`` is the weight of the edge ``v -> u``. Rows follow the node order
-        (``list(G.nodes)`` for networkx).
+        (``list(G.nodes)`` for networkx). A ``cupyx.scipy.sparse`` matrix (any format)
+        runs on its GPU (:mod:`rankcore._gpu.fastrp`: cuSPARSE products, the same random
+        matrices, results equal to the CPU path's up to rounding) and gives a cupy array;
+        edge lists and networkx graphs run on the CPU.
     n_components : int, default=128
         Embedding dimension ``k`` (GDS: embeddingDimension).
     variant : {"paper", "gds"}, default="paper"
@@ -360,7 +363,8 @@ def fastrp(
     self_influence : float, default=0.0
         ``w0``, weight of the (normalised, for gds) initial vectors.
     features : array-like of shape (n, f), optional
-        Node features, projected into ``int(n_components * feature_ratio)`` columns.
+        Node features, projected into ``int(n_components * feature_ratio)`` columns. On
+        the same side as ``graph`` (cupy for a device graph; a ``TypeError`` otherwise).
     feature_ratio : float in [0, 1], default=0.0
         Share of the columns given to the features (GDS: propertyRatio), for either
         variant; must be positive when ``features`` is given and zero when it is not (a
@@ -387,6 +391,7 @@ def fastrp(
     Returns
     -------
     ndarray of shape (n, n_components)
+        A cupy array for a device graph; dtype float32 or float64 (see ``dtype``).
 
     References
     ----------
@@ -449,6 +454,7 @@ class FastRP(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     embedding_ : ndarray of shape (n_nodes, n_components)
+        A cupy array (left on the device) when fitted on a ``cupyx.scipy.sparse`` graph.
     nodes_ : list or None
         Node labels in row order, for networkx input.
     n_components_ : int
