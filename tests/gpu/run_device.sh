@@ -212,7 +212,7 @@ step install install_wheel > "$OUT/install.log" 2>&1
 # 3. device tests, against the installed package
 # ---------------------------------------------------------------------------------------
 if [ "$TESTS" = 1 ]; then
-  T=$(( $(left) - 150 )); [ $T -gt 300 ] && T=300
+  T=$(( $(left) - 150 )); P_MAX="${RANKCORE_PYTEST_MAX_S:-300}"; [ $T -gt $P_MAX ] && T=$P_MAX
   if [ $T -lt 30 ]; then
     skip pytest "time budget"
   else
