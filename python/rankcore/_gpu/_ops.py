@@ -93,12 +93,18 @@ def _grid(total: int) -> int:
 
 
 class DeviceOps:
-    """The CUDA kernels (``python/rankcore/cuda``) on the current device."""
+    """The CUDA kernels (``python/rankcore/cuda``) on the current device.
 
-    def __init__(self) -> None:
-        import cupy
+    `xp` and `function` default to cupy and :func:`rankcore._gpu._kernels.function`;
+    ``tests/test_cuda_emulated.py`` passes NumPy and the same kernels compiled for the host
+    (``tests/cuda_emulator``), so CI runs these launches, and the kernels, without a GPU.
+    """
 
-        self.xp = cupy
+    def __init__(self, xp: Any = None, function: Any = None) -> None:
+        if xp is None:
+            import cupy as xp
+        self.xp = xp
+        self._function = function or _kernels.function
 
     def normal(self, nrows: int, ncols: int, row0: int, col0: int, seed: int, stream: int,
                dtype: Any, scale: float = 1.0) -> Any:
@@ -107,7 +113,7 @@ class DeviceOps:
         out = cp.empty((nrows, ncols), dtype=dtype)
         if out.size:
             nq = (row0 + nrows - 1) // 2 - row0 // 2 + 1
-            f = _kernels.function("random", f"rk_fill_normal<{'float' if dtype == np.float32 else 'double'}>")
+            f = self._function("random", f"rk_fill_normal<{'float' if dtype == np.float32 else 'double'}>")
             f((_grid(nq * ncols),), (_THREADS,),
               (out, np.uint64(nrows), np.uint32(ncols), np.uint64(row0), np.uint32(col0),
                np.uint64(seed), np.uint32(stream), dtype.type(scale)))
@@ -117,7 +123,7 @@ class DeviceOps:
         cp = self.xp
         out = cp.empty((nrows, ncols), dtype=cp.uint32)
         if out.size:
-            f = _kernels.function("random", "rk_fill_words")
+            f = self._function("random", "rk_fill_words")
             f((_grid(out.size),), (_THREADS,),
               (out, np.uint64(nrows), np.uint32(ncols), np.uint64(row0), np.uint32(col0),
                np.uint64(seed), np.uint32(stream)))
@@ -130,7 +136,7 @@ class DeviceOps:
         chunk = _WORDS_CHUNK if by_component else max(n_inner, 1)
         nchunks = -(-n_inner // chunk)
         total = n_outer * nchunks
-        f = _kernels.function("random", "rk_sparse_lists")
+        f = self._function("random", "rk_sparse_lists")
         args = (np.uint64(seed), np.uint32(stream), np.uint64(threshold(density)), np.uint32(k),
                 np.uint64(d), np.bool_(by_component), np.uint64(chunk))
         counts = cp.empty(total, dtype=cp.int32)
@@ -153,7 +159,7 @@ class DeviceOps:
         threads = min(256, -(-k // 32) * 32)
         name = f"rk_project_dense<{'float' if X.dtype == np.float32 else 'double'}>"
         grid = (-(-k // threads), -(-n // 16))
-        _kernels.function("projection", name)(
+        self._function("projection", name)(
             grid, (threads,),
             (X, np.int64(n), np.int64(d), np.int64(X.strides[0] // item), np.int64(X.strides[1] // item),
              ptr, entries, np.int32(k), X.dtype.type(scale), Y, bad))
@@ -166,7 +172,7 @@ class DeviceOps:
         name = f"rk_project_csr<{'float' if X.dtype == np.float32 else 'double'}>"
         warps = 8
         grid = max(1, min(-(-n // warps), 65535 * 16))
-        _kernels.function("projection", name)(
+        self._function("projection", name)(
             (grid,), (32 * warps,),
             (X.indptr, X.indices, X.data, np.int64(n), ptr, entries, np.int32(k), X.dtype.type(scale), Y))
         return Y
