@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 import rankcore
 from rankcore._gpu import fastrp as gpu
+from test_fastrp import _cancelling_pair
 
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
 
@@ -153,16 +154,6 @@ def test_symmetric_input_is_unchanged_by_directed_false():
     A = graph(150, seed=6).tocsr()
     S = sp.csr_array(A.maximum(A.T))
     np.testing.assert_array_equal(gpu.fastrp(S, 8, random_state=0), gpu.fastrp(S, 8, directed=False, random_state=0))
-
-
-def _cancelling_pair(fmt):
-    """A 3-node graph whose edge 0 -> 1 is stored twice, with weights -1 and +1."""
-    data, row, col = np.array([-1.0, 1.0, 2.0]), np.array([0, 0, 1]), np.array([1, 1, 2])
-    if fmt == "coo":
-        return sp.coo_array((data, (row, col)), shape=(3, 3))
-    if fmt == "csr":  # non-canonical: duplicate column in row 0
-        return sp.csr_array((data, col, np.array([0, 2, 3, 3])), shape=(3, 3))
-    return sp.csc_array((data, row, np.array([0, 0, 2, 3])), shape=(3, 3))
 
 
 EYE = sp.csr_array(np.eye(4))

@@ -161,23 +161,11 @@ def _check_bool(value: Any, name: str) -> bool:
     return bool(value)
 
 
-def _randomized_svd(
-    A: Any,
-    n_components: int | None,
-    *,
-    n_oversamples: int = 10,
-    n_iter: int | str = "auto",
-    power_iteration_normalizer: str = "auto",
-    transpose: bool | str = "auto",
-    random_state: Any = None,
-    tol: float | None = None,
-    center: bool = False,
-) -> _SvdResult:
+def _randomized_svd(A: Any, n_components: int | None, **params: Any) -> _SvdResult:
     """The shared engine of the function and the estimators; ``A`` is already validated
-    (host: NumPy/SciPy, run by the Rust core; device: cupy, run by :mod:`rankcore._gpu.svd`)."""
-    opts = _svd_options(A.shape, n_components, n_oversamples=n_oversamples, n_iter=n_iter,
-                        power_iteration_normalizer=power_iteration_normalizer,
-                        transpose=transpose, random_state=random_state, tol=tol, center=center)
+    (host: NumPy/SciPy, run by the Rust core; device: cupy, run by :mod:`rankcore._gpu.svd`).
+    `params` are the keywords of :func:`_svd_options`."""
+    opts = _svd_options(A.shape, n_components, **params)
     if namespace(A) == "cupy":
         from rankcore._gpu.svd import rsvd
 
