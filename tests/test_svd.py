@@ -545,3 +545,13 @@ def test_drop_in_parameters_are_accepted():
     assert RandomizedPCA(tol=0.5).fit(X).n_components_ == 20  # tol is ARPACK's: no effect
     with pytest.raises(ValueError, match="algorithm"):
         RandomizedSVD(algorithm="arpack").fit(X)
+
+
+def test_svd_lapack_driver_is_accepted_and_checked():
+    A = np.random.default_rng(0).standard_normal((30, 10))
+    ref = randomized_svd(A, 3, random_state=0)
+    for driver in ("gesdd", "gesvd"):
+        out = randomized_svd(A, 3, random_state=0, svd_lapack_driver=driver)
+        np.testing.assert_array_equal(out[1], ref[1])
+    with pytest.raises(ValueError, match="svd_lapack_driver"):
+        randomized_svd(A, 3, svd_lapack_driver="gesvdx")

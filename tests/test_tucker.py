@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import zlib
 
 import numpy as np
 import pytest
@@ -19,6 +20,8 @@ from rankcore import (
     partial_tucker,
     tucker,
     tucker_to_tensor,
+    tucker_to_unfolded,
+    tucker_to_vec,
     unfold,
 )
 
@@ -486,3 +489,344 @@ def test_ctrl_c_interrupts_a_long_product_chain():
     finally:
         timer.cancel()
         signal.signal(signal.SIGINT, previous)
+
+
+# ---------------------------------------------------------------- TensorLy keyword semantics
+# multi_mode_dot(modes, skip, transpose), tucker_to_tensor(skip_factor, transpose_factors,
+# modes), tucker_to_unfolded(mode, ...), tucker_to_vec(...): every keyword combination against
+# TensorLy itself on random data. TensorLy counts `skip` in ascending order of `modes`.
+
+
+@pytest.fixture
+def tl():
+    return pytest.importorskip("tensorly")
+
+
+def _tl_multi_mode_dot():
+    from tensorly.tenalg import multi_mode_dot as tl_multi_mode_dot
+
+    return tl_multi_mode_dot
+
+
+def _seed(*args):
+    """A seed that depends on the test case only (str hashes change between runs)."""
+    return zlib.crc32(repr(args).encode())
+
+
+def _tol(dtype):
+    return 2e-5 if dtype == np.float32 else 1e-12
+
+
+def _assert_close(got, want, dtype):
+    want = np.asarray(want)
+    assert got.shape == want.shape
+    scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0
+    np.testing.assert_allclose(got, want, rtol=_tol(dtype), atol=_tol(dtype) * scale)
+
+
+def _random_entries(rng, shape, modes, vector_at, transpose, dtype):
+    """One matrix (or a vector at the positions in `vector_at`) per mode in `modes`."""
+    mats = []
+    for i, md in enumerate(modes):
+        n = shape[md]
+        if i in vector_at:
+            mats.append(rng.standard_normal(n).astype(dtype))
+        else:
+            j = int(rng.integers(1, 5))
+            mats.append(rng.standard_normal((n, j) if transpose else (j, n)).astype(dtype))
+    return mats
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("skip", [None, 0, 1, 2])
+@pytest.mark.parametrize("modes", [None, [0, 1, 3], [3, 0, 2], [-1, 1, 0]])
+@pytest.mark.parametrize("vectors", [(), (1,), (0, 2)])
+def test_multi_mode_dot_every_keyword_matches_tensorly(tl, modes, skip, transpose, vectors, dtype):
+    rng = np.random.default_rng(_seed(str(modes), skip, transpose, vectors))
+    shape = (3, 4, 5, 2)
+    t = rng.standard_normal(shape).astype(dtype)
+    norm_modes = [m % 4 for m in (modes or [0, 1, 2])]
+    mats = _random_entries(rng, shape, norm_modes, vectors, transpose, dtype)
+    before = [t.copy()] + [m.copy() for m in mats]
+    if modes is not None and modes[0] < 0 and vectors:
+        # TensorLy mis-shifts a negative mode after a vector has contracted an earlier one;
+        # give it the normalised modes and leave the skipped entry out by hand (its `skip`
+        # counts in ascending order of the modes as given)
+        order = sorted(range(3), key=lambda i: modes[i])
+        keep = [i for i in range(3) if skip is None or i != order[skip]]
+        want = _tl_multi_mode_dot()(
+            t, [mats[i] for i in keep], modes=[norm_modes[i] for i in keep], transpose=transpose
+        )
+    else:
+        want = _tl_multi_mode_dot()(t, mats, modes=modes, skip=skip, transpose=transpose)
+    got = multi_mode_dot(t, mats, modes=modes, skip=skip, transpose=transpose)
+    _assert_close(got, want, dtype)
+    assert got.dtype == dtype == want.dtype
+    for x, b in zip([t] + mats, before):
+        np.testing.assert_array_equal(x, b)
+    if skip is None and transpose is False and not vectors and modes is None:
+        # positional form gives the same
+        np.testing.assert_array_equal(multi_mode_dot(t, mats), got)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=5),
+    seed=st.integers(0, 2**32 - 1),
+    transpose=st.booleans(),
+    use_modes=st.booleans(),
+    use_skip=st.booleans(),
+    float32=st.booleans(),
+    fortran=st.booleans(),
+)
+def test_multi_mode_dot_property_matches_tensorly(
+    shape, seed, transpose, use_modes, use_skip, float32, fortran
+):
+    pytest.importorskip("tensorly")
+    rng = np.random.default_rng(seed)
+    dtype = np.float32 if float32 else np.float64
+    t = rng.standard_normal(shape).astype(dtype)
+    if fortran:
+        t = np.asfortranarray(t)
+    k = int(rng.integers(1, len(shape) + 1))
+    modes = [int(m) for m in rng.permutation(len(shape))[:k]] if use_modes else None
+    norm_modes = modes if use_modes else list(range(k))
+    vectors = {i for i in range(k) if rng.random() < 0.3}
+    mats = _random_entries(rng, shape, norm_modes, vectors, transpose, dtype)
+    skip = int(rng.integers(k)) if use_skip else None
+    want = _tl_multi_mode_dot()(t, mats, modes=modes, skip=skip, transpose=transpose)
+    got = multi_mode_dot(t, mats, modes=modes, skip=skip, transpose=transpose)
+    _assert_close(got, want, dtype)
+    assert got.dtype == dtype
+
+
+def test_mode_dot_vector_and_transpose_match_tensorly(tl):
+    from tensorly.tenalg import mode_dot as tl_mode_dot
+
+    t = RNG.standard_normal((3, 4, 5))
+    for mode in (0, 1, 2, -1):
+        n = t.shape[mode]
+        v = RNG.standard_normal(n)
+        m = RNG.standard_normal((n, 6))
+        _assert_close(mode_dot(t, v, mode), tl_mode_dot(t, v, mode), np.float64)
+        _assert_close(mode_dot(t, v, mode, transpose=True), tl_mode_dot(t, v, mode), np.float64)
+        _assert_close(
+            mode_dot(t, m, mode, transpose=True), tl_mode_dot(t, m, mode, transpose=True),
+            np.float64,
+        )
+    # contracting every mode with a vector leaves a 0-d array
+    vs = [RNG.standard_normal(s) for s in t.shape]
+    got = multi_mode_dot(t, vs)
+    assert got.shape == () == np.shape(_tl_multi_mode_dot()(t, vs))
+    np.testing.assert_allclose(got, _tl_multi_mode_dot()(t, vs), rtol=1e-12)
+
+
+def test_negative_modes_with_vectors_refer_to_the_input_modes():
+    """modes name the input's modes also after a vector has contracted an earlier one
+    (TensorLy gets this case wrong for negative modes; compare with the plain reference)."""
+    t = RNG.standard_normal((3, 4, 5))
+    v = RNG.standard_normal(3)
+    m = RNG.standard_normal((2, 5))
+    want = np.tensordot(ref_mode_dot(t, m, 2), v, axes=(0, 0))
+    np.testing.assert_allclose(multi_mode_dot(t, [v, m], modes=[0, -1]), want, rtol=1e-12)
+    np.testing.assert_allclose(multi_mode_dot(t, [m, v], modes=[-1, -3]), want, rtol=1e-12)
+
+
+def test_skip_counts_in_ascending_mode_order():
+    """TensorLy's `skip` is a position in the list sorted by mode, not the list index."""
+    t = RNG.standard_normal((3, 4, 5))
+    a, b = RNG.standard_normal((2, 5)), RNG.standard_normal((6, 3))
+    # modes [2, 0]: ascending order is (b, a); skip=0 leaves out b
+    np.testing.assert_allclose(
+        multi_mode_dot(t, [a, b], modes=[2, 0], skip=0), ref_mode_dot(t, a, 2), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        multi_mode_dot(t, [a, b], modes=[2, 0], skip=1), ref_mode_dot(t, b, 0), rtol=1e-12
+    )
+    # the skipped entry is never read, so it may be anything
+    np.testing.assert_allclose(
+        multi_mode_dot(t, [a, np.ones((7, 7))], modes=[2, 0], skip=0), ref_mode_dot(t, a, 2)
+    )
+
+
+def _tucker_pair(rng, shape, ranks, dtype, transpose):
+    """(core, factors) with factors I_k × r_k; for transpose_factors the 'core' is a full-size
+    tensor that the transposed factors project."""
+    factors = [rng.standard_normal((s, r)).astype(dtype) for s, r in zip(shape, ranks)]
+    core = rng.standard_normal(shape if transpose else ranks).astype(dtype)
+    return core, factors
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("skip_factor", [None, 0, 1, 2])
+@pytest.mark.parametrize(
+    "form,transpose_factors",
+    # TensorLy's TuckerTensor rejects the full-size core that transpose_factors multiplies
+    [("pair", False), ("pair", True), ("ours", False), ("ours", True), ("tensorly", False)],
+)
+def test_tucker_to_tensor_unfolded_vec_match_tensorly(
+    tl, form, skip_factor, transpose_factors, dtype
+):
+    rng = np.random.default_rng(_seed(form, skip_factor, transpose_factors))
+    core, factors = _tucker_pair(rng, (5, 4, 6), (2, 3, 2), dtype, transpose_factors)
+    before = [core.copy()] + [f.copy() for f in factors]
+    theirs_in = (core, factors)
+    if form == "pair":
+        ours_in = (core, factors)
+    elif form == "tensorly":
+        ours_in = theirs_in = tl.tucker_tensor.TuckerTensor((core, factors))
+    else:
+        ours_in = TuckerTensor(core, factors)
+    kw = dict(skip_factor=skip_factor, transpose_factors=transpose_factors)
+    want = tl.tucker_to_tensor(theirs_in, **kw)
+    got = tucker_to_tensor(ours_in, **kw)
+    _assert_close(got, want, dtype)
+    assert got.dtype == dtype
+    _assert_close(tucker_to_tensor(ours_in, **kw, modes=[0, 1, 2]), want, dtype)
+    for mode in range(3):
+        u = tucker_to_unfolded(ours_in, mode, **kw)
+        _assert_close(u, tl.tucker_to_unfolded(theirs_in, mode, **kw), dtype)
+        assert u.dtype == dtype
+    _assert_close(tucker_to_unfolded(ours_in, **kw), tl.tucker_to_unfolded(theirs_in, **kw), dtype)
+    v = tucker_to_vec(ours_in, **kw)
+    _assert_close(v, tl.tucker_to_vec(theirs_in, **kw), dtype)
+    assert v.ndim == 1 and v.dtype == dtype
+    for x, b in zip([core] + factors, before):
+        np.testing.assert_array_equal(x, b)
+
+
+@pytest.mark.parametrize("transpose_factors", [False, True])
+@pytest.mark.parametrize(
+    "modes,skip_factor",
+    [
+        (m, s)
+        for m in ([0, 2], [2, 0], [1], [2, 0, 1])
+        for s in (None, 0, 1)
+        if s is None or s < len(m)
+    ],
+)
+def test_tucker_to_tensor_modes_matches_tensorly(tl, modes, skip_factor, transpose_factors):
+    rng = np.random.default_rng(_seed(str(modes), skip_factor, transpose_factors))
+    shape, ranks = (5, 4, 6), (2, 3, 2)
+    factors = [rng.standard_normal((shape[m], ranks[m])) for m in modes]
+    core_shape = [
+        (shape[m] if transpose_factors else ranks[m]) if m in modes else shape[m]
+        for m in range(3)
+    ]
+    core = rng.standard_normal(core_shape)
+    kw = dict(skip_factor=skip_factor, transpose_factors=transpose_factors, modes=modes)
+    want = tl.tucker_to_tensor((core, factors), **kw)
+    _assert_close(tucker_to_tensor((core, factors), **kw), want, np.float64)
+    if not transpose_factors:
+        # a partial TuckerTensor carries its modes
+        tt = TuckerTensor(core, factors, modes)
+        kw.pop("modes")
+        _assert_close(tucker_to_tensor(tt, **kw), want, np.float64)
+        _assert_close(tucker_to_vec(tt, **kw), want.ravel(), np.float64)
+        _assert_close(tucker_to_unfolded(tt, 1, **kw), tl.unfold(want, 1), np.float64)
+
+
+def test_partial_tucker_result_round_trips_through_the_functions(tl):
+    t = RNG.standard_normal((7, 6, 5))
+    tt = tucker(t, (3, 2), modes=[2, 0])
+    want = tl.tucker_to_tensor((tt.core, tt.factors), modes=tt.modes)
+    _assert_close(tucker_to_tensor(tt), want, np.float64)
+    _assert_close(tt.to_tensor(), want, np.float64)
+    _assert_close(tucker_to_tensor((tt.core, tt.factors), modes=tt.modes), want, np.float64)
+    # projecting the data with the transposed factors gives the core
+    _assert_close(
+        tucker_to_tensor((t, tt.factors), transpose_factors=True, modes=tt.modes),
+        tt.core, np.float64,
+    )
+
+
+def test_tucker_functions_have_tensorlys_signatures(tl):
+    from tensorly.tenalg import mode_dot as tl_mode_dot
+
+    pairs = [
+        (tucker_to_tensor, tl.tucker_to_tensor),
+        (tucker_to_unfolded, tl.tucker_to_unfolded),
+        (tucker_to_vec, tl.tucker_to_vec),
+        (multi_mode_dot, _tl_multi_mode_dot()),
+        (mode_dot, tl_mode_dot),
+    ]
+    for ours, theirs in pairs:
+        a = [(p.name, p.default) for p in inspect.signature(ours).parameters.values()]
+        b = [(p.name, p.default) for p in inspect.signature(theirs).parameters.values()]
+        assert a == b, ours.__name__
+
+
+def test_multi_mode_dot_bad_keywords():
+    t = RNG.standard_normal((3, 4, 5))
+    ms = [RNG.standard_normal((2, 3)), RNG.standard_normal((2, 4))]
+    for bad in (2, 5, -1):
+        with pytest.raises(ValueError, match="skip"):
+            multi_mode_dot(t, ms, skip=bad)
+    for bad in (True, 1.0, "0"):
+        with pytest.raises(TypeError, match="skip"):
+            multi_mode_dot(t, ms, skip=bad)
+    with pytest.raises(ValueError, match="modes has 3 entries"):
+        multi_mode_dot(t, ms, modes=[0, 1, 2])
+    with pytest.raises(ValueError, match="modes has 1 entries"):
+        multi_mode_dot(t, ms, modes=[0])
+    with pytest.raises(ValueError, match="distinct"):
+        multi_mode_dot(t, [ms[0], ms[0]], modes=[0, 0])
+    with pytest.raises(ValueError, match="distinct"):
+        multi_mode_dot(t, [RNG.standard_normal((2, 5))] * 2, modes=[2, -1])
+    with pytest.raises(ValueError, match=r"modes\[1\]"):
+        multi_mode_dot(t, ms, modes=[0, 3])
+    with pytest.raises(TypeError, match="modes"):
+        multi_mode_dot(t, ms, modes=1)
+    with pytest.raises(TypeError, match=r"modes\[0\]"):
+        multi_mode_dot(t, ms, modes=[0.0, 1])
+    with pytest.raises(ValueError, match=r"matrix_or_vec_list\[1\].*chain"):
+        multi_mode_dot(t, ms, modes=[0, 2])
+    with pytest.raises(ValueError, match=r"matrix_or_vec_list\[0\].*rows"):
+        multi_mode_dot(t, ms, transpose=True)
+    with pytest.raises(ValueError, match=r"matrix_or_vec_list\[1\].*vector"):
+        multi_mode_dot(t, [ms[0], np.ones(3)])
+    with pytest.raises(ValueError, match=r"matrix_or_vec_list\[0\].*1-D"):
+        multi_mode_dot(t, [np.ones((2, 3, 1))])
+    with pytest.raises(ValueError, match="matrix_or_vec_list has 4 entries"):
+        multi_mode_dot(t, [np.ones((1, 3)), np.ones((1, 4)), np.ones((1, 5)), np.ones((1, 1))])
+    with pytest.raises(TypeError, match="matrix_or_vec_list"):
+        multi_mode_dot(t, 3)
+    with pytest.raises(ValueError, match="matrix_or_vector.*chain"):
+        mode_dot(t, np.ones((2, 5)), 1)
+    with pytest.raises(ValueError, match="mode must be in"):
+        mode_dot(t, np.ones((2, 5)), 3)
+    with pytest.raises(ValueError, match="Complex"):
+        multi_mode_dot(t, [ms[0].astype(complex)])
+
+
+def test_tucker_to_tensor_bad_input():
+    core = RNG.standard_normal((2, 3))
+    factors = [RNG.standard_normal((4, 2)), RNG.standard_normal((5, 3))]
+    for bad in (2, -1):
+        with pytest.raises(ValueError, match="skip_factor"):
+            tucker_to_tensor((core, factors), skip_factor=bad)
+        with pytest.raises(ValueError, match="skip_factor"):
+            tucker_to_unfolded((core, factors), 0, skip_factor=bad)
+        with pytest.raises(ValueError, match="skip_factor"):
+            tucker_to_vec((core, factors), skip_factor=bad)
+    with pytest.raises(TypeError, match="skip_factor"):
+        tucker_to_tensor((core, factors), skip_factor=0.5)
+    with pytest.raises(ValueError, match="modes has 1 entries"):
+        tucker_to_tensor((core, factors), modes=[0])
+    with pytest.raises(ValueError, match="distinct"):
+        tucker_to_tensor((core, factors), modes=[1, 1])
+    with pytest.raises(ValueError, match=r"tucker_tensor factors\[0\].*chain.*core"):
+        tucker_to_tensor((core, factors), modes=[1, 0])
+    with pytest.raises(ValueError, match=r"tucker_tensor factors\[0\].*rows"):
+        tucker_to_tensor((core, factors), transpose_factors=True)
+    with pytest.raises(ValueError, match="tucker_tensor factors has 3 entries"):
+        tucker_to_tensor((core, factors + [np.ones((2, 2))]))
+    with pytest.raises(TypeError, match="tucker_tensor"):
+        tucker_to_tensor(np.ones((2, 3)))
+    with pytest.raises(TypeError, match="tucker_tensor"):
+        tucker_to_tensor((core, factors, None))
+    with pytest.raises(ValueError, match="mode must be in"):
+        tucker_to_unfolded((core, factors), mode=2)
+    with pytest.raises(TypeError, match="mode must be an integer"):
+        tucker_to_unfolded((core, factors), mode=None)

@@ -32,6 +32,8 @@ from rankcore.tucker import (
     partial_tucker,
     tucker,
     tucker_to_tensor,
+    tucker_to_unfolded,
+    tucker_to_vec,
     unfold,
 )
 
@@ -70,5 +72,7 @@ __all__ = [
     "threads",
     "tucker",
     "tucker_to_tensor",
+    "tucker_to_unfolded",
+    "tucker_to_vec",
     "unfold",
 ]

@@ -58,6 +58,7 @@ def randomized_svd(
     transpose: bool | str = "auto",
     flip_sign: bool = True,
     random_state: Any = None,
+    svd_lapack_driver: str = "gesdd",
     tol: float | None = None,
     center: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -97,6 +98,9 @@ def randomized_svd(
         Seed of the Gaussian test matrix (Philox; entry (i, j) depends on the seed and
         (i, j) only, so results do not depend on the thread count). None draws the seed
         from NumPy's global state, like sklearn.
+    svd_lapack_driver : {"gesdd", "gesvd"}, default="gesdd"
+        Accepted for drop-in compatibility with sklearn (its LAPACK driver for the small
+        SVD); the small SVD is faer's on the CPU and cuSOLVER's on the GPU either way.
     tol : float or None, default=None
         Fixed-accuracy mode when ``0 < tol < 1``: the rank is the smallest ``r`` (at most
         ``n_components`` when that is given) whose approximation has relative Frobenius
@@ -121,6 +125,7 @@ def randomized_svd(
     Review 53(2), 2011. W. Yu, Y. Gu, Y. Li, "Efficient randomized algorithms for the
     fixed-precision low-rank matrix approximation", SIAM J. Matrix Anal. Appl. 39(3), 2018.
     """
+    check_choice(svd_lapack_driver, "svd_lapack_driver", ("gesdd", "gesvd"))
     kwargs = dict(
         n_oversamples=n_oversamples,
         n_iter=n_iter,

@@ -2,7 +2,8 @@
 
 The functions mirror TensorLy's (``tensorly.decomposition.tucker`` / ``partial_tucker``,
 ``tensorly.tenalg.mode_dot`` / ``multi_mode_dot``, ``tensorly.unfold`` / ``fold``,
-``tensorly.tucker_to_tensor``) so that switching is a change of import; :class:`Tucker`
+``tensorly.tucker_to_tensor`` / ``tucker_to_unfolded`` / ``tucker_to_vec``) with the same
+arguments and defaults, so that switching is a change of import; :class:`Tucker`
 plays the role of ``tensorly.decomposition.Tucker``. The work runs in Rust on strided views
 of the input (C or Fortran order, no copy).
 
@@ -42,6 +43,8 @@ __all__ = [
     "partial_tucker",
     "tucker",
     "tucker_to_tensor",
+    "tucker_to_unfolded",
+    "tucker_to_vec",
     "unfold",
 ]
 
@@ -72,7 +75,7 @@ def _check_tensor(
 
 
 def _check_matrix(m: Any, name: str, dtype: np.dtype) -> np.ndarray:
-    a = check_array(m, name=name, ndim=2, dtype_policy="float64")
+    a = check_array(m, name=name, ndim=2, dtype_policy="float")
     return a.astype(dtype, copy=False)
 
 
@@ -143,27 +146,152 @@ def _mode_dot_cpu(t: np.ndarray, mats: list[np.ndarray], modes: list[int]) -> np
     return _core.multi_mode_dot(t, mats, modes)
 
 
+def _check_skip(skip: Any, n: int, name: str) -> int | None:
+    if skip is None:
+        return None
+    if not isinstance(skip, numbers.Integral) or isinstance(skip, (bool, np.bool_)):
+        raise TypeError(f"{name} must be None or an integer, got {skip!r}")
+    skip = int(skip)
+    if not 0 <= skip < n:
+        raise ValueError(
+            f"{name} must be None or an index in [0, {n}) of the {n} matrices or vectors, "
+            f"got {skip}"
+        )
+    return skip
+
+
+def _mode_products(
+    t: Any,
+    matrix_or_vec_list: Any,
+    modes: Any,
+    skip: Any,
+    transpose: bool,
+    *,
+    tensor_name: str = "tensor",
+    list_name: str = "matrix_or_vec_list",
+    item_name: str = "matrix_or_vec_list[{i}]",
+    modes_name: str = "modes",
+    mode_item_name: str = "modes[{i}]",
+    skip_name: str = "skip",
+) -> np.ndarray:
+    """Validated CPU body of :func:`multi_mode_dot` (and of the functions built on it).
+
+    The ``*_name`` arguments are the caller's parameter names, used in error messages.
+    """
+    t = _check_tensor(t, tensor_name)
+    if isinstance(matrix_or_vec_list, (str, bytes)):
+        raise TypeError(f"{list_name} must be a sequence of matrices or vectors")
+    try:
+        mats = list(matrix_or_vec_list)
+    except TypeError as exc:
+        raise TypeError(
+            f"{list_name} must be a sequence of matrices or vectors, "
+            f"got {type(matrix_or_vec_list).__name__}"
+        ) from exc
+    n = len(mats)
+    if modes is None:
+        if n > t.ndim:
+            raise ValueError(
+                f"{list_name} has {n} entries but the tensor has order {t.ndim}; "
+                f"pass {modes_name} to say which modes they multiply"
+            )
+        raw = list(range(n))
+    else:
+        if isinstance(modes, (numbers.Integral, str, bytes)):
+            raise TypeError(f"{modes_name} must be None or a sequence of int, got {modes!r}")
+        try:
+            raw = list(modes)
+        except TypeError as exc:
+            raise TypeError(
+                f"{modes_name} must be None or a sequence of int, got {modes!r}"
+            ) from exc
+        if len(raw) != n:
+            raise ValueError(
+                f"{modes_name} has {len(raw)} entries but {list_name} has {n}; "
+                "give one mode per matrix or vector"
+            )
+    mds = [_check_mode(md, t.ndim, mode_item_name.format(i=i)) for i, md in enumerate(raw)]
+    if len(set(mds)) != n:
+        raise ValueError(f"{modes_name} must be distinct modes of the tensor, got {raw}")
+    skip = _check_skip(skip, n, skip_name)
+    # TensorLy applies the products in ascending order of the given modes (a stable sort of
+    # the values as given) and `skip` counts in that order; the list index when the modes
+    # ascend, as they do by default.
+    skipped = None if skip is None else sorted(range(n), key=lambda i: int(raw[i]))[skip]
+    keep = [i for i in range(n) if i != skipped]
+    dtype = _common_dtype(t, [mats[i] for i in keep])
+    t = t.astype(dtype, copy=False)
+    arrays, used, vec_modes = [], [], []
+    for i in keep:
+        md, name = mds[i], item_name.format(i=i)
+        m = mats[i]
+        nd = np.ndim(m)
+        if nd == 1:
+            a = check_array(m, name=name, ndim=1, dtype_policy="float")
+            a = a.astype(dtype, copy=False)[None, :]
+            vec_modes.append(md)
+            if a.shape[1] != t.shape[md]:
+                raise ValueError(
+                    f"{name} is a vector of length {a.shape[1]}, which does not chain with "
+                    f"mode {md} of {tensor_name} (size {t.shape[md]})"
+                )
+        elif nd == 2:
+            a = _check_matrix(m, name, dtype)
+            j = 0 if transpose else 1
+            if a.shape[j] != t.shape[md]:
+                raise ValueError(
+                    f"{name} has shape {a.shape}, which does not chain with mode {md} of "
+                    f"{tensor_name} (size {t.shape[md]}): its {('rows', 'columns')[j]} "
+                    f"must number {t.shape[md]}" + (" (transposed)" if transpose else "")
+                )
+            if transpose:
+                a = a.T
+        else:
+            raise ValueError(f"{name} must be a matrix (2-D) or a vector (1-D), got {nd}-D")
+        arrays.append(a)
+        used.append(md)
+    out = _mode_dot_cpu(t, arrays, used) if arrays else t.copy()
+    return np.squeeze(out, axis=tuple(vec_modes)) if vec_modes else out
+
+
 def mode_dot(
     tensor: Any, matrix_or_vector: Any, mode: int, transpose: bool = False
 ) -> np.ndarray:
     """n-mode product ``T ×ₙ M``: ``Y[..., j, ...] = Σₖ M[j, k] T[..., k, ...]``.
 
+    Same arguments and result as ``tensorly.tenalg.mode_dot``.
+
     Parameters
     ----------
     tensor : array-like of order 1 to 8
-        float32 or float64 (kept), any strides.
+        float32 or float64 (kept), any strides; never modified.
     matrix_or_vector : array-like of shape (J, I_mode) or (I_mode,)
         A vector contracts the mode away (the result has one mode fewer).
     mode : int
+        Negative values count from the end.
     transpose : bool, default=False
-        Use ``Mᵀ`` (then `matrix_or_vector` is I_mode × J).
+        Use ``Mᵀ`` (then `matrix_or_vector` is I_mode × J). Vectors are unaffected.
 
     Returns
     -------
     ndarray
         Shape of `tensor` with ``shape[mode]`` replaced by J (or removed for a vector).
+        float32 when both inputs are float32, else float64.
+
+    Raises
+    ------
+    ValueError
+        `mode` out of range, or `matrix_or_vector` not 1-D/2-D or of a size that does not
+        match ``tensor.shape[mode]``.
     """
-    return multi_mode_dot(tensor, [matrix_or_vector], [mode], transpose=transpose)
+
+    def cpu(t: Any) -> np.ndarray:
+        return _mode_products(
+            t, [matrix_or_vector], [mode], None, transpose,
+            item_name="matrix_or_vector", mode_item_name="mode",
+        )
+
+    return dispatch(tensor, name="mode_dot", param="tensor", cpu=cpu)
 
 
 def multi_mode_dot(
@@ -175,59 +303,47 @@ def multi_mode_dot(
 ) -> np.ndarray:
     """Chain of n-mode products ``T ×_{m₁} M₁ ×_{m₂} M₂ …`` in the flop-optimal order.
 
-    Same arguments as ``tensorly.tenalg.multi_mode_dot``. The order of the products is chosen
-    by dynamic programming over the subsets of modes (exact for any mix of shrinking and
-    growing matrices); a truncation's most-shrinking mode goes first.
+    Same arguments, defaults and result as ``tensorly.tenalg.multi_mode_dot``. The order of
+    the products is chosen by dynamic programming over the subsets of modes (exact for any
+    mix of shrinking and growing matrices); a truncation's most-shrinking mode goes first.
 
     Parameters
     ----------
     tensor : array-like of order 1 to 8
-    matrix_or_vec_list : sequence of arrays
-        One matrix (J × Iₘ) or vector (Iₘ,) per mode.
+        float32 or float64 (kept), any strides; never modified.
+    matrix_or_vec_list : sequence of array-like
+        One matrix (J × I_m) or vector (I_m,) per entry of `modes`. A vector contracts its
+        mode away; the other modes keep their places (`modes` always refer to the modes of
+        `tensor`, before any contraction).
     modes : sequence of int, optional
-        Default ``range(len(matrix_or_vec_list))``.
+        Distinct modes of `tensor`, one per entry of `matrix_or_vec_list` (negative values
+        count from the end). Default ``range(len(matrix_or_vec_list))``.
     skip : int, optional
-        Index into the list to leave out.
+        Leave out one matrix or vector: its position when the entries are ordered by
+        ascending `modes` (as TensorLy counts), which is its index in
+        `matrix_or_vec_list` when `modes` ascend (the default). Must be in
+        ``[0, len(matrix_or_vec_list))``. The skipped entry is not read.
     transpose : bool, default=False
-        Use the transposes of the matrices.
+        Use the transposes of the matrices (then each is I_m × J). Vectors are unaffected.
 
     Returns
     -------
     ndarray
+        `tensor` with ``shape[m]`` replaced by J for each matrix, and mode m removed for each
+        vector. float32 when the tensor and all used matrices are float32, else float64. A
+        new array, also when nothing is multiplied.
+
+    Raises
+    ------
+    ValueError
+        `modes` of the wrong length, repeated or out of range; `skip` out of range; an
+        entry that is not 1-D/2-D or whose size does not match its mode.
+    TypeError
+        `modes` or `skip` of the wrong type.
     """
 
     def cpu(t: Any) -> np.ndarray:
-        t = _check_tensor(t)
-        mats = list(matrix_or_vec_list)
-        mds = list(range(len(mats))) if modes is None else list(modes)
-        if len(mds) != len(mats):
-            raise ValueError(
-                f"modes has {len(mds)} entries but matrix_or_vec_list has {len(mats)}"
-            )
-        pairs = [(m, _check_mode(md, t.ndim, "modes")) for i, (m, md) in
-                 enumerate(zip(mats, mds)) if i != skip]
-        if len({md for _, md in pairs}) != len(pairs):
-            raise ValueError(f"modes must be distinct, got {mds}")
-        dtype = _common_dtype(t, [m for m, _ in pairs])
-        t = t.astype(dtype, copy=False)
-        arrays, used, vec_modes = [], [], []
-        for i, (m, md) in enumerate(pairs):
-            a = np.asarray(m)
-            if a.ndim == 1:
-                a = a[None, :]
-                vec_modes.append(md)
-            elif transpose:
-                a = a.T
-            a = _check_matrix(a, f"matrix_or_vec_list[{i}]", dtype)
-            if a.shape[1] != t.shape[md]:
-                raise ValueError(
-                    f"matrix_or_vec_list[{i}] has shape {np.shape(m)}, which does not chain "
-                    f"with mode {md} of the tensor (size {t.shape[md]})"
-                )
-            arrays.append(a)
-            used.append(md)
-        out = _mode_dot_cpu(t, arrays, used) if arrays else t.copy()
-        return np.squeeze(out, axis=tuple(vec_modes)) if vec_modes else out
+        return _mode_products(t, matrix_or_vec_list, modes, skip, transpose)
 
     return dispatch(tensor, name="multi_mode_dot", param="tensor", cpu=cpu)
 
@@ -340,29 +456,143 @@ class TuckerTensor:
         return float(np.linalg.norm(self.to_tensor().astype(np.float64).ravel()))
 
 
+def _unpack_tucker(tucker_tensor: Any) -> tuple[Any, list[Any], list[int] | None]:
+    if isinstance(tucker_tensor, TuckerTensor):
+        return tucker_tensor.core, tucker_tensor.factors, tucker_tensor.modes
+    if isinstance(tucker_tensor, (np.ndarray, str, bytes)):
+        raise TypeError(
+            "tucker_tensor must be a TuckerTensor or a (core, factors) pair, "
+            f"got {type(tucker_tensor).__name__}"
+        )
+    try:
+        core, factors = tucker_tensor
+    except (TypeError, ValueError) as exc:
+        raise TypeError("tucker_tensor must be a TuckerTensor or a (core, factors) pair") from exc
+    return core, factors, None
+
+
 def tucker_to_tensor(
-    tucker_tensor: Any, skip_factor: int | None = None, transpose_factors: bool = False
+    tucker_tensor: Any,
+    skip_factor: int | None = None,
+    transpose_factors: bool = False,
+    modes: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Full tensor from a Tucker tensor or a ``(core, factors)`` pair (TensorLy's
-    ``tucker_to_tensor``).
+    """Full tensor ``core ×ₘ factors[k]`` of a Tucker tensor (TensorLy's ``tucker_to_tensor``,
+    same arguments, defaults and result).
 
     Parameters
     ----------
     tucker_tensor : TuckerTensor or (core, factors)
+        A :class:`TuckerTensor`, TensorLy's ``TuckerTensor`` or a ``(core, factors)`` pair;
+        never modified.
     skip_factor : int, optional
-        Leave out this factor.
+        Leave out one factor: its position when the factors are ordered by ascending
+        `modes` (as TensorLy counts), which is its index in ``factors`` when the modes ascend
+        (always for a full decomposition). With ``skip_factor=k`` on a full decomposition
+        the result is the tensor projected on every factor but the k-th.
     transpose_factors : bool, default=False
-        Multiply by the factors' transposes.
+        Multiply by the factors' transposes instead (applied to a full tensor with
+        orthonormal factors this gives its core). Combines with `skip_factor`: the other
+        factors are transposed.
+    modes : sequence of int, optional
+        The modes of ``core`` the factors multiply, one per factor (as for
+        :func:`multi_mode_dot`); for a partial Tucker tensor from ``partial_tucker``.
+        Default: a :class:`TuckerTensor`'s own ``modes``, else ``range(len(factors))``.
+
+    Returns
+    -------
+    ndarray
+        ``core`` with mode m resized to ``factors[k].shape[0]`` (``shape[1]`` when
+        transposed) for each factor; float32 when core and factors are float32.
+
+    Raises
+    ------
+    TypeError
+        `tucker_tensor` is not a Tucker tensor or pair; `skip_factor` or `modes` of the
+        wrong type.
+    ValueError
+        `skip_factor` not in ``[0, len(factors))``; `modes` of the wrong length, repeated or
+        out of range; a factor whose shape does not match its mode of the core.
     """
-    if isinstance(tucker_tensor, TuckerTensor):
-        core, factors, modes = tucker_tensor.core, tucker_tensor.factors, tucker_tensor.modes
-    else:
-        try:
-            core, factors = tucker_tensor
-        except (TypeError, ValueError) as exc:
-            raise TypeError("tucker_tensor must be a TuckerTensor or a (core, factors) pair") from exc
-        modes = list(range(len(factors)))
-    return multi_mode_dot(core, factors, modes, skip=skip_factor, transpose=transpose_factors)
+    core, factors, own_modes = _unpack_tucker(tucker_tensor)
+    if modes is None:
+        modes = own_modes
+
+    def cpu(c: Any) -> np.ndarray:
+        return _mode_products(
+            c, factors, modes, skip_factor, transpose_factors,
+            tensor_name="tucker_tensor core", list_name="tucker_tensor factors",
+            item_name="tucker_tensor factors[{i}]", skip_name="skip_factor",
+        )
+
+    return dispatch(core, name="tucker_to_tensor", param="tucker_tensor core", cpu=cpu)
+
+
+def tucker_to_unfolded(
+    tucker_tensor: Any,
+    mode: int = 0,
+    skip_factor: int | None = None,
+    transpose_factors: bool = False,
+) -> np.ndarray:
+    """Mode-`mode` unfolding of the full tensor of a Tucker tensor (TensorLy's
+    ``tucker_to_unfolded``, same arguments, defaults and result).
+
+    ``unfold(tucker_to_tensor(tucker_tensor, skip_factor, transpose_factors), mode)``.
+
+    Parameters
+    ----------
+    tucker_tensor : TuckerTensor or (core, factors)
+        See :func:`tucker_to_tensor`; a partial :class:`TuckerTensor` uses its ``modes``.
+    mode : int, default=0
+        Mode of the full tensor to unfold along.
+    skip_factor : int, optional
+        See :func:`tucker_to_tensor`.
+    transpose_factors : bool, default=False
+        See :func:`tucker_to_tensor`.
+
+    Returns
+    -------
+    ndarray of shape (full.shape[mode], prod of the other sizes)
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`tucker_to_tensor`; and for a `mode` that is not a mode of the result.
+    """
+    full = tucker_to_tensor(
+        tucker_tensor, skip_factor=skip_factor, transpose_factors=transpose_factors
+    )
+    return unfold(full, mode)
+
+
+def tucker_to_vec(
+    tucker_tensor: Any, skip_factor: int | None = None, transpose_factors: bool = False
+) -> np.ndarray:
+    """The full tensor of a Tucker tensor flattened in C order (TensorLy's ``tucker_to_vec``,
+    same arguments, defaults and result).
+
+    Parameters
+    ----------
+    tucker_tensor : TuckerTensor or (core, factors)
+        See :func:`tucker_to_tensor`; a partial :class:`TuckerTensor` uses its ``modes``.
+    skip_factor : int, optional
+        See :func:`tucker_to_tensor`.
+    transpose_factors : bool, default=False
+        See :func:`tucker_to_tensor`.
+
+    Returns
+    -------
+    ndarray of shape (prod of the full tensor's sizes,)
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`tucker_to_tensor`.
+    """
+    full = tucker_to_tensor(
+        tucker_tensor, skip_factor=skip_factor, transpose_factors=transpose_factors
+    )
+    return np.reshape(full, (-1,))
 
 
 # ---------------------------------------------------------------------------------------
