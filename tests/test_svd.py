@@ -555,3 +555,60 @@ def test_svd_lapack_driver_is_accepted_and_checked():
         np.testing.assert_array_equal(out[1], ref[1])
     with pytest.raises(ValueError, match="svd_lapack_driver"):
         randomized_svd(A, 3, svd_lapack_driver="gesvdx")
+
+
+# --- the covariance route (svd_solver="covariance_eigh", chosen by "auto" for tall data) ---
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("whiten", [False, True])
+@pytest.mark.parametrize("n_components", [3, 0.9, None])
+def test_covariance_route_matches_sklearn(dtype, whiten, n_components):
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((2000, 12)) * np.linspace(5, 0.1, 12) + 100.0).astype(dtype)
+    ours = RandomizedPCA(n_components, whiten=whiten, random_state=0)
+    Y = ours.fit_transform(X)
+    assert ours.svd_solver_ == "covariance_eigh"  # auto: n_features <= 1000, n_samples >= 10x
+    ref = PCA(n_components, whiten=whiten, svd_solver="full").fit(X.astype(np.float64))
+    rtol = 1e-10 if dtype == np.float64 else 2e-4
+    assert ours.n_components_ == ref.n_components_
+    for attr in ("explained_variance_", "explained_variance_ratio_", "singular_values_", "mean_"):
+        got = getattr(ours, attr)
+        assert got.dtype == dtype, attr
+        np.testing.assert_allclose(got, getattr(ref, attr), rtol=rtol, err_msg=attr)
+    assert ours.noise_variance_ == pytest.approx(ref.noise_variance_, rel=rtol)
+    # Well-separated variances: components agree up to rounding, with sklearn's signs.
+    np.testing.assert_allclose(ours.components_, ref.components_, atol=1e-8 if dtype == np.float64 else 2e-3)
+    np.testing.assert_allclose(Y, ref.transform(X.astype(np.float64)), rtol=0, atol=(1e-8 if dtype == np.float64 else 5e-3) * np.abs(Y).max())
+    assert Y.dtype == dtype and ours.n_iter_ == 0
+
+
+def test_covariance_route_on_sparse_input_never_densifies_x():
+    from sklearn.decomposition import PCA
+
+    X = sp.random(3000, 40, density=0.1, format="csr", random_state=3)
+    ours = RandomizedPCA(5, svd_solver="covariance_eigh").fit(X)
+    ref = PCA(5, svd_solver="full").fit(X.toarray())
+    np.testing.assert_allclose(ours.explained_variance_, ref.explained_variance_, rtol=1e-10)
+    np.testing.assert_allclose(np.abs(ours.components_), np.abs(ref.components_), atol=1e-9)
+    np.testing.assert_allclose(ours.transform(X), ref.transform(X.toarray()), atol=1e-9)
+
+
+def test_covariance_route_keeps_digits_under_a_large_offset():
+    # XᵀX - m μμᵀ would lose ~12 digits here; blocks centred at their own means do not.
+    rng = np.random.default_rng(1)
+    Z = rng.standard_normal((50_000, 6)) * np.array([3.0, 2.0, 1.0, 0.5, 0.2, 0.1])
+    ours = RandomizedPCA(6).fit(Z + 1e6)
+    np.testing.assert_allclose(ours.explained_variance_, RandomizedPCA(6).fit(Z).explained_variance_, rtol=1e-7)
+
+
+def test_solver_choice_and_bad_values():
+    X = np.random.default_rng(2).standard_normal((100, 30))
+    assert RandomizedPCA(2, random_state=0).fit(X).svd_solver_ == "randomized"  # 100 < 10·30
+    assert RandomizedPCA(2, svd_solver="covariance_eigh").fit(X).svd_solver_ == "covariance_eigh"
+    with pytest.raises(ValueError, match="svd_solver"):
+        RandomizedPCA(2, svd_solver="arpack").fit(X)
+    with pytest.raises(ValueError, match="n_components"):
+        RandomizedPCA(31, svd_solver="covariance_eigh").fit(X)

@@ -15,6 +15,9 @@ def rsvd_sparse(
     data: npt.NDArray[np.floating[Any]],
     opts: dict[str, Any],
 ) -> dict[str, Any]: ...
+def centred_gram_dense(
+    x: npt.NDArray[np.floating[Any]], center: bool
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
 def random_matrix(
     kind: str, seed: int, stream: int, row0: int, col0: int, nrows: int, ncols: int
 ) -> npt.NDArray[np.float64]: ...

@@ -267,6 +267,42 @@ def _column_variances(X: Any) -> Any:
     return xp.asarray(X.multiply(X).mean(axis=0)).ravel() - mean * mean
 
 
+def _covariance_eigh(X: Any) -> tuple[Any, Any, Any]:
+    """``(eigenvalues, eigenvectors, mean)`` of the centred Gram matrix
+    ``Σᵢ (xᵢ - μ)(xᵢ - μ)ᵀ`` of the rows of `X`, eigenvalues non-increasing, all float64.
+
+    Host dense: one pass in the Rust core (``linalg::centred_gram``: blocks centred at their
+    own mean, no cancellation from large means). Sparse (host or device): ``XᵀX - m μμᵀ``
+    without densifying X. Device dense: row blocks centred and multiplied by cuBLAS.
+    """
+    m, n = X.shape
+    xp = array_module(X)
+    if namespace(X) != "cupy" and not sp.issparse(X):
+        if not (X.flags.aligned and X.dtype.isnative):
+            X = np.array(X, dtype=X.dtype.newbyteorder("="), order="K")
+        G, mean = _core.centred_gram_dense(X, True)
+    else:
+        mean = xp.asarray(X.sum(axis=0, dtype=xp.float64) if not _is_sparse(X) else X.astype(xp.float64).sum(axis=0)).ravel() / m
+        if _is_sparse(X):
+            G = xp.asarray((X.T @ X).toarray(), dtype=xp.float64)
+            G -= m * xp.outer(mean, mean)
+        else:
+            G = xp.zeros((n, n), dtype=xp.float64)
+            shift = mean.astype(X.dtype)
+            step = max(1, (1 << 24) // max(n, 1))
+            for r in range(0, m, step):
+                B = X[r:r + step] - shift
+                G += (B.T @ B).astype(xp.float64)
+    evals, evecs = xp.linalg.eigh(G)
+    return evals[::-1], evecs[:, ::-1], mean
+
+
+def _is_sparse(X: Any) -> bool:
+    from rankcore._gpu._arrays import is_sparse
+
+    return is_sparse(X)
+
+
 class _BaseRandomizedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Shared validation and sklearn plumbing of the two estimators."""
 
@@ -413,7 +449,7 @@ class RandomizedSVD(_BaseRandomizedSVD):
 
 
 class RandomizedPCA(_BaseRandomizedSVD):
-    """PCA by randomized SVD: the role of ``PCA(svd_solver="randomized")``.
+    """PCA by the covariance route or randomized SVD: the role of sklearn's ``PCA``.
 
     The data are centred implicitly, so sparse input stays sparse (sklearn's PCA densifies
     or refuses it). Parameters mean what they mean in sklearn's ``PCA``.
@@ -433,8 +469,15 @@ class RandomizedPCA(_BaseRandomizedSVD):
         Accepted for drop-in compatibility: the input is never modified either way.
     whiten : bool, default=False
         Scale the projections to unit variance.
-    svd_solver : {"auto", "randomized"}, default="auto"
-        Accepted for drop-in compatibility; the solver is always randomized.
+    svd_solver : {"auto", "covariance_eigh", "randomized"}, default="auto"
+        "covariance_eigh" (scikit-learn's): eigenvectors of the centred ``n × n`` Gram
+        matrix, formed in one pass over X (dense: blocks of rows centred at their own mean
+        and combined exactly, so large column means cost no accuracy; sparse: ``XᵀX - m
+        μμᵀ`` without densifying). Exact, and the fastest route for tall data; like every
+        covariance method it resolves eigenvalues only down to about ``eps · λ₁``.
+        "randomized": randomized SVD of the implicitly centred X. "auto" picks
+        "covariance_eigh" when ``n_features <= 1000`` and ``n_samples >= 10 * n_features``
+        (scikit-learn's rule), else "randomized". The choice is stored in ``svd_solver_``.
     tol : float, default=0.0
         Accepted for drop-in compatibility (ARPACK's tolerance in sklearn); unused.
     iterated_power : int or "auto", default="auto"
@@ -450,7 +493,10 @@ class RandomizedPCA(_BaseRandomizedSVD):
     n_components_, n_samples_ : int
     noise_variance_ : float
         Mean of the discarded eigenvalues of the covariance (probabilistic PCA).
+    svd_solver_ : str
+        The solver used ("covariance_eigh" or "randomized").
     n_iter_ : int
+        Power iterations used (0 for "covariance_eigh").
     """
 
     def __init__(
@@ -484,11 +530,22 @@ class RandomizedPCA(_BaseRandomizedSVD):
             return None, float(np.sqrt(1.0 - k))
         return (min(m, n) if k is None else k), None
 
+    def _solver(self, m: int, n: int) -> str:
+        """The solver ``svd_solver`` resolves to for an ``m × n`` input (see the class)."""
+        solver = check_choice(self.svd_solver, "svd_solver", ("auto", "randomized", "covariance_eigh"))
+        if solver == "auto":
+            return "covariance_eigh" if n <= 1000 and m >= 10 * n else "randomized"
+        return solver
+
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit on ``X`` and return its (centred, optionally whitened) projection."""
-        check_choice(self.svd_solver, "svd_solver", ("auto", "randomized"))
+        check_choice(self.svd_solver, "svd_solver", ("auto", "randomized", "covariance_eigh"))
         X = self._validate(X, reset=True)
         m, n = X.shape
+        self.svd_solver_ = self._solver(m, n)
+        if self.svd_solver_ == "covariance_eigh":
+            self._fit_covariance(X)
+            return self.transform(X)
         k, tol = self._rank_and_tol(m, n)
         res = _randomized_svd(
             X,
@@ -515,6 +572,36 @@ class RandomizedPCA(_BaseRandomizedSVD):
         # U S is the projection of the centred data; whitening rescales it to unit variance.
         X_new = U * (np.sqrt(dof) if self.whiten else res.S)
         return X_new.astype(X.dtype, copy=False)
+
+    def _fit_covariance(self, X: Any) -> None:
+        """The covariance route: eigenvectors of the centred Gram matrix (one pass over X)."""
+        m, n = X.shape
+        xp = array_module(X)
+        evals, evecs, mean = _covariance_eigh(X)
+        dof = max(m - 1, 1)
+        variance = xp.maximum(evals, 0.0) / dof  # float64, all n of them
+        ratio = variance / variance.sum() if float(variance.sum()) > 0 else xp.zeros_like(variance)
+        k = self.n_components
+        if k is None:
+            k = min(m, n)
+        elif isinstance(k, numbers.Real) and not isinstance(k, numbers.Integral):
+            if not 0.0 < k < 1.0:
+                raise ValueError(f"n_components as a float must be in (0, 1), got {k}")
+            # The smallest count whose cumulative ratio exceeds k (sklearn's rule).
+            k = min(int((xp.cumsum(ratio) <= k).sum()) + 1, n)
+        else:
+            k = _check_rank(k, m, n)
+        V = evecs[:, :k]
+        signs = xp.sign(V[xp.argmax(xp.abs(V), axis=0), xp.arange(k)])  # sklearn's svd_flip on Vt
+        Vt = (V * xp.where(signs == 0, 1.0, signs)).T
+        dtype = X.dtype
+        self.mean_ = mean.astype(dtype)
+        self.components_ = xp.ascontiguousarray(Vt.astype(dtype))
+        self.explained_variance_ = variance[:k].astype(dtype)
+        self.explained_variance_ratio_ = ratio[:k].astype(dtype)
+        self.singular_values_ = xp.sqrt(xp.maximum(evals[:k], 0.0)).astype(dtype)
+        self.n_components_, self.n_samples_, self.n_iter_ = k, m, 0
+        self.noise_variance_ = float(variance[k:].mean()) if k < min(m, n) else 0.0
 
     def transform(self, X: Any) -> np.ndarray:
         """Project centred ``X`` on the components (scaled to unit variance if whiten)."""

@@ -3,10 +3,11 @@
 
 use crate::arrays::{to_numpy, vec_to_numpy, view};
 use crate::run::{run, to_pyerr};
-use numpy::{Element, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{Element, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use rankcore::linalg::centred_gram;
 use rankcore::operator::{Dense, LinOp, Operator, Sparse};
 use rankcore::sparse::{CsrRef, SpIndex};
 use rankcore::svd::{adaptive_svd, randomized_svd, AdaptiveParams, Normalizer, RsvdParams, Svd};
@@ -189,9 +190,32 @@ pub fn rsvd_sparse<'py>(
     }
 }
 
+fn gram_impl<'py, T: Float + Element>(
+    x: &Bound<'py, PyAny>,
+    center: bool,
+) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>)> {
+    let py = x.py();
+    let arr: PyReadonlyArray2<'py, T> = x.extract()?;
+    let mat = view(&arr);
+    let (gram, mean) = run(py, |_| Ok(centred_gram(mat, center)))?;
+    Ok((to_numpy(py, &gram, false), vec_to_numpy(py, mean)))
+}
+
+/// `(G, mean)` of a dense float32/float64 array `x` (any strides): the float64 column means
+/// (zeros unless `center`) and Gram matrix `Σᵢ (xᵢ - μ)(xᵢ - μ)ᵀ` of its rows, in one pass
+/// (`linalg::centred_gram`: the covariance route of PCA).
+#[pyfunction]
+pub fn centred_gram_dense<'py>(
+    x: &Bound<'py, PyAny>,
+    center: bool,
+) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>)> {
+    crate::by_dtype!(x, gram_impl(x, center))
+}
+
 /// Adds this module's functions to `rankcore._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rsvd_dense, m)?)?;
     m.add_function(wrap_pyfunction!(rsvd_sparse, m)?)?;
+    m.add_function(wrap_pyfunction!(centred_gram_dense, m)?)?;
     Ok(())
 }
