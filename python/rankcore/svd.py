@@ -539,13 +539,18 @@ class RandomizedPCA(_BaseRandomizedSVD):
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit on ``X`` and return its (centred, optionally whitened) projection."""
+        return self._fit(X, project=True)
+
+    def _fit(self, X: Any, *, project: bool) -> Any:
+        """Fit; return the projection of ``X`` when `project` (the covariance route skips
+        that product otherwise; the randomized route has it for free)."""
         check_choice(self.svd_solver, "svd_solver", ("auto", "randomized", "covariance_eigh"))
         X = self._validate(X, reset=True)
         m, n = X.shape
         self.svd_solver_ = self._solver(m, n)
         if self.svd_solver_ == "covariance_eigh":
             self._fit_covariance(X)
-            return self.transform(X)
+            return self._project(X) if project else None
         k, tol = self._rank_and_tol(m, n)
         res = _randomized_svd(
             X,
@@ -603,10 +608,17 @@ class RandomizedPCA(_BaseRandomizedSVD):
         self.n_components_, self.n_samples_, self.n_iter_ = k, m, 0
         self.noise_variance_ = float(variance[k:].mean()) if k < min(m, n) else 0.0
 
+    def fit(self, X: Any, y: Any = None) -> Any:
+        """Fit the model on ``X`` (ignores ``y``); returns ``self``."""
+        self._fit(X, project=False)
+        return self
+
     def transform(self, X: Any) -> np.ndarray:
         """Project centred ``X`` on the components (scaled to unit variance if whiten)."""
         check_is_fitted(self)
-        X = self._validate(X, reset=False)
+        return self._project(self._validate(X, reset=False))
+
+    def _project(self, X: Any) -> Any:
         X_new = _dot(X, self.components_.T) - self.mean_ @ self.components_.T
         if self.whiten:
             X_new /= self._whitening_scale()

@@ -4,7 +4,7 @@
 //! Both see the matrix only through [`Operator`] products, so dense, sparse, transposed and
 //! implicitly centred inputs share one implementation.
 
-use crate::linalg::{lu_normalize, matmul, matmul_sub, orthonormalize, sq_norm, svd_thin};
+use crate::linalg::{lu_normalize, matmul, matmul_sub, orthonormalize, sq_norm, svd_tall};
 use crate::operator::Operator;
 use crate::rng::RandomMatrix;
 use crate::{invalid, Float, Interrupt, Result};
@@ -125,7 +125,7 @@ fn project<T: Float>(w: &Operator<'_, T>, q: MatRef<'_, T>, k: usize) -> Result<
     let (_, n) = w.shape();
     let mut bt = Mat::<T>::zeros(n, q.ncols());
     w.mul_t(q, bt.as_mut());
-    Ok(truncate(q, svd_thin(bt.as_ref())?, k))
+    Ok(truncate(q, svd_tall(bt.as_ref())?, k))
 }
 
 /// The rank-`k` SVD of `A ≈ Q·B` from the SVD `(W, s, Z)` of `Bᵀ`: `U = Q·Z`, `V = W`.
@@ -195,7 +195,7 @@ pub fn adaptive_svd<T: Float>(
     }
     let q = concat_cols(&basis.qs, m);
     let bt = concat_cols(&basis.bts, n);
-    let small = svd_thin(bt.as_ref())?;
+    let small = svd_tall(bt.as_ref())?;
     let resid = err2.max(0.0);
     let r = smallest_rank(&small.1, resid, target);
     let tail: f64 = small.1[r..].iter().map(|x| x.to_f64().powi(2)).sum();

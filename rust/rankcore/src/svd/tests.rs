@@ -1,6 +1,7 @@
 //! Randomized SVD against faer's exact SVD on matrices with known spectra.
 
 use super::*;
+use crate::linalg::svd_thin;
 use crate::linalg::qr_thin;
 use crate::operator::{Dense, Sparse};
 use crate::sparse::CsrRef;
