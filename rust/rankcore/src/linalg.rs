@@ -280,59 +280,58 @@ fn syrk_lower<T: Float>(dst: MatMut<'_, T>, b: MatRef<'_, T>) {
 }
 
 /// Rows per block of [`centred_gram`]: a scratch copy of about 1 MiB (measured on the 2-core
-/// reference machine at 500000 × 100: 1024-row blocks beat 256 by 15%, and 4096 by 5%).
+/// reference machine at 500000 × 100: 1024-row blocks beat 256 by 15%, and 4096 by 5%), and
+/// at least `2n` rows so that merging a block's `n × n` summary stays cheap beside its SYRK.
 const GRAM_BLOCK_BYTES: usize = 1 << 20;
-/// Blocks per parallel task of [`centred_gram`] (combined in order inside the task).
-const GRAM_TASK_BLOCKS: usize = 16;
+/// Blocks computed in parallel before their summaries are merged in order (bounds the
+/// memory of the summaries to this many `n × n` matrices).
+const GRAM_WAVE: usize = 16;
 
 /// Column means `μ` and the Gram matrix `Σᵢ (xᵢ - μ)(xᵢ - μ)ᵀ` of the rows of `x` (`m × n`,
 /// any strides), in float64, in one pass over `x` (the covariance route of PCA).
 ///
-/// Each fixed block of rows is copied into a cache-sized scratch, centred at its own mean,
-/// and its Gram matrix taken by a lower-triangular product (half a GEMM's flops); blocks are
-/// combined in a fixed order by the parallel-axis update of Chan, Golub & LeVeque (1979),
+/// Each fixed block of rows is copied into a scratch, centred at its own mean, and its Gram
+/// matrix taken by a lower-triangular product (half a GEMM's flops); block summaries are
+/// merged in block order by the parallel-axis update of Chan, Golub & LeVeque (1979),
 /// `C = C_a + C_b + (n_a n_b / n) δδᵀ` with `δ = μ_b - μ_a`, so large column means cause no
 /// cancellation (unlike `XᵀX - m μμᵀ`). Without `center`, `μ = 0` and `C = XᵀX`. Block
-/// boundaries depend only on the shape: the result is bit-identical for any thread count.
+/// boundaries and the merge order depend only on the shape: the result is bit-identical for
+/// any thread count.
 pub fn centred_gram<T: Float>(x: MatRef<'_, T>, center: bool) -> (Mat<f64>, Vec<f64>) {
     let (m, n) = x.shape();
-    let rows = (GRAM_BLOCK_BYTES / (n.max(1) * std::mem::size_of::<T>())).clamp(64, 8192);
+    let rows = (GRAM_BLOCK_BYTES / (n.max(1) * std::mem::size_of::<T>())).max(2 * n).clamp(64, 8192);
     let nblocks = m.div_ceil(rows).max(1);
-    let ntasks = nblocks.div_ceil(GRAM_TASK_BLOCKS);
-    let summaries: Vec<Moments> = (0..ntasks)
-        .into_par_iter()
-        .map(|t| {
-            let mut acc = Moments::empty(n);
-            let mut scratch = Mat::<T>::zeros(rows, n);
-            let mut part = Mat::<T>::zeros(n, n);
-            for b in t * GRAM_TASK_BLOCKS..((t + 1) * GRAM_TASK_BLOCKS).min(nblocks) {
-                let r0 = b * rows;
-                let block = x.subrows(r0, rows.min(m - r0));
-                let h = block.nrows();
-                let mut s = scratch.as_mut().subrows_mut(0, h);
-                s.copy_from(block); // column-major: each column contiguous below
-                let mut mean = vec![0.0; n];
-                if center {
-                    for (j, mj) in mean.iter_mut().enumerate() {
-                        let col = s.rb_mut().col_mut(j);
-                        *mj = col.rb().iter().map(|v| v.to_f64()).sum::<f64>() / h as f64;
-                        let shift = T::from_f64(*mj);
-                        col.iter_mut().for_each(|v| *v -= shift);
-                    }
-                }
-                syrk_lower(part.as_mut(), s.rb());
-                acc.merge(Moments {
-                    count: h,
-                    mean,
-                    gram: Mat::from_fn(n, n, |i, j| part[(i.max(j), i.min(j))].to_f64()),
-                });
+    let block_moments = |b: usize| {
+        let r0 = b * rows;
+        let block = x.subrows(r0, rows.min(m - r0));
+        let h = block.nrows();
+        let mut s = block.to_owned(); // column-major: each column contiguous below
+        let mut mean = vec![0.0; n];
+        if center {
+            for (j, mj) in mean.iter_mut().enumerate() {
+                let col = s.as_mut().col_mut(j);
+                *mj = col.rb().iter().map(|v| v.to_f64()).sum::<f64>() / h as f64;
+                let shift = T::from_f64(*mj);
+                col.iter_mut().for_each(|v| *v -= shift);
             }
-            acc
-        })
-        .collect();
+        }
+        let mut part = Mat::<T>::zeros(n, n);
+        syrk_lower(part.as_mut(), s.as_ref());
+        Moments {
+            count: h,
+            mean,
+            gram: Mat::from_fn(n, n, |i, j| part[(i.max(j), i.min(j))].to_f64()),
+        }
+    };
     let mut total = Moments::empty(n);
-    for s in summaries {
-        total.merge(s);
+    for wave in (0..nblocks).step_by(GRAM_WAVE) {
+        let summaries: Vec<Moments> = (wave..(wave + GRAM_WAVE).min(nblocks))
+            .into_par_iter()
+            .map(block_moments)
+            .collect();
+        for s in summaries {
+            total.merge(s);
+        }
     }
     (total.gram, total.mean)
 }
