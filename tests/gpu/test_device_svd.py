@@ -108,3 +108,23 @@ def test_bad_input_same_errors_as_cpu(cp):
     before = B.copy()
     rankcore.randomized_svd(B, 2, center=True, random_state=0)
     assert bool((B == before).all())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sparse_input", [False, True])
+def test_pca_covariance_route_matches_cpu(cp, no_host_transfer, dtype, sparse_input):
+    import cupyx.scipy.sparse as csp
+
+    rng = np.random.default_rng(4)
+    X = (rng.standard_normal((20_000, 30)) * np.linspace(4, 0.2, 30) + 50.0).astype(dtype)
+    if sparse_input:
+        X = sp.random(20_000, 30, density=0.2, format="csr", random_state=4, dtype=dtype)
+    Xd = csp.csr_matrix(X) if sparse_input else cp.asarray(X)
+    with no_host_transfer():
+        est = rankcore.RandomizedPCA(5).fit(Xd)
+        Y = est.transform(Xd)
+    assert est.svd_solver_ == "covariance_eigh" and isinstance(Y, cp.ndarray) and Y.dtype == dtype
+    host = rankcore.RandomizedPCA(5).fit(X)
+    rtol = 1e-10 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(cp.asnumpy(est.explained_variance_), host.explained_variance_, rtol=rtol)
+    np.testing.assert_allclose(cp.asnumpy(est.components_), host.components_, atol=1e3 * rtol)
