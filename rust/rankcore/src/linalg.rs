@@ -299,7 +299,9 @@ const GRAM_WAVE: usize = 16;
 /// any thread count.
 pub fn centred_gram<T: Float>(x: MatRef<'_, T>, center: bool) -> (Mat<f64>, Vec<f64>) {
     let (m, n) = x.shape();
-    let rows = (GRAM_BLOCK_BYTES / (n.max(1) * std::mem::size_of::<T>())).max(2 * n).clamp(64, 8192);
+    let rows = (GRAM_BLOCK_BYTES / (n.max(1) * std::mem::size_of::<T>()))
+        .max(2 * n)
+        .clamp(64, 8192);
     let nblocks = m.div_ceil(rows).max(1);
     let block_moments = |b: usize| {
         let r0 = b * rows;
@@ -363,7 +365,12 @@ impl Moments {
         }
         let (na, nb) = (self.count as f64, other.count as f64);
         let n = na + nb;
-        let delta: Vec<f64> = other.mean.iter().zip(&self.mean).map(|(b, a)| b - a).collect();
+        let delta: Vec<f64> = other
+            .mean
+            .iter()
+            .zip(&self.mean)
+            .map(|(b, a)| b - a)
+            .collect();
         let w = na * nb / n;
         let g = &mut self.gram;
         for j in 0..delta.len() {
@@ -390,7 +397,11 @@ fn cholesky_step<T: Float>(g: Mat<T>, y: MatMut<'_, T>) -> bool {
     }
     par_row_blocks(y, CHOL_ROWS, &|_, block: MatMut<'_, T>| {
         // block · L⁻ᵀ = (L⁻¹ · blockᵀ)ᵀ, solved in place on the transposed view.
-        faer::linalg::triangular_solve::solve_lower_triangular_in_place(l, block.transpose_mut(), Par::Seq);
+        faer::linalg::triangular_solve::solve_lower_triangular_in_place(
+            l,
+            block.transpose_mut(),
+            Par::Seq,
+        );
     });
     true
 }
@@ -665,7 +676,10 @@ mod tests {
     fn cholesky_qr_is_thread_independent() {
         let y = graded(10_000, 25, 10.0);
         let on = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             let mut q = y.clone();
             pool.install(|| assert!(cholesky_qr(q.as_mut())));
             q
@@ -727,11 +741,16 @@ mod tests {
         for &(m, n) in &[(1, 3), (7, 5), (3000, 17), (20_000, 40)] {
             let base = test_matrix(m, n, 8);
             let x = Mat::from_fn(m, n, |i, j| 1e6 + base[(i, j)] * (j + 1) as f64);
-            let mean: Vec<f64> = (0..n).map(|j| x.col(j).iter().sum::<f64>() / m as f64).collect();
+            let mean: Vec<f64> = (0..n)
+                .map(|j| x.col(j).iter().sum::<f64>() / m as f64)
+                .collect();
             let xc = Mat::from_fn(m, n, |i, j| x[(i, j)] - mean[j]);
             let want = xc.transpose() * &xc;
             let on = |threads: usize| {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
                 pool.install(|| centred_gram(x.as_ref(), true))
             };
             let (g, mu) = on(1);
@@ -750,12 +769,20 @@ mod tests {
 
     #[test]
     fn svd_tall_matches_svd_thin() {
-        for &(m, n, decades) in &[(500, 20, 0.0), (5000, 30, 6.0), (3000, 12, 14.0), (40, 30, 0.0)] {
+        for &(m, n, decades) in &[
+            (500, 20, 0.0),
+            (5000, 30, 6.0),
+            (3000, 12, 14.0),
+            (40, 30, 0.0),
+        ] {
             let a = graded(m, n, decades);
             let (u, s, v) = svd_tall(a.as_ref()).unwrap();
             let (_, s_ref, _) = svd_thin(a.as_ref()).unwrap();
             for (x, y) in s.iter().zip(&s_ref) {
-                assert!((x - y).abs() < (m * n) as f64 * f64::EPSILON * s_ref[0], "{m}x{n}");
+                assert!(
+                    (x - y).abs() < (m * n) as f64 * f64::EPSILON * s_ref[0],
+                    "{m}x{n}"
+                );
             }
             assert_orthonormal(u.as_ref(), 1e-12);
             assert_orthonormal(v.as_ref(), 1e-12);

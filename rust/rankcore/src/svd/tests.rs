@@ -1,8 +1,8 @@
 //! Randomized SVD against faer's exact SVD on matrices with known spectra.
 
 use super::*;
-use crate::linalg::svd_thin;
 use crate::linalg::qr_thin;
+use crate::linalg::svd_thin;
 use crate::operator::{Dense, Sparse};
 use crate::sparse::CsrRef;
 use crate::NeverInterrupt;
