@@ -48,6 +48,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from rankcore import _core
 from rankcore._backend import dispatch, namespace
+from rankcore._gpu._arrays import check_array as check_device_array
+from rankcore._gpu._arrays import check_same_device, is_sparse, validate_estimator_data
 from rankcore._validation import check_array, check_choice, check_random_state_seed
 
 __all__ = [
@@ -242,21 +244,14 @@ def random_projection(
         return _project(a, opts, dense_output=True)
 
     def gpu(a: Any) -> Any:
-        from rankcore._gpu._arrays import check_array as check_device_array
         from rankcore._gpu.projection import project
 
         # Dense input, sparse families: the kernel rejects NaN/inf while it reads X.
-        in_kernel = kind != "gaussian" and not _is_device_sparse(a)
+        in_kernel = kind != "gaussian" and not is_sparse(a)
         a = check_device_array(a, name="X", accept_sparse=True, ensure_finite=not in_kernel)
         return project(a, _functional_options(a.shape, n_components, kind, density, eps, random_state))
 
     return dispatch(X, name="random_projection", cpu=cpu, sparse=cpu, gpu=gpu)
-
-
-def _is_device_sparse(X: Any) -> bool:
-    from rankcore._gpu._arrays import is_sparse
-
-    return is_sparse(X)
 
 
 def _functional_options(shape, n_components, kind, density, eps, random_state) -> dict:
@@ -311,14 +306,12 @@ class _BaseRandomProjection(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
 
     def _core_checks(self, X: Any) -> bool:
         """Whether the product itself rejects NaN/inf (dense input, sparse families)."""
-        dense = not (_is_device_sparse(X) if namespace(X) == "cupy" else sp.issparse(X))
+        dense = not is_sparse(X)
         return self._kind == "sparse" and dense and "_components_set" not in self.__dict__
 
     def _validate(self, X: Any, *, reset: bool, ensure_all_finite: bool) -> Any:
         """sklearn's ``validate_data`` for host input; for cupy input the same checks on the
         device (fitted on one side, used on the other: a ``TypeError``)."""
-        from rankcore._gpu._arrays import validate_estimator_data
-
         on_device = validate_estimator_data(self, X, reset=reset, ensure_finite=ensure_all_finite)
         if on_device is not None:
             return on_device
@@ -390,7 +383,7 @@ class _BaseRandomProjection(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
         if namespace(components) == "cupy":
             import cupy
 
-            dense = components.toarray() if _is_device_sparse(components) else components
+            dense = components.toarray() if is_sparse(components) else components
             return cupy.linalg.pinv(dense)
         if sp.issparse(components):
             components = components.toarray()
@@ -425,8 +418,6 @@ class _BaseRandomProjection(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
         check_is_fitted(self)
         inv = self.inverse_components_ if self.compute_inverse_components else self._compute_inverse_components()
         if namespace(X) == "cupy" or namespace(inv) == "cupy":
-            from rankcore._gpu._arrays import check_array as check_device_array, check_same_device
-
             check_same_device("inverse_transform", namespace(inv), ("X", X))
             X = check_device_array(X, name="X", accept_sparse=True)
             return X @ inv.T.astype(X.dtype)

@@ -21,7 +21,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from rankcore import _core
 from rankcore._backend import dispatch, namespace
-from rankcore._gpu._arrays import array_module
+from rankcore._gpu._arrays import array_module, check_same_device, column_means, is_sparse
+from rankcore._gpu._arrays import check_array as check_device_array
+from rankcore._gpu._arrays import svd_flip as device_svd_flip
+from rankcore._gpu._arrays import validate_estimator_data
 from rankcore._validation import (
     check_array,
     check_choice,
@@ -140,8 +143,6 @@ def randomized_svd(
         return _randomized_svd(check_array(a, name="A", accept_sparse=True), n_components, **kwargs)
 
     def gpu(a: Any) -> _SvdResult:
-        from rankcore._gpu._arrays import check_array as check_device_array
-
         return _randomized_svd(check_device_array(a, name="A", accept_sparse=True), n_components, **kwargs)
 
     result = dispatch(A, name="randomized_svd", param="A", cpu=cpu, sparse=cpu, gpu=gpu)
@@ -154,8 +155,6 @@ def randomized_svd(
 def _svd_flip(U: Any, Vt: Any, *, u_based_decision: bool = True) -> tuple[Any, Any]:
     """sklearn's ``svd_flip`` on host arrays, its namespace-generic twin on device arrays."""
     if namespace(U) == "cupy":
-        from rankcore._gpu._arrays import svd_flip as device_svd_flip
-
         return device_svd_flip(U, Vt, u_based_decision=u_based_decision)
     return svd_flip(U, Vt, u_based_decision=u_based_decision)
 
@@ -258,8 +257,6 @@ def _column_variances(X: Any) -> Any:
     """Population variance of each column (``ddof=0``), sparse input without densifying."""
     if namespace(X) != "cupy":
         return mean_variance_axis(X, axis=0)[1] if sp.issparse(X) else np.var(X, axis=0)
-    from rankcore._gpu._arrays import is_sparse
-
     xp = array_module(X)
     if not is_sparse(X):
         return xp.var(X, axis=0)
@@ -282,8 +279,8 @@ def _covariance_eigh(X: Any) -> tuple[Any, Any, Any]:
             X = np.array(X, dtype=X.dtype.newbyteorder("="), order="K")
         G, mean = _core.centred_gram_dense(X, True)
     else:
-        mean = xp.asarray(X.sum(axis=0, dtype=xp.float64) if not _is_sparse(X) else X.astype(xp.float64).sum(axis=0)).ravel() / m
-        if _is_sparse(X):
+        mean = column_means(X, np.float64)
+        if is_sparse(X):
             G = xp.asarray((X.T @ X).toarray(), dtype=xp.float64)
             G -= m * xp.outer(mean, mean)
         else:
@@ -297,20 +294,12 @@ def _covariance_eigh(X: Any) -> tuple[Any, Any, Any]:
     return evals[::-1], evecs[:, ::-1], mean
 
 
-def _is_sparse(X: Any) -> bool:
-    from rankcore._gpu._arrays import is_sparse
-
-    return is_sparse(X)
-
-
 class _BaseRandomizedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Shared validation and sklearn plumbing of the two estimators."""
 
     def _validate(self, X: Any, *, reset: bool) -> Any:
         """sklearn's ``validate_data`` on host input; the same checks on the device for cupy
         input (dense or ``cupyx.scipy.sparse``), whose fitted attributes then stay there."""
-        from rankcore._gpu._arrays import validate_estimator_data
-
         on_device = validate_estimator_data(self, X, reset=reset)
         if on_device is not None:
             return on_device
@@ -325,8 +314,6 @@ class _BaseRandomizedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     def _check_projections(self, X: Any) -> Any:
         """Validate projections given to ``inverse_transform`` where the model lives."""
         if self.__dict__.get("_on_device", False) or namespace(X) == "cupy":
-            from rankcore._gpu._arrays import check_array as check_device_array, check_same_device
-
             check_same_device(f"{type(self).__name__}.inverse_transform",
                               "cupy" if self.__dict__.get("_on_device", False) else "numpy", ("X", X))
             return check_device_array(X, name="X")

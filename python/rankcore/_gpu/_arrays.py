@@ -14,7 +14,7 @@ import numpy as np
 from rankcore._backend import namespace
 from rankcore._validation import _check_ndim, _check_not_empty
 
-__all__ = ["array_module", "check_array", "check_same_device", "is_sparse", "linalg", "svd_flip"]
+__all__ = ["array_module", "check_array", "check_same_device", "column_means", "is_sparse", "linalg", "svd_flip"]
 
 
 def array_module(x: Any) -> Any:
@@ -35,6 +35,14 @@ def is_sparse(x: Any) -> bool:
     import scipy.sparse
 
     return scipy.sparse.issparse(x)
+
+
+def column_means(A: Any, dtype: Any = None) -> Any:
+    """Column means of a dense or sparse 2-D array, accumulated in float64 and returned in
+    `dtype` (default: the dtype of `A`)."""
+    xp = array_module(A)
+    sums = A.astype(xp.float64).sum(axis=0) if is_sparse(A) else A.sum(axis=0, dtype=xp.float64)
+    return (xp.asarray(sums).ravel() / A.shape[0]).astype(dtype or A.dtype)
 
 
 def _sparse_module(x: Any) -> Any:

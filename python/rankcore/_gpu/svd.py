@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rankcore._gpu._arrays import array_module, is_sparse, linalg
+from rankcore._gpu._arrays import array_module, column_means, is_sparse, linalg
 from rankcore._gpu._ops import ops_for
 
 __all__ = ["orthonormalize", "rsvd"]
@@ -77,13 +77,6 @@ class _Operator:
         nnz_per_col = xp.bincount(cols, minlength=A.shape[1])
         shifted = data - mu64[cols]
         return float(xp.sum(shifted * shifted) + xp.sum((m - nnz_per_col) * mu64 * mu64))
-
-
-def column_means(A: Any) -> Any:
-    """Column means accumulated in float64, returned in the dtype of `A`."""
-    xp = array_module(A)
-    sums = A.sum(axis=0, dtype=xp.float64) if not is_sparse(A) else A.astype(xp.float64).sum(axis=0)
-    return (xp.asarray(sums).ravel() / A.shape[0]).astype(A.dtype)
 
 
 def orthonormalize(Y: Any) -> Any:
