@@ -243,22 +243,25 @@ pub fn cholesky_qr<T: Float>(mut y: MatMut<'_, T>) -> bool {
 }
 
 /// The lower triangle of `yᵀy` (the upper one left zero), as a sum of partial Gram matrices
-/// of fixed row blocks added in block order.
+/// of fixed row blocks added in block order (computed in parallel waves of [`GRAM_WAVE`]
+/// blocks, so at most that many partials are alive at once).
 fn gram<T: Float>(y: MatRef<'_, T>) -> Mat<T> {
     let (m, l) = y.shape();
     let nblocks = m.div_ceil(CHOL_ROWS).max(1);
-    let partials: Vec<Mat<T>> = (0..nblocks)
-        .into_par_iter()
-        .map(|b| {
-            let r0 = b * CHOL_ROWS;
-            let mut part = Mat::<T>::zeros(l, l);
-            syrk_lower(part.as_mut(), y.subrows(r0, CHOL_ROWS.min(m - r0)));
-            part
-        })
-        .collect();
-    let mut g = partials[0].clone();
-    for part in &partials[1..] {
-        g += part;
+    let mut g = Mat::<T>::zeros(l, l);
+    for wave in (0..nblocks).step_by(GRAM_WAVE) {
+        let partials: Vec<Mat<T>> = (wave..(wave + GRAM_WAVE).min(nblocks))
+            .into_par_iter()
+            .map(|b| {
+                let r0 = b * CHOL_ROWS;
+                let mut part = Mat::<T>::zeros(l, l);
+                syrk_lower(part.as_mut(), y.subrows(r0, CHOL_ROWS.min(m - r0)));
+                part
+            })
+            .collect();
+        for part in &partials {
+            g += part;
+        }
     }
     g
 }
