@@ -45,16 +45,16 @@ class _Operator:
         return out
 
     def _mul(self, X: Any) -> Any:  # (A - 1 μᵀ) X
-        Y = self._a @ X
+        Y = self.xp.ascontiguousarray(self._a @ X)  # a fresh array: updated in place
         if self.mean is not None:
-            Y = Y - (self.mean @ X)[None, :]
-        return self.xp.ascontiguousarray(Y)
+            Y -= (self.mean @ X)[None, :]
+        return Y
 
     def _mul_t(self, Y: Any) -> Any:  # (A - 1 μᵀ)ᵀ Y
-        Z = self._at @ Y
+        Z = self.xp.ascontiguousarray(self._at @ Y)  # a fresh array: updated in place
         if self.mean is not None:
-            Z = Z - self.mean[:, None] * Y.sum(axis=0)[None, :]
-        return self.xp.ascontiguousarray(Z)
+            Z -= self.mean[:, None] * Y.sum(axis=0)[None, :]
+        return Z
 
     def mul(self, X: Any) -> Any:
         return self._mul_t(X) if self.transposed else self._mul(X)
@@ -66,8 +66,13 @@ class _Operator:
         """``‖A - 1 μᵀ‖²_F``, accumulated in float64."""
         xp, A, mu = self.xp, self._a, self.mean
         if not is_sparse(A):
-            D = A if mu is None else A - mu[None, :]
-            return float(xp.sum(xp.square(D, dtype=xp.float64)))
+            # Row blocks: the centred copy never exceeds 2^24 entries.
+            step = max(1, (1 << 24) // max(A.shape[1], 1))
+            total = 0.0
+            for r in range(0, A.shape[0], step):
+                D = A[r:r + step] if mu is None else A[r:r + step] - mu[None, :]
+                total += float(xp.sum(xp.square(D, dtype=xp.float64)))
+            return total
         data = A.data.astype(xp.float64)
         if mu is None:
             return float(xp.sum(data * data))
