@@ -612,3 +612,96 @@ def test_solver_choice_and_bad_values():
         RandomizedPCA(2, svd_solver="arpack").fit(X)
     with pytest.raises(ValueError, match="n_components"):
         RandomizedPCA(31, svd_solver="covariance_eigh").fit(X)
+
+
+# --- the probabilistic PCA model (noise_variance_, get_covariance/precision, score) ---
+
+
+@pytest.mark.parametrize("solver", ["covariance_eigh", "randomized"])
+@pytest.mark.parametrize("n_components", [3, 12])
+def test_probabilistic_model_matches_sklearn(solver, n_components):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((600, 12)) @ rng.standard_normal((12, 12)) + 7.0
+    X_test = rng.standard_normal((50, 12)) @ rng.standard_normal((12, 12))
+    ours = RandomizedPCA(n_components, svd_solver=solver, iterated_power=7, random_state=0).fit(X)
+    ref = PCA(n_components, svd_solver="full").fit(X)
+    # sklearn inverts the covariance (or uses the inversion lemma); we read the inverse off
+    # the spectrum: agreement is limited by the covariance's condition number (~1e3 here).
+    np.testing.assert_allclose(ours.get_covariance(), ref.get_covariance(), rtol=1e-10, atol=1e-12)
+    P = ref.get_precision()
+    np.testing.assert_allclose(ours.get_precision(), P, rtol=0, atol=1e-11 * np.abs(P).max())
+    np.testing.assert_allclose(ours.score_samples(X_test), ref.score_samples(X_test), rtol=1e-10)
+    assert ours.score(X_test) == pytest.approx(ref.score(X_test), rel=1e-12)
+    np.testing.assert_allclose(ours.get_precision() @ ours.get_covariance(), np.eye(12), atol=1e-10)
+
+
+def test_probabilistic_model_by_direct_density():
+    # score_samples is the Gaussian log-density with the model's covariance, evaluated densely.
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 9)) * np.linspace(4, 0.5, 9) + 2.0
+    ours = RandomizedPCA(4, random_state=0).fit(X)
+    dens = multivariate_normal(ours.mean_, ours.get_covariance()).logpdf(X[:20])
+    np.testing.assert_allclose(ours.score_samples(X[:20]), dens, rtol=1e-12)
+
+
+def test_probabilistic_model_ignores_whiten():
+    # Whitening rescales transform's output only; the fitted density is the same. (sklearn's
+    # PCA scales the components by √explained_variance_ here, scikit-learn issue #13898.)
+    X = with_spectrum(400, 10, 0.7 ** np.arange(10), seed=6) + 1.0
+    plain = RandomizedPCA(3, random_state=0).fit(X)
+    white = RandomizedPCA(3, whiten=True, random_state=0).fit(X)
+    np.testing.assert_allclose(white.get_covariance(), plain.get_covariance(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(white.score_samples(X), plain.score_samples(X), rtol=1e-12)
+    ref = PCA(3, svd_solver="full").fit(X)
+    np.testing.assert_allclose(white.score_samples(X), ref.score_samples(X), rtol=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["covariance_eigh", "randomized"])
+def test_probabilistic_model_on_sparse_input_never_densifies_x(solver, monkeypatch):
+    from scipy.stats import multivariate_normal
+
+    Xs = sp.random(500, 40, density=0.1, format="csr", random_state=7)
+    Xd = Xs.toarray()
+    ours = RandomizedPCA(5, svd_solver=solver, random_state=0).fit(Xs)
+    # The fitted model's density evaluated densely (the randomized fit of a flat spectrum is
+    # not sklearn's exact one, but its density must be evaluated exactly all the same).
+    dens = multivariate_normal(ours.mean_, ours.get_covariance()).logpdf(Xd)
+    monkeypatch.setattr(sp.csr_matrix, "toarray", lambda *a, **k: pytest.fail("densified X"))
+    monkeypatch.setattr(sp.csr_array, "toarray", lambda *a, **k: pytest.fail("densified X"))
+    np.testing.assert_allclose(ours.score_samples(Xs), dens, rtol=1e-10)
+    assert ours.score(Xs) == pytest.approx(dens.mean(), rel=1e-10)
+
+
+def test_probabilistic_model_zero_noise_edge_cases():
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((100, 5))
+    full = RandomizedPCA(5).fit(X)  # all components kept: noise_variance_ is 0, covariance full rank
+    ref = PCA(5, svd_solver="full").fit(X)
+    assert full.noise_variance_ == 0.0 == ref.noise_variance_
+    np.testing.assert_allclose(full.get_precision(), ref.get_precision(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(full.score_samples(X), ref.score_samples(X), rtol=1e-10)
+    # Fewer samples than features, all components kept: a singular covariance. sklearn
+    # inverts it anyway (scikit-learn issue #12489); here it is a clear error.
+    wide = RandomizedPCA(4, svd_solver="randomized", random_state=0).fit(rng.standard_normal((5, 20)))
+    assert wide.noise_variance_ == 0.0
+    wide.get_covariance()
+    for call in (wide.get_precision, lambda: wide.score_samples(np.zeros((2, 20))), lambda: wide.score(np.zeros((2, 20)))):
+        with pytest.raises(ValueError, match="singular covariance"):
+            call()
+
+
+def test_probabilistic_model_keeps_float32_and_checks_input():
+    X = with_spectrum(200, 8, 0.6 ** np.arange(8), seed=9).astype(np.float32)
+    ours = RandomizedPCA(3, random_state=0).fit(X)
+    ref = PCA(3, svd_solver="full").fit(X.astype(np.float64))
+    for got in (ours.get_covariance(), ours.get_precision(), ours.score_samples(X)):
+        assert got.dtype == np.float32
+    np.testing.assert_allclose(ours.score_samples(X), ref.score_samples(X), rtol=1e-4)
+    with pytest.raises(ValueError, match="features"):
+        ours.score_samples(X[:, :5])
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        RandomizedPCA(2).score(X)

@@ -480,6 +480,11 @@ class RandomizedPCA(_BaseRandomizedSVD):
     n_components_, n_samples_ : int
     noise_variance_ : float
         Mean of the discarded eigenvalues of the covariance (probabilistic PCA).
+        ``get_covariance()``, ``get_precision()``, ``score_samples(X)`` and ``score(X)``
+        evaluate that Tipping & Bishop model as sklearn's ``PCA`` does, on sparse input
+        without densifying it. The model does not depend on ``whiten`` (sklearn's differs
+        there, its issue #13898), and a singular model covariance (zero noise variance with
+        fewer components than features) is a ``ValueError`` rather than a huge inverse.
     svd_solver_ : str
         The solver used ("covariance_eigh" or "randomized").
     n_iter_ : int
@@ -624,3 +629,91 @@ class RandomizedPCA(_BaseRandomizedSVD):
         if self.whiten:
             X = X * self._whitening_scale()
         return X @ self.components_ + self.mean_
+
+    # Probabilistic PCA (Tipping & Bishop 1999): x ~ N(μ, Cᵀ diag(d) C + σ² I) with C the
+    # orthonormal components, σ² = noise_variance_ and d = max(explained_variance_ - σ², 0).
+    # The covariance's eigenvalues are d + σ² along the components and σ² elsewhere, so its
+    # inverse and log-determinant are written down directly, in O(n_features · k).
+
+    def _ppca_spectrum(self) -> tuple[Any, float]:
+        """``(d + σ², σ²)`` in float64: the covariance's eigenvalues along the components and
+        in their orthogonal complement."""
+        check_is_fitted(self)
+        xp = array_module(self.components_)
+        noise = float(self.noise_variance_)
+        ev = self.explained_variance_.astype(xp.float64)
+        return xp.maximum(ev, noise), noise
+
+    def _check_density(self, along: Any, noise: float) -> None:
+        n = self.components_.shape[1]
+        singular = noise <= 0.0 and (self.n_components_ < n or float(along.min()) <= 0.0)
+        if singular:
+            raise ValueError(
+                "the fitted probabilistic PCA model has a singular covariance (noise_variance_ "
+                f"is 0 and the {self.n_components_} components do not span all {n} features "
+                "with positive variance), so its precision and log-likelihood are undefined; "
+                "fit with fewer n_components, or on data of full rank"
+            )
+
+    def get_covariance(self) -> Any:
+        """Covariance of the data under the probabilistic PCA model,
+        ``components_ᵀ · diag(max(explained_variance_ - σ², 0)) · components_ + σ² I`` with
+        ``σ² = noise_variance_``, shape ``(n_features, n_features)``.
+
+        The model does not depend on ``whiten`` (whitening only rescales ``transform``'s
+        output). scikit-learn's ``PCA`` scales the components by ``√explained_variance_``
+        here when ``whiten=True`` (scikit-learn issue #13898), which gives a different,
+        inconsistent covariance; ``whiten=False`` results match it.
+        """
+        along, noise = self._ppca_spectrum()
+        xp = array_module(self.components_)
+        C = self.components_.astype(xp.float64)
+        cov = (C.T * (along - noise)) @ C
+        cov[xp.diag_indices(cov.shape[0])] += noise
+        return cov.astype(self.components_.dtype, copy=False)
+
+    def get_precision(self) -> Any:
+        """Inverse of :meth:`get_covariance`, formed from the model's spectrum (no matrix
+        inversion). Raises ``ValueError`` when that covariance is singular (zero noise
+        variance with fewer components than features)."""
+        along, noise = self._ppca_spectrum()
+        self._check_density(along, noise)
+        xp = array_module(self.components_)
+        C = self.components_.astype(xp.float64)
+        outside = 1.0 / noise if noise > 0.0 else 0.0
+        precision = (C.T * (1.0 / along - outside)) @ C
+        precision[xp.diag_indices(precision.shape[0])] += outside
+        return precision.astype(self.components_.dtype, copy=False)
+
+    def score_samples(self, X: Any) -> Any:
+        """Log-likelihood of each sample under the probabilistic PCA model.
+
+        Sparse input stays sparse: the Mahalanobis term splits into the projection on the
+        components and the squared norm of the rest, both computed from ``X`` directly.
+        """
+        along, noise = self._ppca_spectrum()
+        self._check_density(along, noise)
+        X = self._validate(X, reset=False)
+        xp = array_module(self.components_)
+        C = self.components_.astype(xp.float64)
+        mean = self.mean_.astype(xp.float64)
+        proj = _dot(X, C.T) - mean @ C.T  # (x - μ) Cᵀ, float64
+        quad = (proj * proj / along).sum(axis=1)
+        if noise > 0.0:
+            if is_sparse(X):
+                # |x - μ|² - |(x - μ) Cᵀ|²: the rest's norm without densifying X.
+                sq = xp.asarray(X.multiply(X).sum(axis=1), dtype=xp.float64).ravel()
+                centred = sq - 2.0 * _dot(X, mean) + mean @ mean
+                rest = xp.maximum(centred - (proj * proj).sum(axis=1), 0.0)
+            else:
+                resid = (X - mean) - proj @ C
+                rest = (resid * resid).sum(axis=1)
+            quad = quad + rest / noise
+        n = C.shape[1]
+        logdet = float(xp.log(along).sum()) + (n - C.shape[0]) * (np.log(noise) if noise > 0 else 0.0)
+        out = -0.5 * (quad + n * np.log(2.0 * np.pi) + logdet)
+        return out.astype(self.components_.dtype, copy=False)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Average log-likelihood of the samples under the probabilistic PCA model."""
+        return float(self.score_samples(X).mean())

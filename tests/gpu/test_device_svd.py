@@ -128,3 +128,24 @@ def test_pca_covariance_route_matches_cpu(cp, no_host_transfer, dtype, sparse_in
     rtol = 1e-10 if dtype == np.float64 else 1e-4
     np.testing.assert_allclose(cp.asnumpy(est.explained_variance_), host.explained_variance_, rtol=rtol)
     np.testing.assert_allclose(cp.asnumpy(est.components_), host.components_, atol=1e3 * rtol)
+
+
+@pytest.mark.parametrize("sparse_input", [False, True])
+def test_pca_probabilistic_model_matches_cpu(cp, no_host_transfer, sparse_input):
+    import cupyx.scipy.sparse as csp
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3000, 20)) * np.linspace(3, 0.2, 20) + 2.0
+    if sparse_input:
+        X = sp.random(3000, 20, density=0.3, format="csr", random_state=5)
+    Xd = csp.csr_matrix(X) if sparse_input else cp.asarray(X)
+    with no_host_transfer():
+        est = rankcore.RandomizedPCA(4).fit(Xd)
+        ll = est.score_samples(Xd)
+        cov, prec = est.get_covariance(), est.get_precision()
+    assert isinstance(ll, cp.ndarray) and isinstance(cov, cp.ndarray)
+    host = rankcore.RandomizedPCA(4).fit(X)
+    np.testing.assert_allclose(cp.asnumpy(ll), host.score_samples(X), rtol=1e-9)
+    np.testing.assert_allclose(cp.asnumpy(cov), host.get_covariance(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(cp.asnumpy(prec), host.get_precision(), rtol=1e-8, atol=1e-10)
+    assert est.score(Xd) == pytest.approx(host.score(X), rel=1e-10)
