@@ -713,3 +713,168 @@ def test_ctrl_c_interrupts_a_long_run():
         timer.cancel()
         signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - t0 < 10
+
+
+# --- sparse feature matrices (distances merged from CSR rows, never densified) ---
+
+
+def _sparse_sample(n=300, d=120, density=0.08, dtype=np.float64, seed=0):
+    import scipy.sparse as sp
+
+    X = sp.random(n, d, density=density, format="csr", random_state=seed, dtype=np.float64)
+    X.data = np.round(X.data * 8)  # small integers: exact sums, and ties to break
+    return X.astype(dtype)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "manhattan", "cosine"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("precompute", [True, False])
+def test_sparse_features_equal_dense_bit_for_bit(metric, dtype, precompute):
+    X = _sparse_sample(dtype=dtype)
+    D_sparse = dissimilarity_matrix(X, metric)
+    D_dense = dissimilarity_matrix(X.toarray(), metric)
+    assert D_sparse.dtype == dtype
+    np.testing.assert_array_equal(D_sparse, D_dense)
+    for method, kw in (("fasterpam", {}), ("pam", {"init": "build"}), ("clara", {"random_state": 3}), ("alternate", {})):
+        a = kmedoids(X, 6, metric=metric, method=method, precompute=precompute, **kw)
+        b = kmedoids(X.toarray(), 6, metric=metric, method=method, precompute=precompute, **kw)
+        np.testing.assert_array_equal(a.medoids, b.medoids)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert a.loss == b.loss
+    med = kmedoids(X, 6, metric=metric).medoids
+    assert medoid_silhouette(X, med, metric=metric) == medoid_silhouette(X.toarray(), med, metric=metric)
+
+
+def test_sparse_formats_and_non_canonical_input_left_unchanged():
+    import scipy.sparse as sp
+
+    X = _sparse_sample(n=120, d=40)
+    ref = kmedoids(X.toarray(), 4, metric="euclidean")
+    for Y in (X.tocsc(), X.tocoo(), sp.csr_array(X)):
+        np.testing.assert_array_equal(kmedoids(Y, 4, metric="euclidean").medoids, ref.medoids)
+    # Duplicated and unsorted column indices: summed on a copy, the input untouched.
+    coo = X.tocoo()
+    half = coo.data / 2
+    dup = sp.csr_matrix(
+        (np.r_[half, half][::-1], (np.r_[coo.row, coo.row][::-1], np.r_[coo.col, coo.col][::-1])),
+        shape=X.shape,
+    )
+    dup.has_canonical_format = False
+    before = (dup.data.copy(), dup.indices.copy(), dup.indptr.copy())
+    got = kmedoids(dup, 4, metric="euclidean")
+    np.testing.assert_array_equal(got.medoids, ref.medoids)
+    for a, b in zip(before, (dup.data, dup.indices, dup.indptr)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sparse_with_empty_rows_and_dynmsc():
+    X = _sparse_sample(n=150, d=30, density=0.05).tolil()
+    X[7] = 0
+    X[40] = 0
+    X = X.tocsr()
+    for metric in ("euclidean", "cosine"):
+        a = dynmsc(X, 6, metric=metric)
+        b = dynmsc(X.toarray(), 6, metric=metric)
+        np.testing.assert_array_equal(a.medoids, b.medoids)
+        assert a.silhouette == b.silhouette
+
+
+def test_kmedoids_estimator_on_sparse_input():
+    import scipy.sparse as sp
+
+    X = _sparse_sample(n=200, d=50)
+    km = KMedoids(5, metric="cosine", random_state=0).fit(X)
+    dense = KMedoids(5, metric="cosine", random_state=0).fit(X.toarray())
+    np.testing.assert_array_equal(km.medoid_indices_, dense.medoid_indices_)
+    assert km.inertia_ == dense.inertia_
+    assert sp.issparse(km.cluster_centers_)
+    np.testing.assert_allclose(km.transform(X), dense.transform(X.toarray()), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+    with pytest.raises(TypeError, match="(?i)sparse"):
+        KMedoids(3, metric="precomputed").fit(sp.eye(5, format="csr"))
+
+
+def test_sparse_bad_input():
+    X = _sparse_sample(n=50, d=10)
+    X.data[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        kmedoids(X, 3, metric="euclidean")
+    with pytest.raises(TypeError, match="sparse"):
+        kmedoids(_sparse_sample(n=20, d=20), 3)  # metric="precomputed": a dense matrix is needed
+
+
+# --- a callable metric (the documented slow path) ---
+
+
+def test_callable_metric_equals_the_named_metric():
+    X = np.random.default_rng(30).integers(0, 5, size=(80, 4)).astype(float)
+    calls = []
+
+    def manhattan(x, y):
+        calls.append(1)
+        return float(np.abs(x - y).sum())
+
+    a = kmedoids(X, 4, metric=manhattan)
+    b = kmedoids(X, 4, metric="manhattan")
+    assert len(calls) == 80 * 79 // 2  # each pair once; symmetric and zero-diagonal by construction
+    np.testing.assert_array_equal(a.medoids, b.medoids)
+    assert a.loss == b.loss  # integer data: exact sums either way
+    km = KMedoids(4, metric=manhattan).fit(X)
+    np.testing.assert_array_equal(km.medoid_indices_, b.medoids)
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+    np.testing.assert_allclose(km.transform(X[:5]), pairwise_distances(X[:5], X[b.medoids], metric="manhattan"))
+    assert medoid_silhouette(X, b.medoids, metric=manhattan) == pytest.approx(
+        medoid_silhouette(X, b.medoids, metric="manhattan"), rel=1e-14
+    )
+
+
+def test_callable_metric_on_sparse_rows():
+    X = _sparse_sample(n=40, d=12)
+    seen = []
+
+    def dist(x, y):
+        seen.append(x.shape)
+        return float(np.sqrt(((x - y).toarray() ** 2).sum()))
+
+    a = kmedoids(X, 3, metric=dist)
+    b = kmedoids(X, 3, metric="euclidean")
+    assert seen[0] == (1, 12)
+    np.testing.assert_array_equal(a.medoids, b.medoids)
+
+
+@pytest.mark.parametrize(
+    "bad, exc, match",
+    [
+        (lambda x, y: np.nan, ValueError, r"metric\(X\[0\], X\[1\]\) returned nan"),
+        (lambda x, y: -1.0 if x[0] == 2.0 else 1.0, ValueError, r"metric\(X\[1\], X\[2\]\) returned -1.0"),
+        (lambda x, y: np.inf, ValueError, "finite"),
+        (lambda x, y: "far", TypeError, "must return a real number"),
+        (lambda x, y: np.ones(2), TypeError, "must return a real number"),
+    ],
+)
+def test_callable_metric_bad_values(bad, exc, match):
+    X = np.arange(10.0).reshape(5, 2)
+    with pytest.raises(exc, match=match):
+        kmedoids(X, 2, metric=bad)
+
+
+def test_callable_metric_ctrl_c():
+    import os
+    import signal
+
+    X = np.random.default_rng(31).standard_normal((400, 3))
+    count = [0]
+
+    def slow(x, y):
+        count[0] += 1
+        if count[0] == 1000:
+            os.kill(os.getpid(), signal.SIGINT)
+        return float(np.abs(x - y).sum())
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            kmedoids(X, 3, metric=slow)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert count[0] < 2000  # stopped at once, not after all 79,800 pairs

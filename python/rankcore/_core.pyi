@@ -125,18 +125,18 @@ def flora_delta_vjp(
     grad: npt.NDArray[np.floating[Any]],
     scale: float,
 ) -> tuple[npt.NDArray[np.floating[Any]], list[npt.NDArray[np.floating[Any]]]]: ...
-def kmedoids_fit(
-    kind: str, data: npt.NDArray[np.floating[Any]], metric: str, opts: dict[str, Any]
-) -> dict[str, Any]: ...
+# A k-medoids source: an array ("square", "condensed", "features"), or for kind "csr" the
+# tuple (values, indptr as int64, indices as int64, n_features).
+_KmSource = npt.NDArray[np.floating[Any]] | tuple[
+    npt.NDArray[np.floating[Any]], npt.NDArray[np.int64], npt.NDArray[np.int64], int
+]
+
+def kmedoids_fit(kind: str, data: _KmSource, metric: str, opts: dict[str, Any]) -> dict[str, Any]: ...
 def kmedoids_silhouette(
-    kind: str, data: npt.NDArray[np.floating[Any]], metric: str, medoids: list[int]
+    kind: str, data: _KmSource, metric: str, medoids: list[int]
 ) -> tuple[float, npt.NDArray[np.float64]]: ...
-def kmedoids_matrix(
-    kind: str, data: npt.NDArray[np.floating[Any]], metric: str
-) -> npt.NDArray[np.floating[Any]]: ...
-def kmedoids_dynmsc(
-    kind: str, data: npt.NDArray[np.floating[Any]], metric: str, opts: dict[str, Any]
-) -> dict[str, Any]: ...
+def kmedoids_matrix(kind: str, data: _KmSource, metric: str) -> npt.NDArray[np.floating[Any]]: ...
+def kmedoids_dynmsc(kind: str, data: _KmSource, metric: str, opts: dict[str, Any]) -> dict[str, Any]: ...
 
 # --- GP-HM PDE solver (rankcore.pde) ---------------------------------------------------
 

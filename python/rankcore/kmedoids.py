@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.metrics import pairwise_distances
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -89,10 +90,16 @@ class KMedoidsResult:
     init_medoids: np.ndarray
 
 
-def _source(X: Any, metric: str, name: str = "X") -> tuple[str, np.ndarray, str]:
-    """(kind, array, core metric) for the core; validates shapes and dtypes."""
+def _source(X: Any, metric: Any, name: str = "X") -> tuple[str, Any, str]:
+    """(kind, data, core metric) for the core; validates shapes and dtypes.
+
+    ``data`` is an array, or for CSR features the tuple ``(values, indptr, indices,
+    n_features)`` with int64 indices and canonical rows (sorted, no duplicates).
+    """
+    if callable(metric):
+        return "condensed", _callable_condensed(X, metric, name), ""
     if not isinstance(metric, str):
-        raise TypeError(f"metric must be a string, got {metric!r}")
+        raise TypeError(f"metric must be a string or a callable, got {metric!r}")
     check_choice(metric, "metric", METRICS)
     if metric == "precomputed":
         X = check_array(X, name=name, ndim=None, allow_empty=True)
@@ -108,11 +115,65 @@ def _source(X: Any, metric: str, name: str = "X") -> tuple[str, np.ndarray, str]
         # A symmetric matrix in Fortran order is its own transpose in C order: no copy.
         X = X.T if X.flags.f_contiguous and not X.flags.c_contiguous else np.ascontiguousarray(X)
         return "square", X, ""
-    X = check_array(X, name=name, ndim=2)
+    X = check_array(X, name=name, ndim=2, accept_sparse=True)
+    if sp.issparse(X):
+        return "csr", _csr_parts(X), FEATURE_METRICS[metric]
     return "features", np.ascontiguousarray(X), FEATURE_METRICS[metric]
 
 
-def _n_points(kind: str, data: np.ndarray) -> int:
+def _csr_parts(X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``(values, indptr, indices, n_features)`` of a canonical CSR form of `X` (the input is
+    never modified: a non-canonical one is copied before its duplicates are summed)."""
+    X = X.tocsr()
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    values = np.ascontiguousarray(X.data)
+    return values, X.indptr.astype(np.int64), X.indices.astype(np.int64), X.shape[1]
+
+
+def _callable_condensed(X: Any, metric: Any, name: str) -> np.ndarray:
+    """``metric(X[i], X[j])`` for every pair ``i < j``, as a condensed vector (float64).
+
+    The documented slow path: one Python call per pair with the GIL held (Ctrl-C works),
+    as scikit-learn's ``pairwise_distances`` with a callable. Dense rows are passed as 1-D
+    arrays, sparse rows as 1 × n_features sparse matrices.
+    """
+    X = check_array(X, name=name, ndim=2, accept_sparse=True)
+    n = X.shape[0]
+    rows = [X[i] for i in range(n)]
+    out = np.empty(n * (n - 1) // 2)
+    t = 0
+    for i in range(n - 1):
+        xi = rows[i]
+        for j in range(i + 1, n):
+            try:
+                out[t] = metric(xi, rows[j])
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"metric({name}[{i}], {name}[{j}]) must return a real number: {e}") from e
+            t += 1
+    bad = np.flatnonzero(~(np.isfinite(out) & (out >= 0)))
+    if bad.size:
+        i, j = _condensed_pair(int(bad[0]), n)
+        raise ValueError(
+            f"metric({name}[{i}], {name}[{j}]) returned {float(out[bad[0]])!r}: a callable metric must "
+            "return finite, non-negative dissimilarities"
+        )
+    return out
+
+
+def _condensed_pair(t: int, n: int) -> tuple[int, int]:
+    """The pair ``(i, j)``, ``i < j``, stored at position `t` of a condensed vector."""
+    i = 0
+    while t >= n - 1 - i:
+        t -= n - 1 - i
+        i += 1
+    return i, i + 1 + t
+
+
+def _n_points(kind: str, data: Any) -> int:
+    if kind == "csr":
+        return data[1].shape[0] - 1
     if kind == "condensed":
         m = data.shape[0]
         n = int(round((1 + np.sqrt(1 + 8 * m)) / 2))
@@ -174,13 +235,18 @@ def kmedoids(
         With ``metric="precomputed"``: an (n, n) dissimilarity matrix (symmetric to
         ``sqrt(eps) · max``, non-negative, zero diagonal; row ``x`` is what is read), or the
         condensed vector of length n (n − 1) / 2 that :func:`scipy.spatial.distance.pdist`
-        returns. Otherwise an (n, n_features) feature matrix. float32 and float64 are kept
+        returns. Otherwise an (n, n_features) feature matrix, dense or scipy.sparse (CSR,
+        CSC, COO; distances merge the rows' non-zeros, never densifying, and equal the dense
+        input's bit for bit). float32 and float64 are kept
         (distances are computed and stored in that dtype, the loss summed in float64);
         other real dtypes become float64. Never modified.
     n_clusters : int
         ``1 <= n_clusters <= n``.
-    metric : {"precomputed", "euclidean", "sqeuclidean", "manhattan", "cosine"}, default="precomputed"
-        For features, distances are computed on the fly in blocks, so no n×n matrix is
+    metric : {"precomputed", "euclidean", "sqeuclidean", "manhattan", "cosine"} or callable, default="precomputed"
+        A callable ``metric(x, y) -> float`` is the slow path: it is called once per pair
+        ``i < j`` (``n (n − 1) / 2`` Python calls, GIL held, Ctrl-C works; rows as 1-D
+        arrays, or 1 × n_features matrices for sparse ``X``) and the condensed matrix is
+        clustered (float64; the values must be finite and non-negative). For features, distances are computed on the fly in blocks, so no n×n matrix is
         formed (memory O(n·n_clusters)). Euclidean and squared euclidean sum
         ``(x_l − y_l)²`` directly (no ``‖x‖² + ‖y‖² − 2x·y`` cancellation), manhattan
         ``|x_l − y_l|``, cosine is ``1 − x·y / (‖x‖ ‖y‖)`` (1 against a zero vector); each
@@ -255,7 +321,7 @@ def kmedoids(
                     n_samples=n_samples, sample_size=sample_size, verbose=verbose,
                     precompute=precompute)
 
-    return dispatch(X, name="kmedoids", param="X", cpu=cpu)
+    return dispatch(X, name="kmedoids", param="X", cpu=cpu, sparse=cpu)
 
 
 def _fit(
@@ -406,8 +472,8 @@ def _labels_silhouette(X: Any, labels: Any, metric: str) -> tuple[float, np.ndar
         D = _core.kmedoids_matrix(kind, data, core_metric).astype(np.float64)
     if not np.isfinite(D).all():
         raise ValueError(
-            f"dissimilarities overflowed the {data.dtype} range (infinite distances); "
-            "use float64 input or rescale the data"
+            f"dissimilarities overflowed the {(data[0] if kind == 'csr' else data).dtype} range "
+            "(infinite distances); use float64 input or rescale the data"
         )
     groups = np.unique(lab, return_inverse=True)[1].ravel()
     k = int(groups.max()) + 1
@@ -547,7 +613,9 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
     metric : str, default="euclidean"
         "precomputed" (fit on an (n, n) dissimilarity matrix; predict/transform then take
         (n_queries, n_train) dissimilarities to the training points), "euclidean",
-        "sqeuclidean", "manhattan" ("l1", "cityblock"), "cosine" ("l2" = "euclidean").
+        "sqeuclidean", "manhattan" ("l1", "cityblock"), "cosine" ("l2" = "euclidean"), or a
+        callable ``metric(x, y) -> float`` (slow: one Python call per pair, see
+        :func:`kmedoids`). Feature metrics accept scipy.sparse ``X`` (never densified).
     method : {"fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara", "fastermsc"}, default="fasterpam"
         See :func:`kmedoids`.
     init : {"build", "lab", "random", "k-medoids++", "heuristic"} or array, default="build"
@@ -606,15 +674,28 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):  # noqa: D105
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        tags.input_tags.pairwise = self.metric == "precomputed"
+        tags.input_tags.pairwise = self._precomputed()
+        tags.input_tags.sparse = not self._precomputed()
         return tags
+
+    def _precomputed(self) -> bool:
+        return isinstance(self.metric, str) and self.metric == "precomputed"
+
+    def _pairwise_metric(self) -> Any:
+        """The metric for scikit-learn's ``pairwise_distances`` (predict, transform, init)."""
+        return self.metric if callable(self.metric) else FEATURE_METRICS[self.metric]
+
+    def _validate(self, X: Any, reset: bool) -> Any:
+        sparse = False if self._precomputed() else ["csr", "csc"]
+        return validate_data(self, X, dtype=[np.float64, np.float32], accept_sparse=sparse, reset=reset)
 
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMedoids:
         """Cluster ``X`` (ignores ``y``); ``sample_weight`` as in :func:`kmedoids`."""
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
-        if not isinstance(self.metric, str):
-            raise TypeError(f"metric must be a string, got {self.metric!r}")
-        check_choice(self.metric, "metric", METRICS)
+        if not (isinstance(self.metric, str) or callable(self.metric)):
+            raise TypeError(f"metric must be a string or a callable, got {self.metric!r}")
+        if isinstance(self.metric, str):
+            check_choice(self.metric, "metric", METRICS)
+        X = self._validate(X, reset=True)
         n = X.shape[0]
         k = check_positive_int(self.n_clusters, "n_clusters")
         if k > n:
@@ -633,23 +714,23 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_iter_ = res.n_iter
         self.n_swap_ = res.n_swap
         self.converged_ = res.converged
-        self.cluster_centers_ = None if self.metric == "precomputed" else X[res.medoids].copy()
+        self.cluster_centers_ = None if self._precomputed() else X[res.medoids].copy()
         return self
 
     def _init_indices(self, X: np.ndarray, init: Any, k: int) -> np.ndarray:
         """Medoid coordinates → indices of the nearest training points."""
-        if self.metric == "precomputed":
+        if self._precomputed():
             raise ValueError("init as coordinates needs features; with metric='precomputed' pass medoid_indices")
         centers = check_array(init, name="init", ndim=2)
         if centers.shape != (k, X.shape[1]):
             raise ValueError(f"init must have shape (n_clusters, n_features) = {(k, X.shape[1])}, got {centers.shape}")
-        idx = pairwise_distances(centers, X, metric=FEATURE_METRICS[self.metric]).argmin(axis=1)
+        idx = pairwise_distances(centers, X, metric=self._pairwise_metric()).argmin(axis=1)
         if len(np.unique(idx)) != k:
             raise ValueError("init: two starting centres map to the same nearest training point")
         return idx
 
-    def _distances(self, X: np.ndarray) -> np.ndarray:
-        if self.metric == "precomputed":
+    def _distances(self, X: Any) -> np.ndarray:
+        if self._precomputed():
             if X.shape[1] != self.labels_.shape[0]:
                 raise ValueError(
                     f"with metric='precomputed', X must hold dissimilarities to the {self.labels_.shape[0]} "
@@ -657,7 +738,7 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
                 )
             return np.array(X[:, self.medoid_indices_], dtype=X.dtype)
         with np.errstate(over="ignore"):  # overflow is reported below, as an error
-            D = pairwise_distances(X, self.cluster_centers_, metric=FEATURE_METRICS[self.metric])
+            D = pairwise_distances(X, self.cluster_centers_, metric=self._pairwise_metric())
         if not np.isfinite(D).all():  # finite inputs, so float32 overflow (as `fit` reports)
             raise ValueError(
                 f"dissimilarities overflowed the {X.dtype} range (infinite distances); "
@@ -668,8 +749,7 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """Dissimilarities of ``X`` to the medoids, shape (n_samples, n_clusters)."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return self._distances(X)
+        return self._distances(self._validate(X, reset=False))
 
     def predict(self, X: Any) -> np.ndarray:
         """Index of the nearest medoid for each row of ``X`` (ties: lowest)."""

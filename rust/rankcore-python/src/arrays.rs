@@ -40,10 +40,14 @@ pub fn vec_to_numpy<'py, T: Element>(py: Python<'py>, v: Vec<T>) -> Bound<'py, P
     PyArray1::from_vec(py, v)
 }
 
-/// Whether `a` is a float32 array. Every other input takes the float64 path, where anything
+/// Whether `a` is a float32 array (or a tuple whose first item is: a sparse matrix passed as
+/// `(values, indptr, indices, …)`). Every other input takes the float64 path, where anything
 /// but a float64 array fails to convert with a `TypeError` (the Python layer has already
 /// cast inputs to one of the two).
 pub fn is_f32(a: &Bound<'_, PyAny>) -> bool {
+    if let Ok(t) = a.cast::<pyo3::types::PyTuple>() {
+        return t.get_item(0).map(|v| is_f32(&v)).unwrap_or(false);
+    }
     a.getattr("dtype")
         .and_then(|d| d.str())
         .map(|s| s == "float32")

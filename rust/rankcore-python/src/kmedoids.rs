@@ -7,7 +7,10 @@ use numpy::{Element, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntyp
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use rankcore::kmedoids::dissimilarity::{Condensed, Dissimilarity, Features, Fma, Metric, Square};
+use rankcore::kmedoids::csr::CsrFeatures;
+use rankcore::kmedoids::dissimilarity::{
+    Condensed, Dissimilarity, Features, Fma, Materialise, Metric, Square,
+};
 use rankcore::kmedoids::init::Init;
 use rankcore::kmedoids::msc::DynFit;
 use rankcore::kmedoids::silhouette::medoid_silhouette;
@@ -69,6 +72,20 @@ fn with_source<T: Fma + Element, R: Send>(
                 f(&FeatWrap(Features::new(s, n, d, metric)?), stop)
             })
         }
+        "csr" => {
+            type Csr<'py, T> = (
+                PyReadonlyArray1<'py, T>,
+                PyReadonlyArray1<'py, i64>,
+                PyReadonlyArray1<'py, i64>,
+                usize,
+            );
+            let (values, indptr, indices, d): Csr<'_, T> = data.extract()?;
+            let (v, p, i) = (values.as_slice()?, indptr.as_slice()?, indices.as_slice()?);
+            let metric = Metric::parse(metric).map_err(to_pyerr)?;
+            run(py, |stop| {
+                f(&FeatWrap(CsrFeatures::new(p, i, v, d, metric)?), stop)
+            })
+        }
         other => Err(to_pyerr(invalid!("unknown dissimilarity kind {other:?}"))),
     }
 }
@@ -88,10 +105,10 @@ trait SourceRun<T: Float>: Sync {
 }
 
 struct Wrap<D>(D);
-/// Features: may materialise the matrix first (see `kmedoids_features`).
-struct FeatWrap<'a, T>(Features<'a, T>);
+/// Features (dense or CSR): may materialise the matrix first (see `kmedoids_features`).
+struct FeatWrap<D>(D);
 
-impl<T: Fma> SourceRun<T> for FeatWrap<'_, T> {
+impl<T: Float, D: Materialise<T>> SourceRun<T> for FeatWrap<D> {
     fn fit(
         &self,
         p: &Params,
@@ -170,8 +187,10 @@ fn fit_impl<'py, T: Fma + Element>(
     Ok(d)
 }
 
-/// k-medoids on a source: `kind` is "square" (C-contiguous n×n), "condensed" (pdist vector)
-/// or "features" (C-contiguous n×d with `metric`); dtype float32 or float64. Returns a dict.
+/// k-medoids on a source: `kind` is "square" (C-contiguous n×n), "condensed" (pdist vector),
+/// "features" (C-contiguous n×d with `metric`) or "csr" (a tuple `(values, indptr, indices,
+/// n_features)`, int64 indices, canonical rows, with `metric`); dtype float32 or float64.
+/// Returns a dict.
 #[pyfunction]
 pub fn kmedoids_fit<'py>(
     kind: &str,

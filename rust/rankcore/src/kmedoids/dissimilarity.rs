@@ -7,7 +7,7 @@
 //!
 //! Every entry `d(i, j)` is a pure function of the two rows `i` and `j`: the kernel sums in a
 //! fixed lane order that does not depend on which other rows share the block, so on-the-fly
-//! distances are bit-identical to the materialised matrix ([`Features::to_matrix`]) and
+//! distances are bit-identical to the materialised matrix ([`Materialise::to_matrix`]) and
 //! exactly symmetric, whatever the block sizes and thread count.
 
 use crate::{invalid, Float, Result};
@@ -257,7 +257,7 @@ impl Fma for f64 {
 
 /// One term of the metric's sum: `acc + f(a, b)`, the same expression in every code path.
 #[inline(always)]
-fn term<T: Fma>(metric: Metric, a: T, b: T, acc: T) -> T {
+pub(crate) fn term<T: Fma>(metric: Metric, a: T, b: T, acc: T) -> T {
     match metric {
         Metric::Euclidean | Metric::SqEuclidean => {
             let t = a - b;
@@ -338,35 +338,6 @@ impl<'a, T: Fma> Features<'a, T> {
         })
     }
 
-    /// The full `n × n` matrix from the same kernel (bit-identical to the on-the-fly rows):
-    /// the lower triangle in row tiles, then mirrored (every distance is exactly symmetric).
-    pub fn to_matrix(&self) -> Vec<T> {
-        let n = self.n;
-        let mut out = vec![T::ZERO; n * n];
-        out.par_chunks_mut(n * TILE).enumerate().for_each(|(t, o)| {
-            let r0 = t * TILE;
-            let rows: Vec<usize> = (r0..(r0 + TILE).min(n)).collect();
-            self.tile_rows(&rows, r0 + rows.len(), o);
-        });
-        // Mirror in B×B tiles so that the strided reads stay in cache.
-        const B: usize = 64;
-        let ptr = SyncPtr(out.as_mut_ptr());
-        (0..n.div_ceil(B)).into_par_iter().for_each(|bi| {
-            let p = &ptr;
-            for bj in bi..n.div_ceil(B) {
-                for i in bi * B..((bi + 1) * B).min(n) {
-                    for j in (bj * B).max(i + 1)..((bj + 1) * B).min(n) {
-                        // SAFETY: the upper entries (i, j), j > i, of row block bi are written
-                        // only by this task; the entries read, (j, i) with j > i, lie in the
-                        // lower triangle, which nothing writes now.
-                        unsafe { *p.0.add(i * n + j) = *p.0.add(j * n + i) };
-                    }
-                }
-            }
-        });
-        out
-    }
-
     /// `out[c * n + j] = d(cands[c], j)` for up to `TILE` candidates and `j < cols`.
     fn tile_rows(&self, cands: &[usize], cols: usize, out: &mut [T]) {
         let rows: [&[T]; TILE] = std::array::from_fn(|c| self.row(cands[c.min(cands.len() - 1)]));
@@ -381,26 +352,33 @@ impl<'a, T: Fma> Features<'a, T> {
 
     #[inline(always)]
     fn finish(&self, acc: T, i: usize, j: usize) -> T {
-        if i == j {
-            return T::ZERO;
-        }
-        match self.metric {
-            Metric::Euclidean => acc.sqrt(),
-            Metric::SqEuclidean | Metric::Manhattan => acc,
-            Metric::Cosine => {
-                let denom = self.norms[i] * self.norms[j];
-                if denom == T::ZERO {
-                    return T::ONE; // a zero vector is at cosine distance 1 from all others
-                }
-                let s = T::ONE - acc / denom;
-                let two = T::ONE + T::ONE;
-                if s < T::ZERO {
-                    T::ZERO
-                } else if s > two {
-                    two
-                } else {
-                    s
-                }
+        finish(self.metric, acc, i, j, &self.norms)
+    }
+}
+
+/// The metric's finish of the sum `acc` for the pair `(i, j)` (`norms`: the rows' Euclidean
+/// norms, cosine only): the same function for every feature source.
+#[inline(always)]
+pub(crate) fn finish<T: Float>(metric: Metric, acc: T, i: usize, j: usize, norms: &[T]) -> T {
+    if i == j {
+        return T::ZERO;
+    }
+    match metric {
+        Metric::Euclidean => acc.sqrt(),
+        Metric::SqEuclidean | Metric::Manhattan => acc,
+        Metric::Cosine => {
+            let denom = norms[i] * norms[j];
+            if denom == T::ZERO {
+                return T::ONE; // a zero vector is at cosine distance 1 from all others
+            }
+            let s = T::ONE - acc / denom;
+            let two = T::ONE + T::ONE;
+            if s < T::ZERO {
+                T::ZERO
+            } else if s > two {
+                two
+            } else {
+                s
             }
         }
     }
@@ -482,6 +460,56 @@ fn kernel<T: Fma>(metric: Metric, a: &[&[T]; TILE], panel: &[T]) -> [[T; LANES];
         }
     }
     acc
+}
+
+/// A feature source whose full matrix can be formed (bit-identical to its on-the-fly rows),
+/// so that [`super::kmedoids_features`] can trade memory for speed.
+pub trait Materialise<T: Float>: Dissimilarity<T> {
+    /// The full `n × n` matrix, row-major.
+    fn to_matrix(&self) -> Vec<T>;
+}
+
+impl<T: Fma> Materialise<T> for Features<'_, T> {
+    fn to_matrix(&self) -> Vec<T> {
+        symmetric_matrix(self.n, TILE, |rows, cols, out| {
+            self.tile_rows(rows, cols, out)
+        })
+    }
+}
+
+/// The symmetric `n × n` matrix whose lower triangle `fill(rows, cols, out)` writes, `block`
+/// rows at a time (`out[r * n + j] = d(rows[r], j)` for `j < cols`, `cols` just past the
+/// block's last row), mirrored into the upper triangle (every distance is exactly symmetric).
+pub(crate) fn symmetric_matrix<T: Float>(
+    n: usize,
+    block: usize,
+    fill: impl Fn(&[usize], usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut out = vec![T::ZERO; n * n];
+    out.par_chunks_mut(n * block)
+        .enumerate()
+        .for_each(|(t, o)| {
+            let r0 = t * block;
+            let rows: Vec<usize> = (r0..(r0 + block).min(n)).collect();
+            fill(&rows, r0 + rows.len(), o);
+        });
+    // Mirror in B×B tiles so that the strided reads stay in cache.
+    const B: usize = 64;
+    let ptr = SyncPtr(out.as_mut_ptr());
+    (0..n.div_ceil(B)).into_par_iter().for_each(|bi| {
+        let p = &ptr;
+        for bj in bi..n.div_ceil(B) {
+            for i in bi * B..((bi + 1) * B).min(n) {
+                for j in (bj * B).max(i + 1)..((bj + 1) * B).min(n) {
+                    // SAFETY: the upper entries (i, j), j > i, of row block bi are written
+                    // only by this task; the entries read, (j, i) with j > i, lie in the
+                    // lower triangle, which nothing writes now.
+                    unsafe { *p.0.add(i * n + j) = *p.0.add(j * n + i) };
+                }
+            }
+        }
+    });
+    out
 }
 
 impl<T: Fma> Dissimilarity<T> for Features<'_, T> {

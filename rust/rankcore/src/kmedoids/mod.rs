@@ -20,6 +20,7 @@
 pub mod alternate;
 pub mod clara;
 pub mod clarans;
+pub mod csr;
 pub mod dissimilarity;
 pub mod fasterpam;
 pub mod fastpam1;
@@ -229,10 +230,10 @@ fn fit_any<T: Float, D: Dissimilarity<T>>(
     Ok(finish(st, p, init_medoids))
 }
 
-/// [`kmedoids`] on features: on the materialised matrix when it fits in
+/// [`kmedoids`] on features (dense or CSR): on the materialised matrix when it fits in
 /// `params.matrix_budget` (and the method is not CLARA), else with on-the-fly distances.
-pub fn kmedoids_features<T: dissimilarity::Fma>(
-    src: &dissimilarity::Features<'_, T>,
+pub fn kmedoids_features<T: Float, D: dissimilarity::Materialise<T>>(
+    src: &D,
     params: &Params,
     weights: Option<&[f64]>,
     stop: &dyn Interrupt,
@@ -339,7 +340,7 @@ pub fn row_of<'a, T: Float, D: Dissimilarity<T>>(
 
 #[cfg(test)]
 mod tests {
-    use super::dissimilarity::{Condensed, Features, Metric, Owned};
+    use super::dissimilarity::{Condensed, Features, Materialise, Metric, Owned};
     use super::*;
     use crate::NeverInterrupt;
 
