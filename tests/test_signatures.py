@@ -75,9 +75,6 @@ MISSING: dict[tuple[str, str], str] = {
     ("randomized_svd", "M"): (
         "the matrix is named A; scikit-learn calls it M, so randomized_svd(M=X, ...) fails"
     ),
-    ("GridGPRegressor", "n_targets"): (
-        "scikit-learn's default None: shapes the prior mean/std and prior samples before fit"
-    ),
 }
 
 # public names with no anchor in this check, and why

@@ -4,9 +4,10 @@ A product kernel ``k(x, x') = s Π_d k_d(x_d, x'_d)`` evaluated on a grid gives 
 ``s K₁ ⊗ … ⊗ K_D``; with per-dimension eigendecompositions the log marginal likelihood, its
 gradient and the predictions cost ``O(Σ n_d³ + N Σ n_d)`` instead of ``O(N³)`` (Saatçi 2012;
 Wilson et al. 2014). :class:`GridGPRegressor` is a drop-in for scikit-learn's
-``GaussianProcessRegressor`` on grid data: it accepts the separable scikit-learn kernels and
-rankcore's own per-dimension product kernels (:class:`ProductKernel` of 1-D kernels, including
-spectral mixtures).
+``GaussianProcessRegressor`` on grid data: it accepts the separable scikit-learn kernels
+(plus a constant offset ``+ ConstantKernel``, a rank-one Kronecker term handled exactly by
+Sherman–Morrison) and rankcore's own per-dimension product kernels (:class:`ProductKernel` of
+1-D kernels, including spectral mixtures).
 
 References
 ----------
@@ -219,12 +220,14 @@ class ProductKernel:
 @dataclass
 class _Model:
     """Factors per dimension (each a list of Kernel1D multiplied together), signal variance
-    parts, white-noise parts, and for each free log-hyperparameter the places it sets."""
+    parts, white-noise parts, constant-offset parts (ConstantKernel terms added to the
+    product: ``c·11ᵀ``), and for each free log-hyperparameter the places it sets."""
 
     dims: list[list[Kernel1D]]
     scale_parts: list[float]
     noise_parts: list[float]
-    # theta entry -> list of targets: ("scale", i) | ("noise", i) | ("factor", d, f, p)
+    offset_parts: list[float] = field(default_factory=list)
+    # theta entry -> list of targets: ("scale", i) | ("noise", i) | ("offset", i) | ("factor", d, f, p)
     entries: list[list[tuple]] = field(default_factory=list)
     bounds: list[tuple[float, float]] = field(default_factory=list)
     rebuild: Callable[[np.ndarray], Any] | None = None
@@ -237,29 +240,32 @@ class _Model:
     def white(self) -> float:
         return float(np.sum(self.noise_parts))
 
+    @property
+    def offset(self) -> float:
+        return float(np.sum(self.offset_parts))
+
     def theta(self) -> np.ndarray:
         out = []
         for targets in self.entries:
             out.append(np.log(self._get(targets[0])))
         return np.asarray(out, dtype=np.float64)
 
+    def _parts(self, kind: str) -> list[float]:
+        return {"scale": self.scale_parts, "noise": self.noise_parts, "offset": self.offset_parts}[kind]
+
     def _get(self, t: tuple) -> float:
-        if t[0] == "scale":
-            return self.scale_parts[t[1]]
-        if t[0] == "noise":
-            return self.noise_parts[t[1]]
-        return float(self.dims[t[1]][t[2]].params[t[3]])
+        if t[0] == "factor":
+            return float(self.dims[t[1]][t[2]].params[t[3]])
+        return self._parts(t[0])[t[1]]
 
     def with_theta(self, theta: np.ndarray) -> "_Model":
         m = copy.deepcopy(self)
         for targets, v in zip(m.entries, np.exp(np.asarray(theta, dtype=np.float64))):
             for t in targets:
-                if t[0] == "scale":
-                    m.scale_parts[t[1]] = v
-                elif t[0] == "noise":
-                    m.noise_parts[t[1]] = v
-                else:
+                if t[0] == "factor":
                     m.dims[t[1]][t[2]].params[t[3]] = v
+                else:
+                    m._parts(t[0])[t[1]] = v
         return m
 
     def factor_matrix(self, d: int, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
@@ -293,18 +299,23 @@ _NOT_SEPARABLE = (
 
 
 def _from_sklearn(kernel: Any, D: int) -> _Model:
-    """Translate a scikit-learn kernel into per-dimension factors (theta in sklearn's order)."""
+    """Translate a scikit-learn kernel into per-dimension factors (theta in sklearn's order).
+
+    Terms of the top-level sum: one product of per-dimension kernels (a ConstantKernel in it
+    is the signal variance), ConstantKernel terms (a constant offset ``c·11ᵀ``, the rank-one
+    Kronecker term ``c (1 ⊗ … ⊗ 1)(1 ⊗ … ⊗ 1)ᵀ``) and WhiteKernel terms (noise)."""
     model = _Model(dims=[[] for _ in range(D)], scale_parts=[], noise_parts=[])
     terms = _flatten(kernel, skk.Sum)
-    whites = [t for t in terms if isinstance(t, skk.WhiteKernel)]
-    others = [t for t in terms if not isinstance(t, skk.WhiteKernel)]
-    if len(others) != 1:
+    products = [t for t in terms if not isinstance(t, (skk.WhiteKernel, skk.ConstantKernel))]
+    if len(products) > 1:
         raise ValueError(
-            "kernel must be a product of per-dimension kernels, optionally plus WhiteKernel "
-            f"noise; a sum of {len(others)} non-white terms is not Kronecker-structured"
+            "kernel must be one product of per-dimension kernels plus optional ConstantKernel "
+            f"(constant offset) and WhiteKernel (noise) terms; a sum of {len(products)} other terms "
+            f"({' + '.join(map(str, products))}) is not Kronecker-structured"
         )
+
     # Walk the tree in sklearn's theta order (left to right), recording targets.
-    def visit(k: Any) -> None:
+    def visit(k: Any, in_product: bool = False) -> None:
         if isinstance(k, skk.Sum):
             visit(k.k1)
             visit(k.k2)
@@ -313,14 +324,15 @@ def _from_sklearn(kernel: Any, D: int) -> _Model:
             if any(isinstance(t, (skk.Sum, skk.WhiteKernel)) for t in (k.k1, k.k2)):
                 raise ValueError(
                     "a Sum (or WhiteKernel) inside a Product is not separable across grid "
-                    "dimensions; only products of per-dimension kernels plus WhiteKernel noise are supported"
+                    "dimensions; only one product of per-dimension kernels plus ConstantKernel "
+                    "and WhiteKernel terms added at the top level is supported"
                 )
-            visit(k.k1)
-            visit(k.k2)
+            visit(k.k1, True)
+            visit(k.k2, True)
             return
-        leaf(k)
+        leaf(k, in_product)
 
-    def leaf(k: Any) -> None:
+    def leaf(k: Any, in_product: bool) -> None:
         if isinstance(k, skk.WhiteKernel):
             i = len(model.noise_parts)
             model.noise_parts.append(float(k.noise_level))
@@ -329,10 +341,11 @@ def _from_sklearn(kernel: Any, D: int) -> _Model:
                 model.bounds += _leaf_bounds(k.hyperparameter_noise_level)
             return
         if isinstance(k, skk.ConstantKernel):
-            i = len(model.scale_parts)
-            model.scale_parts.append(float(k.constant_value))
+            kind = "scale" if in_product else "offset"
+            parts = model._parts(kind)
+            parts.append(float(k.constant_value))
             if not k.hyperparameter_constant_value.fixed:
-                model.entries.append([("scale", i)])
+                model.entries.append([(kind, len(parts) - 1)])
                 model.bounds += _leaf_bounds(k.hyperparameter_constant_value)
             return
         if isinstance(k, skk.Matern) and np.isinf(k.nu):
@@ -370,7 +383,7 @@ def _from_sklearn(kernel: Any, D: int) -> _Model:
             return
         raise ValueError(
             f"kernel {type(k).__name__} is not supported on grids: use products of ConstantKernel, "
-            "RBF, Matern, RationalQuadratic, ExpSineSquared, plus WhiteKernel"
+            "RBF, Matern, RationalQuadratic, ExpSineSquared, plus ConstantKernel and WhiteKernel terms"
         )
 
     def add_leaf(k: Any, k1: Kernel1D, where: dict[str, int]) -> None:
@@ -444,8 +457,8 @@ def _from_product(kernel: ProductKernel, D: int) -> _Model:
 
 
 def _make_model(kernel: Any, D: int) -> _Model:
-    if kernel is None:
-        kernel = skk.ConstantKernel(1.0, constant_value_bounds="fixed") * skk.RBF(1.0, length_scale_bounds="fixed")
+    if kernel is None:  # scikit-learn's default (GaussianProcessRegressor.fit), learnable
+        kernel = skk.ConstantKernel() * skk.RBF()
     if isinstance(kernel, ProductKernel):
         return _from_product(kernel, D)
     if isinstance(kernel, (list, tuple)):
@@ -504,6 +517,71 @@ def _grid_or_error(X: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------
+# A constant offset: the rank-one Kronecker term c·11ᵀ (Sherman–Morrison)
+# ---------------------------------------------------------------------------------------
+
+
+def _grid_eigenvalues(scale: float, lams: Sequence[np.ndarray]) -> np.ndarray:
+    """``s λ₁ ⊗ … ⊗ λ_D`` in C order, float64."""
+    lam = np.array([scale])
+    for lv in lams:
+        lam = np.multiply.outer(lam, np.asarray(lv, np.float64)).ravel()
+    return lam
+
+
+@dataclass
+class _Offset:
+    """The pieces of ``C⁻¹ = A⁻¹ − g vvᵀ`` for ``C = A + c·11ᵀ`` (``A = sK + σ²I``) that
+    predictions need: ``v = A⁻¹1`` on the grid, the gain ``g = c/(1 + c·1ᵀv)`` and
+    ``1ᵀα`` per target (``α = C⁻¹y``)."""
+
+    c: float
+    v: np.ndarray
+    gain: float
+    one_alpha: np.ndarray
+
+
+def _lml_offset(qs, lams, scale: float, noise: float, c: float, Y: np.ndarray, grad: bool) -> dict:
+    """Exact LML of ``Y`` (B × N, rows independent) under ``C = A + c·11ᵀ``, with the same
+    outputs as ``_core.gp_lml`` plus ``d_offset`` (∂/∂c) and ``offset`` (an :class:`_Offset`).
+
+    In the eigenbasis of ``A`` (``A = Q diag(e) Qᵀ``), ``u = Qᵀ1 = ⊗_d Q_dᵀ1`` is a Kronecker
+    vector, so ``v = A⁻¹1 = Q(u/e)`` and ``γ = 1ᵀv = Σ u²/e`` cost one mode-product chain.
+    Sherman–Morrison and the matrix determinant lemma, with ``δ = 1 + cγ``, ``β = vᵀy``:
+    ``α = C⁻¹y = A⁻¹y'`` with ``y' = y − c(1ᵀα)1`` and ``1ᵀα = β/δ``;
+    ``log det C = log det A + log δ``. The gradient for a parameter of ``A`` is
+    ``½ Σ_b α_bᵀ dA α_b − ½ B tr(A⁻¹dA) + ½ B (c/δ) vᵀdA v``: the core's gradient for the rows
+    ``[√κ y'_b; √(κBc/δ) 1]`` with ``κ = (B+1)/B``, divided by κ (each row adds its quadratic
+    term and one ``−½ tr(A⁻¹dA)``). For ``c``: ``½ Σ_b (1ᵀα_b)² − ½ B γ/δ``.
+    """
+    B, N = Y.shape
+    dt = Y.dtype
+    e = _grid_eigenvalues(scale, lams) + noise
+    u = _grid_eigenvalues(1.0, [np.asarray(q, np.float64).sum(axis=0) for q in qs])
+    v = np.asarray(_core.kron_apply(qs, np.ascontiguousarray((u / e)[None], dtype=dt))[0], np.float64)
+    gamma = float(np.sum(u * u / e))
+    delta = 1.0 + c * gamma
+    one_alpha = (Y.astype(np.float64) @ v) / delta  # 1ᵀα = β/δ, (B,)
+    Yp = Y - (c * one_alpha)[:, None]
+    kappa = (B + 1) / B if grad else 1.0
+    rows = np.sqrt(kappa) * Yp
+    if grad:
+        rows = np.vstack([rows, np.full((1, N), np.sqrt(kappa * B * c / delta))])
+    out = _core.gp_lml(qs, lams, scale, noise, np.ascontiguousarray(rows, dtype=dt), grad)
+    alpha = np.asarray(out["alpha"][:B], np.float64) / np.sqrt(kappa)
+    fit = float(np.sum(Y.astype(np.float64) * alpha))
+    logdet = float(np.sum(np.log(e))) + np.log1p(c * gamma)
+    value = -0.5 * fit - 0.5 * B * logdet - 0.5 * B * N * np.log(2 * np.pi)
+    res = {"value": value, "alpha": alpha.astype(dt), "offset": _Offset(c, v, c / delta, one_alpha)}
+    if grad:
+        res["d_scale"] = out["d_scale"] / kappa
+        res["d_noise"] = out["d_noise"] / kappa
+        res["d_factor"] = [np.asarray(R, np.float64) / kappa for R in out["d_factor"]]
+        res["d_offset"] = 0.5 * float(np.sum(one_alpha**2)) - 0.5 * B * gamma / delta
+    return res
+
+
+# ---------------------------------------------------------------------------------------
 # The estimator
 # ---------------------------------------------------------------------------------------
 
@@ -518,14 +596,25 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     Parameters
     ----------
     kernel : sklearn kernel, ProductKernel, list of Kernel1D or None, default=None
-        A separable kernel. scikit-learn kernels are translated into per-dimension factors:
-        ``ConstantKernel`` (signal variance) times ``RBF`` (isotropic or one length scale per
-        dimension; the squared-exponential is a product over dimensions), and for 1-D grids
-        also ``Matern`` (ν ∈ {0.5, 1.5, 2.5, ∞}), ``RationalQuadratic`` and
-        ``ExpSineSquared``, plus ``WhiteKernel`` as noise. Matern/RQ/ExpSineSquared over
-        several dimensions use the Euclidean distance and are not separable: pass a
-        :class:`ProductKernel` of 1-D kernels instead. None means
-        ``ConstantKernel(1.0, "fixed") * RBF(1.0, "fixed")``, as scikit-learn.
+        The kernel specifying the covariance function of the GP. If `None` is passed, the
+        kernel `ConstantKernel() * RBF()` is used as default. Note that the kernel
+        hyperparameters are optimized during fitting unless the bounds are marked as
+        `"fixed"` or the argument `optimizer` is set to `None` (as scikit-learn).
+
+        Supported: a sum of one product of per-dimension kernels and optional
+        ``ConstantKernel`` and ``WhiteKernel`` terms. In the product, scikit-learn kernels
+        are translated into per-dimension factors: ``ConstantKernel`` (signal variance) times
+        ``RBF`` (isotropic or one length scale per dimension; the squared-exponential is a
+        product over dimensions), and for 1-D grids also ``Matern`` (ν ∈ {0.5, 1.5, 2.5, ∞}),
+        ``RationalQuadratic`` and ``ExpSineSquared``. Matern/RQ/ExpSineSquared over several
+        dimensions use the Euclidean distance and are not separable: pass a
+        :class:`ProductKernel` of 1-D kernels instead. A ``ConstantKernel`` added to the
+        product (``C1 * RBF(...) + C2``, an unknown constant offset) is the rank-one
+        Kronecker term ``c·11ᵀ``, solved exactly by Sherman–Morrison and the matrix
+        determinant lemma in the product's eigenbasis at the same cost (full grids only; not
+        on the conjugate-gradient path of incomplete grids or per-sample ``alpha``).
+        ``WhiteKernel`` terms are the noise. Any other sum (e.g. of two non-constant
+        products) is not Kronecker-structured and raises a ``ValueError`` saying so.
     alpha : float or array-like of shape (n_samples,), default=1e-10
         Added to the diagonal (noise variance). An array gives heteroscedastic noise and uses
         the conjugate-gradient path (see ``fit_grid``).
@@ -539,6 +628,10 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         Centre and scale the targets (per output) before fitting, as scikit-learn.
     copy_X_train : bool, default=True
         Store a copy of the training inputs.
+    n_targets : int, default=None
+        The number of dimensions of the target values, as scikit-learn: the number of
+        outputs when predicting or sampling from the prior (``predict`` / ``sample_y`` before
+        ``fit``); ``fit`` checks that y has that many. Ignored once fitted.
     random_state : None, int or Generator/RandomState, default=None
         For the restarts.
     cg_tol : float, default=1e-10
@@ -571,6 +664,7 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         n_restarts_optimizer: int = 0,
         normalize_y: bool = False,
         copy_X_train: bool = True,
+        n_targets: int | None = None,
         random_state: Any = None,
         cg_tol: float = 1e-10,
         cg_max_iter: int = 2000,
@@ -581,6 +675,7 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.n_restarts_optimizer = n_restarts_optimizer
         self.normalize_y = normalize_y
         self.copy_X_train = copy_X_train
+        self.n_targets = n_targets
         self.random_state = random_state
         self.cg_tol = cg_tol
         self.cg_max_iter = cg_max_iter
@@ -664,6 +759,13 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     def _fit(self, axes, Yfull, obs, X, y, alpha, flat) -> "GridGPRegressor":
         D = len(axes)
         model = _make_model(self.kernel, D)
+        self._check_n_targets()
+        n_seen = y.shape[1] if y.ndim > 1 else 1
+        if self.n_targets is not None and n_seen != self.n_targets:
+            raise ValueError(
+                "The number of targets seen in `y` is different from the parameter "
+                f"`n_targets`. Got {n_seen} != {self.n_targets}."
+            )
         if not isinstance(self.n_restarts_optimizer, numbers.Integral) or self.n_restarts_optimizer < 0:
             raise ValueError(f"n_restarts_optimizer must be a non-negative integer, got {self.n_restarts_optimizer!r}")
         a = np.asarray(alpha, dtype=np.float64)
@@ -674,6 +776,12 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.incomplete_ = bool(not obs.all() or a.ndim > 0)
         if self.incomplete_ and y.ndim > 1:
             raise ValueError("incomplete grids and per-sample alpha support one target only")
+        if self.incomplete_ and model.offset_parts:
+            raise NotImplementedError(
+                "a ConstantKernel term added to the kernel (a constant offset) is not supported on "
+                "incomplete grids or with per-sample alpha (the conjugate-gradient path); use "
+                "normalize_y=True or centre y instead"
+            )
         self._dtype = X.dtype
         self.axes_ = [np.asarray(ax, dtype=np.float64) for ax in axes]
         self.grid_shape_ = tuple(len(ax) for ax in axes)
@@ -726,6 +834,8 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             opt_value = -float(best[1])
         self._model = model
         self.kernel_ = model.rebuild(model.theta()) if model.rebuild else None
+        if opt_value is not None and isinstance(self.kernel_, skk.Kernel):
+            self.kernel_._check_bounds_params()  # scikit-learn's warning for a hyperparameter at a bound
         self._finish(model, opt_value)
         return self
 
@@ -774,6 +884,8 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         noise = float(noise)
         if not noise > 0:
             raise ValueError("the noise variance alpha + WhiteKernel noise_level must be positive for a grid GP")
+        if model.offset_parts:
+            return _lml_offset(qs, lams, model.scale, noise, model.offset, self._Y, grad)
         return _core.gp_lml(qs, lams, model.scale, noise, self._Y, grad)
 
     def _lml(self, model: _Model, grad: bool) -> tuple[float, np.ndarray]:
@@ -801,6 +913,8 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                     g[i] += model.scale * out["d_scale"]  # d/dlog c_i of Π c = s
                 elif t[0] == "noise":
                     g[i] += v * out["d_noise"]
+                elif t[0] == "offset":
+                    g[i] += v * out["d_offset"]
                 else:
                     g[i] += v * fgrad[(t[1], t[2], t[3])]
         return out["value"], g
@@ -809,6 +923,7 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         qs, lams = self._eig(model)
         out = self._core_lml(model, qs, lams, False)
         self._qs, self._lams = qs, lams
+        self._offset = out.get("offset")
         self._mc_var = None
         alpha_grid = out["alpha"]  # (B, N)
         self.log_marginal_likelihood_value_ = float(out["value"]) if opt_value is None else opt_value
@@ -839,10 +954,17 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     # -- prediction ----------------------------------------------------------------------
 
     def _prior_matrix(self, model: _Model, X1: np.ndarray, X2: np.ndarray) -> np.ndarray:
+        """The product part ``s Π_d k_d(x_d, x'_d)`` of the prior covariance (no offset, no noise)."""
         K = np.full((len(X1), len(X2)), model.scale)
         for d in range(X1.shape[1]):
             K *= model.factor_matrix(d, X1[:, d], X2[:, d])
         return K
+
+    def _check_n_targets(self) -> int:
+        n = self.n_targets
+        if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
+            raise ValueError(f"n_targets must be None or a positive integer, got {n!r}")
+        return 1 if n is None else int(n)
 
     def predict(self, X: Any, return_std: bool = False, return_cov: bool = False):
         """Posterior mean (and standard deviation or covariance) at the points X.
@@ -850,43 +972,49 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         Points forming a grid (any grid, e.g. the training grid or a finer one) are handled
         with Kronecker products in ``O(M Σ n_d)``; scattered points cost ``O(N)`` each.
         ``return_cov`` builds an ``M × N`` cross-covariance (small M only). As in
-        scikit-learn, the variance includes the WhiteKernel noise but not ``alpha``.
+        scikit-learn, the variance includes the WhiteKernel noise but not ``alpha``, and
+        before ``fit`` the prior is returned (zero mean; ``n_targets`` outputs).
         """
         if return_std and return_cov:
             raise RuntimeError("At most one of return_std or return_cov can be requested.")
-        fitted = hasattr(self, "_model")
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32]) if fitted else np.asarray(X, dtype=np.float64)
-        if not fitted:
-            model = _make_model(self.kernel, X.shape[1])
-            mean = np.zeros(X.shape[0])
-            if return_cov:
-                return mean, self._prior_matrix(model, X, X) + model.white * np.eye(len(X))
-            if return_std:
-                return mean, np.full(X.shape[0], np.sqrt(model.prior_diag() + model.white))
-            return mean
+        if not hasattr(self, "_model"):
+            return self._predict_prior(np.asarray(X, dtype=np.float64), return_std, return_cov)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         model = self._model
         if X.shape[1] != len(self.axes_):
             raise ValueError(f"X has {X.shape[1]} features, but the grid has {len(self.axes_)} dimensions")
-        mean, var = self._predict_mean_var(model, X, return_std)
-        cov = None
+        mean, var, p = self._predict_mean_var(model, X, return_std)
+        cov = self._predict_cov(model, X, p) if return_cov else None
+        return self._denormalise(model, len(X), mean, var, cov)
+
+    def _predict_prior(self, X, return_std, return_cov):
+        """The prior, shaped as scikit-learn's: mean ``zeros((M, n_targets)).squeeze()``,
+        std (M,) or (M, n_targets), cov (M, M) or (M, M, n_targets)."""
+        model = _make_model(self.kernel, X.shape[1])
+        T = self._check_n_targets()
+        mean = np.zeros((X.shape[0], T)).squeeze()
+        if not (return_std or return_cov):
+            return mean
         if return_cov:
-            cov = self._predict_cov(model, X)
-        return self._denormalise(model, len(X), mean, var if return_std else None, cov)
+            out = self._prior_matrix(model, X, X) + model.offset + model.white * np.eye(len(X))
+        else:
+            out = np.full(X.shape[0], np.sqrt(model.prior_diag() + model.offset + model.white))
+        return mean, (np.repeat(out[..., None], T, axis=-1) if T > 1 else out)
 
     def _denormalise(self, model, M, mean, var, cov):
         """Undo the target normalisation and shape the outputs as scikit-learn (≥ 1.6) does:
-        mean (M,) or (M, B), std (M,) or (M, B), cov (M, M) or (M, M, B), where a single
-        target given as y of shape (n, 1) is squeezed to the 1-D forms."""
+        mean (M,) or (M, B) (given as (B, M)), std (M,) or (M, B), cov (M, M) or (M, M, B),
+        where a single target given as y of shape (n, 1) is squeezed to the 1-D forms."""
         dt = self._dtype
         multi = self.y_train_.ndim > 1
         B = self.y_train_.shape[1] if multi else 1
         std_y = np.broadcast_to(np.asarray(self._y_train_std, np.float64), (B,)) if multi else self._y_train_std
         squeeze = multi and B == 1
         if multi:
-            mean = np.reshape(mean, (M, B)) * std_y + self._y_train_mean
+            mean = mean.T * std_y + self._y_train_mean
             mean = mean[:, 0] if squeeze else mean
         else:
-            mean = mean * std_y + self._y_train_mean
+            mean = mean[0] * std_y + self._y_train_mean
         if cov is not None:
             cov = cov + model.white * np.eye(M)
             if multi:
@@ -906,45 +1034,59 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         return mean.astype(dt)
 
     def _predict_mean_var(self, model, X, want_var):
-        """Mean (M,) or (M, B) and latent variance (M,) of the normalised targets."""
-        B = self._alpha_grid.shape[0]
-        noise = self._noise(model)
+        """Mean (B, M) and latent variance (M,) (or None) of the normalised targets, and with a
+        constant term ``p = s K_prod(X, grid) A⁻¹1`` (M,) (else None).
+
+        With the offset, ``k(x, ·) = s k_prod(x, ·) + c`` and ``C⁻¹ = A⁻¹ − g vvᵀ``
+        (:class:`_Offset`): the mean gains ``c 1ᵀα`` and the latent variance of ``A``'s model
+        gains ``c − 2cp − c²γ + (c/δ)(p + cγ)² = g (1 − p)²`` (the covariance
+        ``g (1 − p)(1 − p)ᵀ``): one non-negative term, no cancellation for large c.
+        ``p`` is one more right-hand side of the mean's Kronecker products."""
+        off = self._offset
+        rows = self._alpha_grid if off is None else np.vstack([self._alpha_grid, off.v.astype(self._dtype)])
+        mean, var = self._product_mean_var(model, X, rows, want_var)
+        if off is None:
+            return mean, var, None
+        p = mean[-1]
+        mean = mean[:-1] + off.c * off.one_alpha[:, None]
+        return mean, (None if var is None else var + off.gain * (1.0 - p) ** 2), p
+
+    def _product_mean_var(self, model, X, rows, want_var):
+        """``s K_prod(X, grid) r`` for each row r of ``rows`` (R × N on the grid), as (R, M),
+        and the latent variance (M,) (or None) under ``A = sK + σ²I``."""
         s = model.scale
         g = _detect_grid(X) if len(X) > 1 else None
-        if g is not None:
-            axes, flat = g
-            C = [np.ascontiguousarray(model.factor_matrix(d, ax, self.axes_[d]), dtype=self._dtype) for d, ax in enumerate(axes)]
-            mean = _core.kron_apply(C, np.ascontiguousarray(self._alpha_grid)) * s  # (B, M)
-            mean = mean[:, flat].T
-            var = None
-            if want_var:
-                # var = prior − s² Σ_j (⊗ C_d Q_d)_{ij}² / (Λ_j + σ²)  (homoscedastic only;
-                # incomplete grids go through the per-point path with the mean noise).
-                if self.incomplete_:
-                    _, var = self._points(model, X, noise, want_var)
-                else:
-                    P2 = [np.ascontiguousarray((c @ q) ** 2) for c, q in zip(C, self._qs)]
-                    lam = self._grid_lam(model)
-                    w = (1.0 / (lam + float(noise))).astype(self._dtype)[None, :]
-                    var = model.prior_diag() - s * s * _core.kron_apply(P2, w)[0][flat]
-            return (mean[:, 0] if B == 1 and self.y_train_.ndim == 1 else mean), var
-        if B > 1:
-            C = [np.asarray(model.factor_matrix(d, X[:, d], self.axes_[d])) for d in range(X.shape[1])]
-            V = self._row_kron(C)  # (M, N)
-            mean = s * V @ self._alpha_grid.T
-            _, var = self._points(model, X, noise, want_var)
-            return mean, var
-        return self._points(model, X, noise, want_var)
+        if g is None:  # scattered points: O(N) each, in the core
+            out = [self._points(model, X, r, want_var and i == 0) for i, r in enumerate(rows)]
+            return np.stack([m for m, _ in out]), out[0][1]
+        axes, flat = g
+        C = [np.ascontiguousarray(model.factor_matrix(d, ax, self.axes_[d]), dtype=self._dtype) for d, ax in enumerate(axes)]
+        mean = np.asarray(_core.kron_apply(C, np.ascontiguousarray(rows)), np.float64)[:, flat] * s
+        var = None
+        if want_var:
+            if self.incomplete_:
+                var = self._incomplete_var(model, X)
+            else:
+                # var = prior − s² Σ_j (⊗ C_d Q_d)_{ij}² / (Λ_j + σ²)
+                P2 = [np.ascontiguousarray((c @ q) ** 2) for c, q in zip(C, self._qs)]
+                lam = _grid_eigenvalues(s, self._lams)
+                w = (1.0 / (lam + float(self._noise(model)))).astype(self._dtype)[None, :]
+                var = model.prior_diag() - s * s * _core.kron_apply(P2, w)[0][flat]
+        return mean, var
 
-    def _points(self, model, X, noise, want_var):
+    def _points(self, model, X, alpha, want_var):
+        """Mean ``s K_prod(X, grid) alpha`` (M,) at scattered points, and the latent variance."""
         C = [np.ascontiguousarray(model.factor_matrix(d, X[:, d], self.axes_[d]), dtype=self._dtype) for d in range(X.shape[1])]
+        noise = self._noise(model)
         nz = float(np.mean(noise)) if self.incomplete_ else float(noise)
-        if self.incomplete_ and want_var:
-            # The eigen formula for the variance needs homoscedastic noise on a full grid.
-            mean, _ = _core.gp_predict_points(self._qs, self._lams, model.scale, nz, np.ascontiguousarray(self._alpha_grid[0]), C, model.prior_diag(), False)
-            return np.asarray(mean, np.float64), self._incomplete_var(model, X)
-        mean, var = _core.gp_predict_points(self._qs, self._lams, model.scale, nz, np.ascontiguousarray(self._alpha_grid[0]), C, model.prior_diag(), want_var)
-        return np.asarray(mean, np.float64), (np.asarray(var, np.float64) if want_var else None)
+        # The eigen formula for the variance needs homoscedastic noise on a full grid.
+        exact = want_var and not self.incomplete_
+        mean, var = _core.gp_predict_points(self._qs, self._lams, model.scale, nz, np.ascontiguousarray(alpha), C, model.prior_diag(), exact)
+        if not want_var:
+            var = None
+        elif self.incomplete_:
+            var = self._incomplete_var(model, X)
+        return np.asarray(mean, np.float64), (None if var is None else np.asarray(var, np.float64))
 
     def _cells(self, X):
         """Grid cell index of each row of X, or None when some row is not a grid cell."""
@@ -984,7 +1126,7 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     def _mc_grid_var(self, model):
         rng = np.random.default_rng(0)
         S = _MC_SAMPLES
-        lam = self._grid_lam(model)
+        lam = _grid_eigenvalues(model.scale, self._lams)
         N = lam.size
         qs = self._qs
         qts = [np.ascontiguousarray(q.T) for q in qs]
@@ -998,12 +1140,6 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         Kv = _core.kron_apply(qs, np.ascontiguousarray(_core.kron_apply(qts, full) * lam, dtype=self._dtype))
         return np.mean((np.asarray(f, np.float64) - Kv) ** 2, axis=0)
 
-    def _grid_lam(self, model):
-        lam = np.array([model.scale])
-        for lv in self._lams:
-            lam = np.multiply.outer(lam, np.asarray(lv, np.float64)).ravel()
-        return lam
-
     @staticmethod
     def _row_kron(C):
         V = np.ones((C[0].shape[0], 1))
@@ -1011,7 +1147,9 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             V = (V[:, :, None] * np.asarray(c, np.float64)[:, None, :]).reshape(len(V), -1)
         return V
 
-    def _predict_cov(self, model, X):
+    def _predict_cov(self, model, X, p=None):
+        """Latent posterior covariance (M, M); ``p`` from :meth:`_predict_mean_var` when the
+        kernel has a constant term."""
         X64 = X.astype(np.float64)
         prior = self._prior_matrix(model, X64, X64)
         if self.incomplete_:
@@ -1026,30 +1164,35 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         s = model.scale
         P = [np.asarray(model.factor_matrix(d, X64[:, d], self.axes_[d])) @ np.asarray(q, np.float64) for d, q in enumerate(self._qs)]
         V = self._row_kron(P)
-        lam = self._grid_lam(model)
-        return prior - s * s * (V / (lam + float(self._noise(model)))) @ V.T
+        lam = _grid_eigenvalues(model.scale, self._lams)
+        cov = prior - s * s * (V / (lam + float(self._noise(model)))) @ V.T
+        if p is not None:
+            cov += self._offset.gain * np.outer(1.0 - p, 1.0 - p)
+        return cov
 
     def sample_y(self, X: Any, n_samples: int = 1, random_state: Any = 0) -> np.ndarray:
-        """Draw samples from the posterior at X, shape (n_samples_X, n_samples) (or
-        (n_samples_X, n_targets, n_samples)).
+        """Draw samples from the posterior at X (from the prior before ``fit``), shape
+        (n_samples_X, n_samples) (or (n_samples_X, n_targets, n_samples)).
 
         On the full training grid, samples come from the eigenbasis in ``O(N Σ n_d)``:
-        ``f = μ + Q (√(Λσ²/(Λ+σ²)) ∘ z)`` (plus WhiteKernel noise, as scikit-learn's
-        covariance includes it). Elsewhere, as scikit-learn, from the dense covariance.
+        ``f = μ + Q (√(Λσ²/(Λ+σ²)) ∘ z)`` (plus ``σ² √g v ζ`` with a constant term, see
+        :class:`_Offset`, and WhiteKernel noise, as scikit-learn's covariance includes it).
+        Elsewhere, as scikit-learn, from the dense covariance.
         """
-        check_is_fitted(self, "_model")
         rng = check_random_state(random_state)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        model = self._model
-        on_grid = (not self.incomplete_) and X.shape == self.X_train_.shape and np.array_equal(X, self.X_train_)
+        fitted = hasattr(self, "_model")
+        if fitted:
+            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        on_grid = fitted and not self.incomplete_ and X.shape == self.X_train_.shape and np.array_equal(X, self.X_train_)
         if not on_grid:
             mean, cov = self.predict(X, return_cov=True)
             if mean.ndim == 1:
                 return rng.multivariate_normal(mean, cov, n_samples).T
             return np.stack([rng.multivariate_normal(mean[:, t], cov[..., t], n_samples).T for t in range(mean.shape[1])], axis=1)
+        model = self._model
         mean = self.predict(X).astype(np.float64)
         N = len(X)
-        lam = self._grid_lam(model)
+        lam = _grid_eigenvalues(model.scale, self._lams)
         s2 = float(self._noise(model))
         T = 1 if mean.ndim == 1 else mean.shape[1]
         # Independent draws per target: T·n_samples rows through one batched Kronecker product.
@@ -1057,6 +1200,10 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         zt = np.ascontiguousarray(np.sqrt(lam * s2 / (lam + s2)) * z, dtype=self._dtype)
         f = _core.kron_apply([np.ascontiguousarray(q) for q in self._qs], zt).astype(np.float64)
         f = f[:, self._flat].reshape(T, n_samples, N).transpose(2, 0, 1)  # (M, T, n_samples)
+        if self._offset is not None:
+            # On the training grid 1 − p = σ²v: the covariance gains σ⁴ g vvᵀ.
+            v = self._offset.v[self._flat][:, None, None]
+            f += s2 * np.sqrt(self._offset.gain) * v * rng.standard_normal((1, T, n_samples))
         if model.white > 0:
             f += np.sqrt(model.white) * rng.standard_normal(f.shape)
         std_y = np.reshape(np.asarray(self._y_train_std, np.float64), (1, -1, 1))
