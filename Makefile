@@ -6,6 +6,7 @@ VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.rankcore-built
 # `make dev PROFILE=quick` builds without LTO for fast iteration (see Cargo.toml).
 PROFILE ?= release
+WHEELS  := dist/wheel
 SOURCES := $(shell find rust python -type f \( -name '*.rs' -o -name '*.py' -o -name '*.pyi' -o -name '*.toml' -o -name '*.cu*' \) 2>/dev/null) Cargo.toml pyproject.toml
 
 .PHONY: dev test test-rust test-python demo bench clean
@@ -14,12 +15,17 @@ $(VPY):
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 
-# Installs the test and bench extras and builds the extension (release profile) into .venv.
+# Installs the test and bench extras, builds the abi3 wheel exactly as `pip install .` does
+# (maturin's PEP 517 backend; release profile) into dist/wheel, and installs that wheel into
+# .venv, so the tests exercise what users install. tests/test_wheel.py installs the same wheel
+# into a fresh environment with only the runtime dependencies.
 # cupy-cuda13x with CUDA 13's NVRTC and headers (~150 MB): tests/test_cuda_compile.py compiles
 # every kernel without a GPU.
 $(STAMP): $(VPY) $(SOURCES)
-	$(VPY) -m pip install -q "maturin>=1.7,<2" numpy scipy scikit-learn pytest hypothesis pandas threadpoolctl "dask[array]" fbpca matplotlib psutil networkx tensorly cupy-cuda13x nvidia-cuda-nvrtc nvidia-cuda-runtime
-	$(VPY) -m maturin develop --profile $(PROFILE) -q
+	$(VPY) -m pip install -q "maturin>=1.7,<2" numpy scipy scikit-learn pytest hypothesis pandas threadpoolctl "dask[array]" fbpca matplotlib psutil networkx tensorly cupy-cuda13x nvidia-cuda-nvrtc nvidia-cuda-runtime mypy
+	rm -rf $(WHEELS) python/rankcore/_core*.so
+	MATURIN_PEP517_ARGS="--profile $(PROFILE)" $(VPY) -m pip wheel -q --no-build-isolation --no-deps -w $(WHEELS) .
+	$(VPY) -m pip install -q --force-reinstall --no-deps $(WHEELS)/rankcore-*.whl
 	touch $(STAMP)
 
 dev: $(STAMP)
@@ -40,4 +46,4 @@ bench: $(STAMP)
 	set -e; for b in benches/bench_*.py; do $(VPY) $$b; done
 
 clean:
-	rm -rf $(VENV) target demo-output bench-results
+	rm -rf $(VENV) target dist demo-output bench-results

@@ -1,8 +1,46 @@
 # Type stubs for the compiled extension rankcore._core (rust/rankcore-python).
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
+
+__all__ = [
+    "set_num_threads",
+    "get_num_threads",
+    "rsvd_dense",
+    "rsvd_sparse",
+    "centred_gram_dense",
+    "random_matrix",
+    "projection_transform_dense",
+    "projection_transform_sparse",
+    "projection_components",
+    "fastrp_embed",
+    "PROJECTION_STREAM_SPARSE",
+    "PROJECTION_STREAM_GAUSSIAN",
+    "PROJECTION_STREAM_FASTRP_FEATURES",
+    "kron_eigh",
+    "kron_apply",
+    "kron_solve_eig",
+    "kron_logdet_eig",
+    "gp_kernel_matrix",
+    "gp_kernel_grads",
+    "gp_kernel_grad_contract",
+    "gp_lml",
+    "gp_lml_incomplete",
+    "gp_predict_grid",
+    "gp_predict_points",
+    "gp_pcg_solve",
+    "multi_mode_dot",
+    "tucker_decompose",
+    "flora_delta",
+    "flora_delta_vjp",
+    "kmedoids_fit",
+    "kmedoids_silhouette",
+    "kmedoids_matrix",
+    "kmedoids_dynmsc",
+    "PdeProblem",
+    "pde_boundary_cells",
+]
 
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
@@ -140,9 +178,10 @@ def kmedoids_dynmsc(kind: str, data: _KmSource, metric: str, opts: dict[str, Any
 
 # --- GP-HM PDE solver (rankcore.pde) ---------------------------------------------------
 
+@final
 class PdeProblem:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         axes: list[npt.NDArray[np.float64]] | list[list[float]],
         orders: list[list[int]],
         coefs: list[npt.NDArray[np.floating[Any]]],
@@ -151,7 +190,7 @@ class PdeProblem:
         boundary_values: npt.NDArray[np.floating[Any]],
         boundary_weight: float,
         nugget: float,
-    ) -> None: ...
+    ) -> PdeProblem: ...
     def objective(
         self,
         kinds: list[str],
