@@ -4,6 +4,7 @@
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use rankcore::{Error, Interrupt};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -32,77 +33,61 @@ pub fn to_pyerr(e: Error) -> PyErr {
     }
 }
 
-/// Runs `work` without the GIL. The work runs on a helper thread inside the pool while this
-/// thread, which may be Python's main thread, wakes every [`POLL`] to run Python's signal
-/// handlers (they only run on the main thread). A handler that raises (Ctrl-C) sets the
-/// cancel flag; the work returns `Interrupted` at its next safe point and the handler's
-/// exception is re-raised.
+/// A worker's outcome: its result, or the payload of its panic.
+type Caught<R> = std::thread::Result<rankcore::Result<R>>;
+
+/// Runs `work` without the GIL, in rankcore's thread pool.
+///
+/// On Python's main thread (the only one that runs signal handlers) the work goes to one of
+/// the pool's threads while this thread waits for it, waking every [`POLL`] to run the
+/// handlers: a handler that raises (Ctrl-C) sets the cancel flag, the work returns
+/// `Interrupted` at its next safe point and the handler's exception is re-raised. Work that
+/// ends before the first wake-up costs one hand-over to the pool and no thread creation.
+/// On any other thread no signal can arrive, so the work simply runs in the pool.
 pub fn run<R: Send>(
     py: Python<'_>,
     work: impl FnOnce(&dyn Interrupt) -> rankcore::Result<R> + Send,
 ) -> PyResult<R> {
     let cancel = CancelFlag(AtomicBool::new(false));
-    // Python runs signal handlers on its main thread only; elsewhere polling would just take
-    // the GIL from other Python threads for nothing.
-    let on_main = is_main_thread(py);
-    let (outcome, signal) = py.detach(|| {
-        std::thread::scope(|scope| {
-            let (done_tx, done_rx) = mpsc::channel::<()>();
-            let cancel = &cancel;
-            let handle = scope.spawn(move || {
-                let out = rankcore::threads::install(|| work(cancel));
+    if !is_main_thread(py) {
+        let caught = py.detach(|| {
+            rankcore::threads::install(|| catch_unwind(AssertUnwindSafe(|| work(&cancel))))
+        });
+        return unpack(caught);
+    }
+    let (caught, signal) = py.detach(|| {
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let mut slot: Option<Caught<R>> = None;
+        let mut signal: Option<PyErr> = None;
+        let pooled = rankcore::threads::scope(|s| {
+            let (cancel, slot) = (&cancel, &mut slot);
+            s.spawn(move |_| {
+                *slot = Some(catch_unwind(AssertUnwindSafe(|| work(cancel))));
                 let _ = done_tx.send(());
-                out
             });
-            let mut signal: Option<PyErr> = None;
             while let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(POLL) {
-                if on_main && signal.is_none() {
+                if signal.is_none() {
                     if let Err(e) = Python::attach(|py| py.check_signals()) {
                         cancel.0.store(true, Ordering::Relaxed);
                         signal = Some(e);
                     }
                 }
             }
-            (handle.join(), signal)
-        })
+        });
+        let caught = pooled.map(|()| slot.expect("the scope returns after its job has run"));
+        (caught, signal)
     });
-    if let Some(err) = signal {
-        return Err(err);
-    }
-    match outcome {
-        Ok(Ok(Ok(value))) => Ok(value),
-        Ok(Ok(Err(e))) | Ok(Err(e)) => Err(to_pyerr(e)),
-        Err(_) => Err(PyRuntimeError::new_err(
-            "rankcore: internal error (a worker panicked); please report it",
-        )),
+    match signal {
+        Some(err) => Err(err),
+        None => unpack(caught),
     }
 }
 
-/// Multiply-adds below which [`run_sized`] skips the signal-polling helper thread: its
-/// start-up (about 0.1 ms) would cost more than a FLoRA-sized product (10⁵–10⁶ flops), and
-/// work this small (a few milliseconds at most) ends before a Ctrl-C could be felt anyway.
-const QUICK_WORK: f64 = 1e7;
-
-/// [`run`] for work whose size is known up front (`work_estimate` multiply-adds): small work
-/// runs without the GIL in rankcore's pool but without the polling thread (its safe points
-/// never fire), large work goes through [`run`], so Ctrl-C reaches its safe points.
-pub fn run_sized<R: Send>(
-    py: Python<'_>,
-    work_estimate: f64,
-    work: impl FnOnce(&dyn Interrupt) -> rankcore::Result<R> + Send,
-) -> PyResult<R> {
-    if work_estimate >= QUICK_WORK {
-        return run(py, work);
-    }
-    let caught = py.detach(|| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            rankcore::threads::install(|| work(&rankcore::NeverInterrupt))
-        }))
-    });
+fn unpack<R>(caught: rankcore::Result<Caught<R>>) -> PyResult<R> {
     match caught {
-        Ok(Ok(Ok(v))) => Ok(v),
-        Ok(Ok(Err(e))) | Ok(Err(e)) => Err(to_pyerr(e)),
-        Err(_) => Err(PyRuntimeError::new_err(
+        Ok(Ok(Ok(value))) => Ok(value),
+        Ok(Ok(Err(e))) | Err(e) => Err(to_pyerr(e)),
+        Ok(Err(_)) => Err(PyRuntimeError::new_err(
             "rankcore: internal error (a worker panicked); please report it",
         )),
     }

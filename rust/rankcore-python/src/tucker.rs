@@ -2,7 +2,7 @@
 //! No maths here: borrow the arrays, run the core through `run`, pack the result.
 
 use crate::arrays::{to_numpy, view};
-use crate::run::{run, run_sized, to_pyerr};
+use crate::run::{run, to_pyerr};
 use numpy::ndarray::{ArrayD, IxDyn, ShapeBuilder};
 use numpy::{Element, PyArrayDyn, PyReadonlyArray2, PyReadonlyArrayDyn};
 use pyo3::exceptions::PyTypeError;
@@ -32,20 +32,6 @@ fn tensor_to_numpy<'py, T: Element + Copy>(
     Ok(PyArrayDyn::from_owned_array(py, arr))
 }
 
-/// An upper bound on the multiply-adds of `T ×_{mᵢ} Mᵢ` for all i, in any order: each
-/// product costs at most (largest intermediate) × (rows of its matrix).
-fn chain_work<T>(shape: &[usize], mats: &[(usize, faer::MatRef<'_, T>)]) -> f64 {
-    let mut big: Vec<f64> = shape.iter().map(|&s| s as f64).collect();
-    let mut rows = 0.0;
-    for &(mode, m) in mats {
-        if let Some(b) = big.get_mut(mode) {
-            *b = b.max(m.nrows() as f64);
-        }
-        rows += m.nrows() as f64;
-    }
-    big.iter().product::<f64>() * rows
-}
-
 fn extract_mats<'py, T: Element>(
     list: &Bound<'py, PyList>,
 ) -> PyResult<Vec<PyReadonlyArray2<'py, T>>> {
@@ -68,8 +54,7 @@ fn mmd_impl<'py, T: Float + Element>(
     let tv = tview(&arr)?;
     let pairs: Vec<(usize, faer::MatRef<'_, T>)> =
         modes.iter().copied().zip(ms.iter().map(view)).collect();
-    let work = chain_work(tv.shape(), &pairs);
-    let out = run_sized(py, work, |stop| multi_mode_product_with(tv, &pairs, stop))?;
+    let out = run(py, |stop| multi_mode_product_with(tv, &pairs, stop))?;
     tensor_to_numpy(py, out)
 }
 
@@ -202,11 +187,7 @@ fn delta_impl<'py, T: Float + Element>(
     let ms = extract_mats::<T>(factors)?;
     let cv = tview(&arr)?;
     let fv: Vec<faer::MatRef<'_, T>> = ms.iter().map(view).collect();
-    let pairs: Vec<(usize, faer::MatRef<'_, T>)> = fv.iter().copied().enumerate().collect();
-    let work = chain_work(cv.shape(), &pairs);
-    let out = run_sized(py, work, |stop| {
-        flora::delta(cv, &fv, T::from_f64(scale), stop)
-    })?;
+    let out = run(py, |stop| flora::delta(cv, &fv, T::from_f64(scale), stop))?;
     Ok(tensor_to_numpy(py, out)?.into_any())
 }
 
@@ -233,10 +214,7 @@ fn vjp_impl<'py, T: Float + Element>(
     let cv = tview(&arr)?;
     let gv = tview(&garr)?;
     let fv: Vec<faer::MatRef<'_, T>> = ms.iter().map(view).collect();
-    let pairs: Vec<(usize, faer::MatRef<'_, T>)> = fv.iter().copied().enumerate().collect();
-    // the gradient reads ∂L/∂ΔW about twice, each time with a chain as long as delta's
-    let work = 2.0 * chain_work(cv.shape(), &pairs);
-    let (gc, gf) = run_sized(py, work, |stop| {
+    let (gc, gf) = run(py, |stop| {
         flora::delta_vjp(cv, &fv, gv, T::from_f64(scale), stop)
     })?;
     let out = PyList::empty(py);

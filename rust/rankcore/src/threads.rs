@@ -60,6 +60,13 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R> {
     Ok(pool()?.install(f))
 }
 
+/// Runs `f` on the calling thread with a scope of the pool: jobs `f` spawns on it run on the
+/// pool's threads (no thread is created) while `f` goes on, and the call returns once they
+/// have all finished.
+pub fn scope<'s, R>(f: impl FnOnce(&rayon::Scope<'s>) -> R) -> Result<R> {
+    Ok(pool()?.in_place_scope(f))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,9 @@
 //! error comes from the residual instead (see `final_error`). Ranks are chosen from f64
 //! eigenvalues (f32 input widened), so error targets hold down to the rounding floor.
 
-use super::tensor::{multi_mode_product, unfolding_gram_f64, Tensor, TensorRef, Unfolding};
+use super::tensor::{
+    multi_mode_product, multi_mode_product_with, unfolding_gram_f64, Tensor, TensorRef, Unfolding,
+};
 use crate::linalg::{orthonormalize, svd_thin};
 use crate::operator::Operator;
 use crate::rng::RandomMatrix;
@@ -342,6 +344,7 @@ fn project<T: Float>(
     modes: &[usize],
     factors: &[Mat<T>],
     skip: Option<usize>,
+    stop: &dyn Interrupt,
 ) -> Result<Tensor<T>> {
     let mats: Vec<(usize, MatRef<'_, T>)> = modes
         .iter()
@@ -350,7 +353,7 @@ fn project<T: Float>(
         .filter(|(i, _)| Some(*i) != skip)
         .map(|(_, (&m, f))| (m, f.transpose()))
         .collect();
-    multi_mode_product(x, &mats)
+    multi_mode_product_with(x, &mats, stop)
 }
 
 /// `core ×ₖ Uₖ` (the reconstruction).
@@ -394,7 +397,7 @@ fn direct<T: Float>(
             *b = (*b - d).max(0.0);
         }
         if sequential {
-            let next = super::tensor::mode_product(view, u.transpose(), m)?;
+            let next = super::tensor::mode_product_with(view, u.transpose(), m, stop)?;
             cur = Some(next);
         }
         factors.push(u);
@@ -463,7 +466,7 @@ pub fn tucker<T: Float>(
     let norm2 = x.sq_norm();
     let mut factors = initial(x, norm2, p, stop)?;
     if p.method != Method::Hooi {
-        let core = project(x, &p.modes, &factors, None)?;
+        let core = project(x, &p.modes, &factors, None, stop)?;
         let err = final_error(x, norm2, &core, &p.modes, &factors)?;
         return Ok(TuckerResult {
             core,
@@ -474,7 +477,7 @@ pub fn tucker<T: Float>(
         });
     }
     let mut errors = Vec::new();
-    let mut core = project(x, &p.modes, &factors, None)?;
+    let mut core = project(x, &p.modes, &factors, None, stop)?;
     let mut converged = false;
     let mut n_iter = 0;
     for it in 0..p.n_iter_max {
@@ -553,7 +556,7 @@ fn hooi_sweep<T: Float>(
             continue;
         }
         stop.check()?;
-        let y = project(x, &p.modes, factors, Some(i))?;
+        let y = project(x, &p.modes, factors, Some(i), stop)?;
         let (u, _) = subspace(
             y.view(),
             m,
@@ -567,8 +570,10 @@ fn hooi_sweep<T: Float>(
     }
     match last {
         // the core is the last projection, truncated in the mode just updated
-        Some((i, y)) => super::tensor::mode_product(y.view(), factors[i].transpose(), p.modes[i]),
-        None => project(x, &p.modes, factors, None),
+        Some((i, y)) => {
+            super::tensor::mode_product_with(y.view(), factors[i].transpose(), p.modes[i], stop)
+        }
+        None => project(x, &p.modes, factors, None, stop),
     }
 }
 

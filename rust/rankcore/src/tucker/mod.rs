@@ -9,7 +9,8 @@ pub use decomp::{
     reconstruct, tucker, tucker_masked, Init, Method, SvdMethod, TuckerParams, TuckerResult,
 };
 pub use tensor::{
-    chain_order, mode_product, multi_mode_product, multi_mode_product_with, unfolding_gram, Tensor,
+    chain_order, mode_product, mode_product_with, multi_mode_product, multi_mode_product_with,
+    unfolding_gram, Tensor,
     TensorRef, Unfolding, MAX_ORDER,
 };
 

@@ -317,6 +317,17 @@ pub fn mode_product<T: Float>(
     m: MatRef<'_, T>,
     n: usize,
 ) -> Result<Tensor<T>> {
+    mode_product_with(t, m, n, &NeverInterrupt)
+}
+
+/// [`mode_product`] with a safe point before each block of the product (each GEMM of a batch,
+/// each chunk of fibres), so that Ctrl-C stops even one long product.
+pub fn mode_product_with<T: Float>(
+    t: TensorRef<'_, T>,
+    m: MatRef<'_, T>,
+    n: usize,
+    stop: &dyn Interrupt,
+) -> Result<Tensor<T>> {
     let shape = t.shape();
     if n >= shape.len() {
         return Err(invalid!("mode must be in [0, {}), got {n}", shape.len()));
@@ -341,7 +352,7 @@ pub fn mode_product<T: Float>(
     let c = bt.cols;
     let yp = SendPtr(y.data.as_mut_ptr());
     if shape[n] <= SMALL && j <= SMALL {
-        small_product(t, m, &bt, (sa, sb), yp);
+        small_product(t, m, &bt, (sa, sb), yp, stop)?;
         return Ok(y);
     }
     let item = |(oa, ob): (isize, isize), par: bool| {
@@ -359,10 +370,11 @@ pub fn mode_product<T: Float>(
             faer_matmul(dst, Accum::Replace, x, m.transpose(), T::ONE, Par::Seq);
         }
     };
+    let checked = |o, par| stop.check().map(|()| item(o, par));
     if bt.offsets.len() >= PAR_BATCH {
-        bt.offsets.par_iter().for_each(|&o| item(o, false));
+        bt.offsets.par_iter().try_for_each(|&o| checked(o, false))?;
     } else {
-        bt.offsets.iter().for_each(|&o| item(o, true));
+        bt.offsets.iter().try_for_each(|&o| checked(o, true))?;
     }
     Ok(y)
 }
@@ -385,7 +397,8 @@ fn small_product<T: Float>(
     bt: &Batch,
     (sa, sb): (isize, isize),
     yp: SendPtr<T>,
-) {
+    stop: &dyn Interrupt,
+) -> Result<()> {
     let (j, i_n) = m.shape();
     let mut coef = [T::ZERO; SMALL * SMALL];
     for jj in 0..j {
@@ -396,80 +409,85 @@ fn small_product<T: Float>(
     let c = bt.cols;
     let per_item = c.size.div_ceil(FIBRES);
     let tasks = bt.offsets.len() * per_item;
-    (0..tasks).into_par_iter().for_each(|task| {
-        let (b, part) = (task / per_item, task % per_item);
-        let (c0, c1) = (part * FIBRES, c.size.min((part + 1) * FIBRES));
-        let (oa, ob) = bt.offsets[b];
-        let (ia, ib) = (oa + c0 as isize * c.a, ob + c0 as isize * c.b);
-        let len = c1 - c0;
-        let xp = t.as_ptr();
-        // SAFETY (both branches): fibres lie inside the input view; each output fibre belongs
-        // to one task.
-        if c.a == 1 && c.b == 1 {
-            // Fibres side by side in memory: one pass over the chunk per (output row, input
-            // row) pair, long unit-stride loops that vectorise. y[j] = Σₖ m[j,k]·x[k], k
-            // ascending.
-            for jj in 0..j {
-                for k in 0..i_n {
-                    let a = coef[jj * SMALL + k];
-                    unsafe {
-                        let x = std::slice::from_raw_parts(xp.offset(ia + k as isize * sa), len);
-                        let y = std::slice::from_raw_parts_mut(
-                            yp.get().offset(ib + jj as isize * sb),
-                            len,
-                        );
-                        if k == 0 {
-                            y.iter_mut().zip(x).for_each(|(y, &x)| *y = a * x);
-                        } else {
-                            y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
-                        }
-                    }
-                }
-            }
-        } else {
-            // Strided fibres (e.g. the last mode of a C-order tensor): gather a block of
-            // fibres transposed into a local buffer, so that the sums run as unit-stride loops
-            // across fibres (which vectorise) with the same terms in the same order, then
-            // scatter the block's outputs.
-            let mut xb = [T::ZERO; SMALL * LANES];
-            let mut yb = [T::ZERO; LANES];
-            for f0 in (0..len).step_by(LANES) {
-                let nb = LANES.min(len - f0);
-                // SAFETY: as above; pointers step along the fibres of this task's chunk.
-                let mut src = unsafe { xp.offset(ia + f0 as isize * c.a) };
-                for f in 0..nb {
-                    let mut p = src;
-                    for k in 0..i_n {
-                        unsafe {
-                            *xb.get_unchecked_mut(k * LANES + f) = *p;
-                            p = p.offset(sa);
-                        }
-                    }
-                    src = unsafe { src.offset(c.a) };
-                }
+    (0..tasks)
+        .into_par_iter()
+        .try_for_each(|task| -> Result<()> {
+            stop.check()?;
+            let (b, part) = (task / per_item, task % per_item);
+            let (c0, c1) = (part * FIBRES, c.size.min((part + 1) * FIBRES));
+            let (oa, ob) = bt.offsets[b];
+            let (ia, ib) = (oa + c0 as isize * c.a, ob + c0 as isize * c.b);
+            let len = c1 - c0;
+            let xp = t.as_ptr();
+            // SAFETY (both branches): fibres lie inside the input view; each output fibre belongs
+            // to one task.
+            if c.a == 1 && c.b == 1 {
+                // Fibres side by side in memory: one pass over the chunk per (output row, input
+                // row) pair, long unit-stride loops that vectorise. y[j] = Σₖ m[j,k]·x[k], k
+                // ascending.
                 for jj in 0..j {
-                    let row = &coef[jj * SMALL..jj * SMALL + i_n];
-                    let y = &mut yb[..nb];
-                    y.iter_mut()
-                        .zip(&xb[..nb])
-                        .for_each(|(y, &x)| *y = row[0] * x);
-                    for (k, &a) in row.iter().enumerate().skip(1) {
-                        y.iter_mut()
-                            .zip(&xb[k * LANES..k * LANES + nb])
-                            .for_each(|(y, &x)| *y += a * x);
-                    }
-                    let mut dst =
-                        unsafe { yp.get().offset(ib + f0 as isize * c.b + jj as isize * sb) };
-                    for &v in y.iter() {
+                    for k in 0..i_n {
+                        let a = coef[jj * SMALL + k];
                         unsafe {
-                            *dst = v;
-                            dst = dst.offset(c.b);
+                            let x =
+                                std::slice::from_raw_parts(xp.offset(ia + k as isize * sa), len);
+                            let y = std::slice::from_raw_parts_mut(
+                                yp.get().offset(ib + jj as isize * sb),
+                                len,
+                            );
+                            if k == 0 {
+                                y.iter_mut().zip(x).for_each(|(y, &x)| *y = a * x);
+                            } else {
+                                y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
+                            }
+                        }
+                    }
+                }
+            } else {
+                // Strided fibres (e.g. the last mode of a C-order tensor): gather a block of
+                // fibres transposed into a local buffer, so that the sums run as unit-stride loops
+                // across fibres (which vectorise) with the same terms in the same order, then
+                // scatter the block's outputs.
+                let mut xb = [T::ZERO; SMALL * LANES];
+                let mut yb = [T::ZERO; LANES];
+                for f0 in (0..len).step_by(LANES) {
+                    let nb = LANES.min(len - f0);
+                    // SAFETY: as above; pointers step along the fibres of this task's chunk.
+                    let mut src = unsafe { xp.offset(ia + f0 as isize * c.a) };
+                    for f in 0..nb {
+                        let mut p = src;
+                        for k in 0..i_n {
+                            unsafe {
+                                *xb.get_unchecked_mut(k * LANES + f) = *p;
+                                p = p.offset(sa);
+                            }
+                        }
+                        src = unsafe { src.offset(c.a) };
+                    }
+                    for jj in 0..j {
+                        let row = &coef[jj * SMALL..jj * SMALL + i_n];
+                        let y = &mut yb[..nb];
+                        y.iter_mut()
+                            .zip(&xb[..nb])
+                            .for_each(|(y, &x)| *y = row[0] * x);
+                        for (k, &a) in row.iter().enumerate().skip(1) {
+                            y.iter_mut()
+                                .zip(&xb[k * LANES..k * LANES + nb])
+                                .for_each(|(y, &x)| *y += a * x);
+                        }
+                        let mut dst =
+                            unsafe { yp.get().offset(ib + f0 as isize * c.b + jj as isize * sb) };
+                        for &v in y.iter() {
+                            unsafe {
+                                *dst = v;
+                                dst = dst.offset(c.b);
+                            }
                         }
                     }
                 }
             }
-        }
-    });
+            Ok(())
+        })
 }
 
 /// The cheapest order in which to apply a chain of mode products, by dynamic programming
@@ -532,8 +550,8 @@ pub fn multi_mode_product<T: Float>(
     multi_mode_product_with(t, mats, &NeverInterrupt)
 }
 
-/// [`multi_mode_product`] with a safe point before each mode product, so that Ctrl-C stops a
-/// long chain after at most one product.
+/// [`multi_mode_product`] with the safe points of [`mode_product_with`], so that Ctrl-C stops
+/// a long chain within one block of one product.
 pub fn multi_mode_product_with<T: Float>(
     t: TensorRef<'_, T>,
     mats: &[(usize, MatRef<'_, T>)],
@@ -570,11 +588,9 @@ pub fn multi_mode_product_with<T: Float>(
         .map(|&(md, m)| (md, m.nrows(), m.ncols()))
         .collect();
     let order = chain_order(shape, &dims);
-    stop.check()?;
-    let mut cur = mode_product(t, mats[order[0]].1, mats[order[0]].0)?;
+    let mut cur = mode_product_with(t, mats[order[0]].1, mats[order[0]].0, stop)?;
     for &i in &order[1..] {
-        stop.check()?;
-        cur = mode_product(cur.view(), mats[i].1, mats[i].0)?;
+        cur = mode_product_with(cur.view(), mats[i].1, mats[i].0, stop)?;
     }
     Ok(cur)
 }

@@ -232,3 +232,36 @@ fn bad_ranks_are_errors() {
     )
     .is_err());
 }
+
+/// Fails from its `after`-th check on: a Ctrl-C that lands inside a product.
+struct StopAfter {
+    after: usize,
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::Interrupt for StopAfter {
+    fn check(&self) -> crate::Result<()> {
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n >= self.after {
+            Err(crate::Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn one_mode_product_stops_between_its_blocks() {
+    // Mode 1 of 40×12×20: a batch of 40 GEMMs (25×12 matrix) or of fibre chunks (5×12).
+    let t = pseudo(&[40, 12, 20], 3);
+    for m in [mat(25, 12, 4), mat(5, 12, 5)] {
+        let stop = StopAfter {
+            after: 3,
+            seen: 0.into(),
+        };
+        let res = mode_product_with(t.view(), m.as_ref(), 1, &stop);
+        assert!(matches!(res, Err(crate::Error::Interrupted)));
+        let full = mode_product_with(t.view(), m.as_ref(), 1, &NeverInterrupt).unwrap();
+        assert_eq!(full.data, mode_product(t.view(), m.as_ref(), 1).unwrap().data);
+    }
+}
