@@ -15,10 +15,13 @@ pub const STREAM_KPP: u32 = 0x4b4d_0002;
 pub const STREAM_LAB: u32 = 0x4b4d_0003;
 pub const STREAM_CLARA: u32 = 0x4b4d_0004;
 pub const STREAM_CLARANS: u32 = 0x4b4d_0005;
+pub const STREAM_ONEBATCH: u32 = 0x4b4d_0006;
 
 /// How the first medoids are chosen.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Init {
+    /// BUILD while its O(n²k) work stays small ([`AUTO_BUILD_WORK`]), LAB beyond.
+    Auto,
     Build,
     Lab,
     Random,
@@ -31,6 +34,7 @@ pub enum Init {
 impl Init {
     pub fn parse(name: &str) -> Result<Self> {
         Ok(match name {
+            "auto" => Self::Auto,
             "build" => Self::Build,
             "lab" => Self::Lab,
             "random" => Self::Random,
@@ -38,7 +42,7 @@ impl Init {
             "heuristic" => Self::Heuristic,
             other => {
                 return Err(invalid!(
-                    "init must be 'build', 'lab', 'random', 'k-medoids++', 'heuristic' or an array of medoid indices, got {other:?}"
+                    "init must be 'auto', 'build', 'lab', 'random', 'k-medoids++', 'heuristic' or an array of medoid indices, got {other:?}"
                 ))
             }
         })
@@ -67,6 +71,10 @@ pub fn check_given(med: &[usize], n: usize, k: usize) -> Result<()> {
     Ok(())
 }
 
+/// `Init::Auto` takes BUILD while `n² k` is at most this (about a second on one core), LAB
+/// (linear approximative BUILD, O(n k)) beyond.
+pub const AUTO_BUILD_WORK: f64 = 2.5e9;
+
 /// Runs the chosen initialisation.
 pub fn initialize<T: Float, D: Dissimilarity<T>>(
     src: &D,
@@ -83,6 +91,8 @@ pub fn initialize<T: Float, D: Dissimilarity<T>>(
             Ok(m.clone())
         }
         Init::Random => Ok(sample(n, k, RandomMatrix::new(seed, STREAM_RANDOM), 0)),
+        Init::Auto if (n as f64).powi(2) * k as f64 <= AUTO_BUILD_WORK => build(src, k, w, stop),
+        Init::Auto => lab(src, k, w, seed, stop),
         Init::Build => build(src, k, w, stop),
         Init::Lab => lab(src, k, w, seed, stop),
         Init::KMedoidsPlusPlus => kpp(src, k, w, seed, stop),

@@ -27,6 +27,7 @@ pub mod fastpam1;
 pub mod fastpam2;
 pub mod init;
 pub mod msc;
+pub mod onebatch;
 pub mod silhouette;
 pub mod state;
 
@@ -49,6 +50,8 @@ pub enum Method {
     FasterMsc,
     /// FastCLARANS: randomised swaps, best of `n_samples` restarts.
     Clarans,
+    /// OneBatchPAM: eager swaps with the loss estimated on one batch of `sample_size` points.
+    OneBatch,
 }
 
 impl Method {
@@ -62,9 +65,10 @@ impl Method {
             "clara" => Self::Clara,
             "fastermsc" => Self::FasterMsc,
             "clarans" => Self::Clarans,
+            "onebatch" => Self::OneBatch,
             other => {
                 return Err(invalid!(
-                    "method must be 'fasterpam', 'fastpam1', 'fastpam2', 'pam', 'alternate', 'clara', 'clarans' or 'fastermsc', got {other:?}"
+                    "method must be 'fasterpam', 'fastpam1', 'fastpam2', 'pam', 'alternate', 'clara', 'clarans', 'onebatch' or 'fastermsc', got {other:?}"
                 ))
             }
         })
@@ -82,7 +86,8 @@ pub struct Params {
     pub max_iter: usize,
     pub seed: u64,
     pub verbose: bool,
-    /// CLARA: number of samples and sample size (0: 80 + 4k).
+    /// CLARA: number of samples and sample size (0: 80 + 4k); OneBatchPAM: batch size in
+    /// `sample_size` (0: see [`onebatch::batch_size`]).
     pub n_samples: usize,
     pub sample_size: usize,
     /// Feature input: materialise the n×n matrix (same kernel, same bits) when it takes at
@@ -202,6 +207,7 @@ fn fit_any<T: Float, D: Dissimilarity<T>>(
     match params.method {
         Method::Clara => return clara::clara(src, params, &w, stop),
         Method::Clarans => return clarans::clarans(src, params, &w, stop),
+        Method::OneBatch => return onebatch::onebatch(src, params, &w, stop),
         _ => {}
     }
     let init_medoids = init::initialize(src, k, &params.init, &w, params.seed, stop)?;
@@ -225,13 +231,13 @@ fn fit_any<T: Float, D: Dissimilarity<T>>(
             }
             msc::fastermsc(src, &mut st, it, v, stop)?
         }
-        Method::Clara | Method::Clarans => unreachable!("handled above"),
+        Method::Clara | Method::Clarans | Method::OneBatch => unreachable!("handled above"),
     };
     Ok(finish(st, p, init_medoids))
 }
 
 /// [`kmedoids`] on features (dense or CSR): on the materialised matrix when it fits in
-/// `params.matrix_budget` (and the method is not CLARA), else with on-the-fly distances.
+/// `params.matrix_budget` (and the method does not sample), else with on-the-fly distances.
 pub fn kmedoids_features<T: Float, D: dissimilarity::Materialise<T>>(
     src: &D,
     params: &Params,
@@ -240,10 +246,8 @@ pub fn kmedoids_features<T: Float, D: dissimilarity::Materialise<T>>(
 ) -> Result<Fit> {
     let n = src.len();
     let bytes = n.saturating_mul(n).saturating_mul(std::mem::size_of::<T>());
-    if params.method != Method::Clara
-        && params.method != Method::Clarans
-        && bytes <= params.matrix_budget
-    {
+    let sampled = [Method::Clara, Method::Clarans, Method::OneBatch].contains(&params.method);
+    if !sampled && bytes <= params.matrix_budget {
         check_inputs(n, params.n_clusters, weights)?;
         let m = dissimilarity::Owned::from_computed(src.to_matrix(), n);
         return kmedoids(&m, params, weights, stop);

@@ -16,10 +16,16 @@ const CHUNK: usize = 2048;
 const NONE: u32 = u32::MAX;
 
 pub struct State<T> {
+    /// Points whose loss is tracked (all objects, or OneBatchPAM's batch).
     pub n: usize,
     pub k: usize,
+    /// Medoids, as object indices.
     pub med: Vec<usize>,
+    /// Whether each object is a medoid (indexed by object, like `med`).
     pub is_medoid: Vec<bool>,
+    /// Points are the objects themselves, so a medoid is always its own nearest point. False
+    /// for a batch of points ([`State::for_batch`]), whose indices are not object indices.
+    own: bool,
     pub near: Vec<u32>,
     pub dn: Vec<T>,
     pub seco: Vec<u32>,
@@ -39,13 +45,32 @@ impl<T: Float> State<T> {
         rows.par_chunks_mut(n)
             .zip(med.par_iter())
             .for_each(|(r, &m)| src.rows_into(&[m], r));
+        Self::from_rows(n, n, med, &rows, w, true)
+    }
+
+    /// The state of a batch of `m` points (weights `w`, one per point) for medoids `med`
+    /// among `objects` objects; `rows[s * m + b]` is the dissimilarity of medoid `s` to point
+    /// `b`. No point is taken to be a medoid itself (OneBatchPAM).
+    pub fn for_batch(m: usize, objects: usize, med: &[usize], rows: &[T], w: &[f64]) -> Self {
+        Self::from_rows(m, objects, med, rows, w, false)
+    }
+
+    fn from_rows(
+        n: usize,
+        objects: usize,
+        med: &[usize],
+        rows: &[T],
+        w: &[f64],
+        own: bool,
+    ) -> Self {
+        let k = med.len();
         let mut dm = vec![T::ZERO; n * k];
         dm.par_chunks_mut(k).enumerate().for_each(|(o, d)| {
             for s in 0..k {
                 d[s] = rows[s * n + o];
             }
         });
-        let mut is_medoid = vec![false; n];
+        let mut is_medoid = vec![false; objects];
         for &m in med {
             is_medoid[m] = true;
         }
@@ -54,6 +79,7 @@ impl<T: Float> State<T> {
             k,
             med: med.to_vec(),
             is_medoid,
+            own,
             near: vec![0; n],
             dn: vec![T::ZERO; n],
             seco: vec![NONE; n],
@@ -69,7 +95,7 @@ impl<T: Float> State<T> {
     /// Nearest and second nearest of every point from `dm`, then loss and removal loss.
     /// Ties go to the lowest slot, except that a medoid is always its own nearest.
     pub fn reassign_all(&mut self, w: &[f64]) {
-        let (k, med, is_med) = (self.k, &self.med, &self.is_medoid);
+        let (k, med, is_med, own) = (self.k, &self.med, &self.is_medoid, self.own);
         let dm = &self.dm;
         (
             self.near.par_chunks_mut(CHUNK),
@@ -85,7 +111,7 @@ impl<T: Float> State<T> {
                 for r in 0..near.len() {
                     let o = c * CHUNK + r;
                     let d = &dm[o * k..(o + 1) * k];
-                    let (a, b) = nearest_two(d, own_slot(o, is_med, med), None);
+                    let (a, b) = nearest_two(d, own_slot(own, o, is_med, med), None);
                     near[r] = a as u32;
                     dn[r] = d[a];
                     seco[r] = b.map_or(NONE, |b| b as u32);
@@ -191,7 +217,7 @@ impl<T: Float> State<T> {
         self.is_medoid[self.med[s]] = false;
         self.is_medoid[x] = true;
         self.med[s] = x;
-        let (med, is_med) = (&self.med, &self.is_medoid);
+        let (med, is_med, own) = (&self.med, &self.is_medoid, self.own);
         (
             self.near.par_chunks_mut(CHUNK),
             self.dn.par_chunks_mut(CHUNK),
@@ -208,10 +234,11 @@ impl<T: Float> State<T> {
                     let o = c * CHUNK + r;
                     let d = &mut dm[r * k..(r + 1) * k];
                     d[s] = row[o];
-                    let (a, b) = if o == x {
+                    let (a, b) = if own && o == x {
                         nearest_two(d, Some(s), None)
                     } else {
-                        update_two(d, s, near[r] as usize, seco[r], own_slot(o, is_med, med))
+                        let own = own_slot(own, o, is_med, med);
+                        update_two(d, s, near[r] as usize, seco[r], own)
                     };
                     near[r] = a as u32;
                     dn[r] = d[a];
@@ -228,10 +255,10 @@ impl<T: Float> State<T> {
     }
 }
 
-/// The slot whose medoid is `o`, if `o` is a medoid.
+/// The slot whose medoid is point `o`, if points are objects (`own`) and `o` is a medoid.
 #[inline]
-fn own_slot(o: usize, is_med: &[bool], med: &[usize]) -> Option<usize> {
-    if is_med[o] {
+fn own_slot(own: bool, o: usize, is_med: &[bool], med: &[usize]) -> Option<usize> {
+    if own && is_med[o] {
         med.iter().position(|&m| m == o)
     } else {
         None

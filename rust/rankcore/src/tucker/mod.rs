@@ -10,8 +10,7 @@ pub use decomp::{
 };
 pub use tensor::{
     chain_order, mode_product, mode_product_with, multi_mode_product, multi_mode_product_with,
-    unfolding_gram, Tensor,
-    TensorRef, Unfolding, MAX_ORDER,
+    unfolding_gram, Tensor, TensorRef, Unfolding, MAX_ORDER,
 };
 
 #[cfg(test)]

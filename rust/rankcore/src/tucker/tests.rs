@@ -262,6 +262,9 @@ fn one_mode_product_stops_between_its_blocks() {
         let res = mode_product_with(t.view(), m.as_ref(), 1, &stop);
         assert!(matches!(res, Err(crate::Error::Interrupted)));
         let full = mode_product_with(t.view(), m.as_ref(), 1, &NeverInterrupt).unwrap();
-        assert_eq!(full.data, mode_product(t.view(), m.as_ref(), 1).unwrap().data);
+        assert_eq!(
+            full.data,
+            mode_product(t.view(), m.as_ref(), 1).unwrap().data
+        );
     }
 }

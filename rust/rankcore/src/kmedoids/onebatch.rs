@@ -1,0 +1,209 @@
+//! OneBatchPAM (de Mathelin et al., "OneBatchPAM: A Fast and Frugal K-Medoids Algorithm",
+//! AAAI 2025, arXiv 2501.19285): FasterPAM's eager swaps with the loss estimated on one
+//! random batch of `m` points, so a pass costs O(n·m) instead of O(n²) and memory is the
+//! n × m dissimilarities to the batch.
+//!
+//! Every object is a swap candidate; the gain of a swap is the FastPAM1 gain summed over the
+//! batch only, each batch point weighted by the (sample-weighted) number of objects whose
+//! nearest batch point it is (the reference implementation's default weighting: the batch
+//! becomes a coreset of the data, so clusters the batch samples thinly still count in full).
+//! The final medoids are assigned to all points with their exact loss.
+
+use super::dissimilarity::Dissimilarity;
+use super::init::{initialize, sample, Init, STREAM_ONEBATCH};
+use super::state::State;
+use super::{fasterpam, finish, Fit, Params};
+use crate::rng::RandomMatrix;
+use crate::{Float, Interrupt, Result};
+use rayon::prelude::*;
+
+/// Batch rows computed per step (each one a full row of the source).
+const CHUNK: usize = 64;
+/// Bytes the n × m batch dissimilarities may take when the batch size is chosen for the user.
+const BATCH_BUDGET: usize = 512 << 20;
+
+/// The batch size: `requested` when non-zero, else the reference implementation's
+/// `max(100 ln(n k), k)`, lowered so that the n × m matrix stays within [`BATCH_BUDGET`] but
+/// never below `2k`; at most `n`.
+pub fn batch_size<T>(n: usize, k: usize, requested: usize) -> usize {
+    let m = if requested > 0 {
+        requested
+    } else {
+        let est = ((100.0 * ((n * k).max(2) as f64).ln()) as usize).max(k);
+        let fits = BATCH_BUDGET / (n * std::mem::size_of::<T>()).max(1);
+        est.min(fits.max(2 * k))
+    };
+    m.clamp(1, n)
+}
+
+/// Candidate rows over the batch, for the swap loop: object `x`'s stored row holds
+/// `d(x, batch[b])` for the `m` batch points (so rows are `m` long, not `len()`).
+struct BatchRows<T> {
+    data: Vec<T>,
+    n: usize,
+    m: usize,
+}
+
+impl<T: Float> Dissimilarity<T> for BatchRows<T> {
+    fn len(&self) -> usize {
+        self.n
+    }
+    fn rows_into(&self, rows: &[usize], out: &mut [T]) {
+        for (r, &x) in rows.iter().enumerate() {
+            out[r * self.m..(r + 1) * self.m].copy_from_slice(self.stored(x));
+        }
+    }
+    fn stored_row(&self, x: usize) -> Option<&[T]> {
+        Some(self.stored(x))
+    }
+    fn get(&self, x: usize, b: usize) -> T {
+        self.data[x * self.m + b]
+    }
+}
+
+impl<T: Float> BatchRows<T> {
+    fn stored(&self, x: usize) -> &[T] {
+        &self.data[x * self.m..(x + 1) * self.m]
+    }
+}
+
+/// `d(x, batch[b])` for every object `x` (row-major n × m).
+fn batch_rows<T: Float, D: Dissimilarity<T>>(
+    src: &D,
+    batch: &[usize],
+    stop: &dyn Interrupt,
+) -> Result<BatchRows<T>> {
+    let (n, m) = (src.len(), batch.len());
+    let mut data = vec![T::ZERO; n * m];
+    let mut buf = vec![T::ZERO; CHUNK.min(m) * n];
+    let pb = src.preferred_block();
+    for (c, chunk) in batch.chunks(CHUNK).enumerate() {
+        stop.check()?;
+        let rows = &mut buf[..chunk.len() * n];
+        rows.par_chunks_mut(pb * n)
+            .zip(chunk.par_chunks(pb))
+            .for_each(|(out, r)| src.rows_into(r, out));
+        let rows = &*rows;
+        data.par_chunks_mut(m).enumerate().for_each(|(x, dst)| {
+            for j in 0..chunk.len() {
+                dst[c * CHUNK + j] = rows[j * n + x];
+            }
+        });
+    }
+    Ok(BatchRows { data, n, m })
+}
+
+/// The weight of each batch point: the total weight `w` of the objects whose nearest batch
+/// point it is (ties: the lowest), summed over fixed chunks of objects in order (the same
+/// sums for any thread count).
+fn coreset_weights<T: Float>(rows: &BatchRows<T>, w: &[f64]) -> Vec<f64> {
+    const OBJECTS: usize = 4096;
+    let parts: Vec<Vec<f64>> = (0..rows.n.div_ceil(OBJECTS))
+        .into_par_iter()
+        .map(|c| {
+            let mut part = vec![0.0; rows.m];
+            for x in c * OBJECTS..((c + 1) * OBJECTS).min(rows.n) {
+                let r = rows.stored(x);
+                let nearest = (1..r.len()).fold(0, |a, b| if r[b] < r[a] { b } else { a });
+                part[nearest] += w[x];
+            }
+            part
+        })
+        .collect();
+    let mut out = vec![0.0; rows.m];
+    for part in parts {
+        out.iter_mut().zip(part).for_each(|(o, p)| *o += p);
+    }
+    out
+}
+
+pub fn onebatch<T: Float, D: Dissimilarity<T>>(
+    src: &D,
+    params: &Params,
+    w: &[f64],
+    stop: &dyn Interrupt,
+) -> Result<Fit> {
+    let n = src.len();
+    let k = params.n_clusters;
+    let m = batch_size::<T>(n, k, params.sample_size);
+    let mut batch = sample(n, m, RandomMatrix::new(params.seed, STREAM_ONEBATCH), 0);
+    batch.sort_unstable();
+    let rows = batch_rows(src, &batch, stop)?;
+    let wb = coreset_weights(&rows, w);
+    // BUILD reads n² dissimilarities, what this method exists to avoid: "auto" is LAB here.
+    let init = match &params.init {
+        Init::Auto => Init::Lab,
+        other => other.clone(),
+    };
+    let start = initialize(src, k, &init, w, params.seed, stop)?;
+    let med_rows: Vec<T> = start
+        .iter()
+        .flat_map(|&x| rows.stored(x).iter().copied())
+        .collect();
+    let mut st = State::for_batch(m, n, &start, &med_rows, &wb);
+    if params.verbose {
+        eprintln!(
+            "kmedoids: OneBatchPAM batch of {m}, estimated init loss {:.6e}",
+            st.loss
+        );
+    }
+    let p = fasterpam::fasterpam(&rows, &mut st, &wb, params.max_iter, params.verbose, stop)?;
+    drop(rows);
+    stop.check()?;
+    Ok(finish(State::new(src, &st.med, w), p, start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kmedoids::dissimilarity::{Features, Materialise, Metric, Owned};
+    use crate::kmedoids::{kmedoids, Method};
+    use crate::NeverInterrupt;
+
+    fn blobs(n: usize, centres: usize) -> Vec<f64> {
+        (0..n)
+            .flat_map(|i| {
+                let c = (i % centres) as f64 * 10.0;
+                let j = (i * 7919 % 101) as f64 / 101.0;
+                [c + j, c - 2.0 * j]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn finds_the_blobs_and_reports_the_exact_loss() {
+        // Well-separated blobs: the batch estimate picks one medoid per blob, and the exact
+        // loss is close to FasterPAM's.
+        let x = blobs(600, 5);
+        let f = Features::new(&x, 600, 2, Metric::Euclidean).unwrap();
+        let mut p = Params::new(5);
+        p.init = Init::Random;
+        p.seed = 3;
+        let exact = kmedoids(&f, &p, None, &NeverInterrupt).unwrap();
+        p.method = Method::OneBatch;
+        p.sample_size = 200;
+        let one = kmedoids(&f, &p, None, &NeverInterrupt).unwrap();
+        let mut blobs_hit: Vec<usize> = one.medoids.iter().map(|&m| m % 5).collect();
+        blobs_hit.sort_unstable();
+        assert_eq!(blobs_hit, vec![0, 1, 2, 3, 4]);
+        assert!(
+            one.loss <= exact.loss * 1.05,
+            "{} vs {}",
+            one.loss,
+            exact.loss
+        );
+        // The final labels and loss are exact for the medoids found.
+        let full = Owned::from_computed(f.to_matrix(), 600);
+        let st = State::new(&full, &one.medoids, &vec![1.0; 600]);
+        assert_eq!(st.loss, one.loss);
+        assert_eq!(st.labels(), one.labels);
+    }
+
+    #[test]
+    fn batch_size_rules() {
+        assert_eq!(batch_size::<f32>(20_000, 100, 0), 1450); // 100 ln(2e6)
+        assert_eq!(batch_size::<f32>(1_000_000, 100, 0), 200); // 512 MiB allows 134; 2k wins
+        assert_eq!(batch_size::<f64>(300, 5, 0), 300);
+        assert_eq!(batch_size::<f64>(300, 5, 50), 50);
+    }
+}
