@@ -293,21 +293,6 @@ def test_readonly_noncontiguous_and_lists_work():
     assert np.array_equal(S, np.zeros(3)) and np.all(np.isfinite(U)) and np.all(np.isfinite(Vt))
 
 
-class _Foreign:
-    """Looks like an array from another library to the namespace detection."""
-
-    shape = (20, 10)
-    ndim = 2
-    dtype = np.dtype(np.float64)
-
-
-def test_dask_path_says_not_implemented():
-    # (cupy input goes to the GPU path: tests/test_gpu_svd.py and tests/gpu/.)
-    cls = type("Array", (_Foreign,), {"__module__": "dask.array.core"})
-    with pytest.raises(NotImplementedError, match="randomized_svd.*dask"):
-        randomized_svd(cls(), 2)
-
-
 # --- threads, GIL, Ctrl-C ----------------------------------------------------------------
 
 
@@ -498,12 +483,6 @@ def test_sparse_duplicates_index_types_and_centred_tol_mode(fmt, index, dtype):
     assert U.dtype == dtype
     np.testing.assert_allclose(S, s[:r], rtol=1e-4 if dtype == np.float32 else 1e-8)
     assert digest(A) == before
-
-
-def test_real_dask_array_is_refused_until_the_dask_path_exists():
-    da = pytest.importorskip("dask.array")
-    with pytest.raises(NotImplementedError, match="randomized_svd"):
-        randomized_svd(da.ones((20, 10), chunks=5), 2)
 
 
 def test_float32_centring_of_large_offsets_is_accurate():

@@ -416,6 +416,10 @@ def fastrp(
         from rankcore._gpu.fastrp import fastrp as device_fastrp
 
         return device_fastrp(graph, features=features, directed=directed, n_nodes=n_nodes, dtype=dtype, **params)
+    if namespace(graph) == "dask":  # one lazy task graph over the adjacency's blocks
+        from rankcore._dask.fastrp import fastrp as dask_fastrp
+
+        return dask_fastrp(graph, features=features, directed=directed, n_nodes=n_nodes, dtype=dtype, **params)
     if isinstance(graph, (tuple, list)) and any(namespace(a) == "cupy" for a in graph[:3]):
         raise NotImplementedError(
             "fastrp: edge lists of cupy arrays are not supported; pass the graph as a "
@@ -490,6 +494,8 @@ class FastRP(TransformerMixin, BaseEstimator):
         """Embed the nodes of ``graph``; returns ``self``."""
         self._seed = check_random_state_seed(self.random_state)
         self.embedding_ = self._embed(graph, self._seed)
+        if namespace(self.embedding_) == "dask":  # fitted attributes in memory
+            self.embedding_ = np.asarray(self.embedding_.compute())
         self.nodes_ = list(graph.nodes) if _is_networkx(graph) else None
         self.n_components_ = self.embedding_.shape[1]
         return self

@@ -207,7 +207,9 @@ def random_projection(
         without a copy; CSR/CSC without densifying. cupy input is projected on its GPU
         (fused kernels for the sparse families, bit-identical to the CPU result; the
         Gaussian matrix generated there blockwise and multiplied by cuBLAS) and gives a
-        cupy array. Dask arrays raise ``NotImplementedError`` (not yet).
+        cupy array. A dask array (numpy or scipy.sparse blocks, any chunking) gives a lazy
+        dask array with its row chunks, equal bit for bit to the in-memory result; each
+        task regenerates the entries of ``R`` it needs from the seed.
     n_components : int or "auto"
         Target dimension ``k``; "auto" is :func:`johnson_lindenstrauss_min_dim`
         ``(n_samples, eps)`` (an error if it exceeds ``n_features``).
@@ -251,7 +253,17 @@ def random_projection(
         a = check_device_array(a, name="X", accept_sparse=True, ensure_finite=not in_kernel)
         return project(a, _functional_options(a.shape, n_components, kind, density, eps, random_state))
 
-    return dispatch(X, name="random_projection", cpu=cpu, sparse=cpu, gpu=gpu)
+    def dask(a: Any) -> Any:
+        from rankcore._dask._arrays import check_array as check_dask_array
+        from rankcore._dask._arrays import is_sparse_blocks
+        from rankcore._dask.projection import project
+
+        # As on the CPU: for dense blocks and the sparse families, the kernel checks NaN/inf.
+        in_core = kind != "gaussian" and not is_sparse_blocks(a)
+        a = check_dask_array(a, name="X", accept_sparse=True, ensure_finite=not in_core)
+        return project(a, _functional_options(a.shape, n_components, kind, density, eps, random_state))
+
+    return dispatch(X, name="random_projection", cpu=cpu, sparse=cpu, gpu=gpu, dask=dask)
 
 
 def _functional_options(shape, n_components, kind, density, eps, random_state) -> dict:
@@ -307,6 +319,10 @@ class _BaseRandomProjection(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
     def _core_checks(self, X: Any) -> bool:
         """Whether the product itself rejects NaN/inf (dense input, sparse families)."""
         dense = not is_sparse(X)
+        if namespace(X) == "dask":
+            from rankcore._dask._arrays import is_sparse_blocks
+
+            dense = not is_sparse_blocks(X)
         return self._kind == "sparse" and dense and "_components_set" not in self.__dict__
 
     def _validate(self, X: Any, *, reset: bool, ensure_all_finite: bool) -> Any:
@@ -315,6 +331,10 @@ class _BaseRandomProjection(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
         on_device = validate_estimator_data(self, X, reset=reset, ensure_finite=ensure_all_finite)
         if on_device is not None:
             return on_device
+        if namespace(X) == "dask":  # lazily: the values are checked by the tasks that read them
+            from rankcore._dask._arrays import validate_estimator_data as validate_dask_data
+
+            return validate_dask_data(self, X, reset=reset, ensure_finite=ensure_all_finite)
         return validate_data(self, X, accept_sparse=["csr", "csc"], reset=reset,
                              dtype=[np.float64, np.float32], ensure_all_finite=ensure_all_finite)
 
@@ -401,6 +421,11 @@ class _BaseRandomProjection(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
 
     def _apply(self, X: Any) -> Any:
         dense_output = self._dense_output()
+        if namespace(X) == "dask":  # a dask array, row blocks projected by the same kernels
+            from rankcore._dask.projection import project as project_dask
+
+            return project_dask(X, self._opts, dense_output=dense_output,
+                                components=self.__dict__.get("_components_set"))
         if namespace(X) == "cupy":
             from rankcore._gpu.projection import project
 

@@ -78,7 +78,11 @@ def randomized_svd(
         any strides without a copy; CSR or CSC without densifying. cupy input runs on its
         GPU (cuBLAS/cuSPARSE products, CholeskyQR, cuSOLVER for the small SVD) and returns
         cupy arrays; the same seed gives the same test matrix as on the CPU, so answers
-        agree to rounding. Dask arrays raise ``NotImplementedError`` (not yet).
+        agree to rounding. A dask array (NumPy or scipy.sparse blocks, chunked by rows,
+        columns or both) runs as
+        dask tasks (see :mod:`rankcore._dask.svd`): ``U`` comes back as a dask array chunked
+        like the rows of ``A``, ``S`` and ``Vt`` as NumPy arrays, equal to the in-memory
+        answer to rounding (fixed rank and fixed accuracy alike).
     n_components : int or None
         Rank ``k`` of the result, ``1 <= k <= min(m, n)``. ``None`` (with ``tol``) lets the
         fixed-accuracy mode choose it.
@@ -145,7 +149,12 @@ def randomized_svd(
     def gpu(a: Any) -> _SvdResult:
         return _randomized_svd(check_device_array(a, name="A", accept_sparse=True), n_components, **kwargs)
 
-    result = dispatch(A, name="randomized_svd", param="A", cpu=cpu, sparse=cpu, gpu=gpu)
+    def dask(a: Any) -> _SvdResult:
+        from rankcore._dask._arrays import check_array as check_dask_array
+
+        return _randomized_svd(check_dask_array(a, name="A", accept_sparse=True), n_components, **kwargs)
+
+    result = dispatch(A, name="randomized_svd", param="A", cpu=cpu, sparse=cpu, gpu=gpu, dask=dask)
     U, Vt = result.U, result.Vt
     if _check_bool(flip_sign, "flip_sign"):
         U, Vt = _svd_flip(U, Vt)
@@ -156,6 +165,10 @@ def _svd_flip(U: Any, Vt: Any, *, u_based_decision: bool = True) -> tuple[Any, A
     """sklearn's ``svd_flip`` on host arrays, its namespace-generic twin on device arrays."""
     if namespace(U) == "cupy":
         return device_svd_flip(U, Vt, u_based_decision=u_based_decision)
+    if namespace(U) == "dask":  # U a dask array, Vt in memory
+        from rankcore._dask.svd import svd_flip as dask_svd_flip
+
+        return dask_svd_flip(U, Vt, u_based_decision=u_based_decision)
     return svd_flip(U, Vt, u_based_decision=u_based_decision)
 
 
@@ -174,6 +187,10 @@ def _randomized_svd(A: Any, n_components: int | None, **params: Any) -> _SvdResu
         from rankcore._gpu.svd import rsvd
 
         out = rsvd(A, opts)
+    elif namespace(A) == "dask":
+        from rankcore._dask.svd import rsvd as dask_rsvd
+
+        out = dask_rsvd(A, opts)
     elif sp.issparse(A):
         if A.format not in ("csr", "csc"):
             A = A.tocsr()
@@ -249,12 +266,21 @@ def _check_rank(n_components: Any, m: int, n: int) -> int:
 
 
 def _dot(X: Any, B: Any) -> Any:
-    """``X @ B`` as a dense array, for host (dense or sparse) and device input alike."""
+    """``X @ B`` as a dense array, for host (dense or sparse) and device input alike (a lazy
+    dask array for dask input)."""
+    if namespace(X) == "dask":
+        from rankcore._dask.svd import dot_small
+
+        return dot_small(X, B)
     return safe_sparse_dot(X, B) if namespace(X) != "cupy" else X @ B
 
 
 def _column_variances(X: Any) -> Any:
     """Population variance of each column (``ddof=0``), sparse input without densifying."""
+    if namespace(X) == "dask":  # two passes over the blocks (sparse ones stay sparse)
+        from rankcore._dask.svd import column_variances
+
+        return column_variances(X).astype(X.dtype)
     if namespace(X) != "cupy":
         return mean_variance_axis(X, axis=0)[1] if sp.issparse(X) else np.var(X, axis=0)
     xp = array_module(X)
@@ -274,7 +300,11 @@ def _covariance_eigh(X: Any) -> tuple[Any, Any, Any]:
     """
     m, n = X.shape
     xp = array_module(X)
-    if namespace(X) != "cupy" and not sp.issparse(X):
+    if namespace(X) == "dask":  # the same one-pass centred Gram per row block, merged exactly
+        from rankcore._dask.svd import centred_gram
+
+        G, mean = centred_gram(X)
+    elif namespace(X) != "cupy" and not sp.issparse(X):
         if not (X.flags.aligned and X.dtype.isnative):
             X = np.array(X, dtype=X.dtype.newbyteorder("="), order="K")
         G, mean = _core.centred_gram_dense(X, True)
@@ -303,6 +333,10 @@ class _BaseRandomizedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         on_device = validate_estimator_data(self, X, reset=reset)
         if on_device is not None:
             return on_device
+        if namespace(X) == "dask":  # lazily: the values are checked by the tasks that read them
+            from rankcore._dask._arrays import validate_estimator_data as validate_dask_data
+
+            return validate_dask_data(self, X, reset=reset)
         return validate_data(
             self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=reset
         )
@@ -420,6 +454,11 @@ class RandomizedSVD(_BaseRandomizedSVD):
         xp = array_module(X_new)
         self.explained_variance_ = xp.var(X_new, axis=0)
         self.explained_variance_ratio_ = self.explained_variance_ / _column_variances(X).sum()
+        if namespace(X) == "dask":  # the fitted attributes in memory (one more pass over X)
+            import dask
+
+            self.explained_variance_, self.explained_variance_ratio_ = dask.compute(
+                self.explained_variance_, self.explained_variance_ratio_)
         return X_new
 
     def transform(self, X: Any) -> np.ndarray:

@@ -291,7 +291,12 @@ def mode_dot(
             item_name="matrix_or_vector", mode_item_name="mode",
         )
 
-    return dispatch(tensor, name="mode_dot", param="tensor", cpu=cpu)
+    def dask(t: Any) -> Any:
+        from rankcore._dask.tucker import multi_mode_dot as dask_multi_mode_dot
+
+        return dask_multi_mode_dot(t, [matrix_or_vector], [mode], None, transpose)
+
+    return dispatch(tensor, name="mode_dot", param="tensor", cpu=cpu, dask=dask)
 
 
 def multi_mode_dot(
@@ -345,7 +350,12 @@ def multi_mode_dot(
     def cpu(t: Any) -> np.ndarray:
         return _mode_products(t, matrix_or_vec_list, modes, skip, transpose)
 
-    return dispatch(tensor, name="multi_mode_dot", param="tensor", cpu=cpu)
+    def dask(t: Any) -> Any:
+        from rankcore._dask.tucker import multi_mode_dot as dask_multi_mode_dot
+
+        return dask_multi_mode_dot(t, matrix_or_vec_list, modes, skip, transpose)
+
+    return dispatch(tensor, name="multi_mode_dot", param="tensor", cpu=cpu, dask=dask)
 
 
 # ---------------------------------------------------------------------------------------
@@ -784,7 +794,48 @@ def tucker(
             mask, verbose, method, modes, n_oversamples, n_power_iter, svd_mask_repeats,
         )
 
-    return dispatch(tensor, name="tucker", param="tensor", cpu=cpu)
+    def dask(x: Any) -> Any:
+        return _tucker_dask(
+            x, rank, fixed_factors, n_iter_max, init, return_errors, svd, tol, random_state,
+            mask, verbose, method, modes, n_oversamples, n_power_iter, svd_mask_repeats,
+        )
+
+    return dispatch(tensor, name="tucker", param="tensor", cpu=cpu, dask=dask)
+
+
+def _tucker_dask(
+    x, rank, fixed_factors, n_iter_max, init, return_errors, svd, tol, random_state, mask,
+    verbose, method, modes, n_oversamples, n_power_iter, svd_mask_repeats,
+):
+    """The dask path of :func:`tucker`: HOSVD / ST-HOSVD with the exact (Gram) subspaces,
+    the tensor's passes as dask graphs (:mod:`rankcore._dask.tucker`)."""
+    from rankcore._dask._arrays import check_array as check_dask_array
+    from rankcore._dask.tucker import tucker as dask_tucker
+
+    t = check_dask_array(x, name="tensor", ndim=None)
+    if not 2 <= t.ndim <= MAX_ORDER:
+        raise ValueError(f"tensor must have order (ndim) between 2 and {MAX_ORDER}, got {t.ndim}")
+    check_choice(method, "method", _METHODS)
+    check_choice(svd, "svd", tuple(_SVD_ALIASES))
+    if method == "hooi" or _SVD_ALIASES[svd] != "exact" or mask is not None or fixed_factors:
+        raise NotImplementedError(
+            "tucker: on dask input only method='hosvd' or 'sthosvd' with svd='exact' (and no "
+            "mask or fixed_factors) is available; pass method='sthosvd', or tensor.compute() "
+            "for the in-memory methods"
+        )
+    tol = check_nonneg_float(tol, "tol")
+    mds = _resolve_modes(modes, t.ndim)
+    shape = tuple(int(s) for s in t.shape)
+    ranks = _resolve_rank(rank, shape, mds)
+    error_tol = None
+    if ranks is None:
+        if not 0.0 < tol < 1.0:
+            raise ValueError(f"with rank=None, tol is the relative error target in (0, 1); got {tol}")
+        error_tol = tol
+        ranks = [shape[m] for m in mds]
+    out = dask_tucker(t, modes=mds, ranks=ranks, error_tol=error_tol, sequential=method == "sthosvd")
+    tt = TuckerTensor(out["core"], out["factors"], mds, errors=out["errors"], n_iter=0, converged=True)
+    return (tt, tt.errors) if return_errors else tt
 
 
 def _tucker_cpu(

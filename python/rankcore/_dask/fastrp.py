@@ -1,0 +1,211 @@
+"""FastRP of a graph whose adjacency is a dask array of scipy.sparse blocks.
+
+The orchestration of :func:`rankcore._gpu.fastrp.embed` (written against an array
+namespace; NumPy/SciPy run it on the host) on dask's graph, lazily and in one task graph:
+
+- the degrees are blockwise row sums (float64), summed over column blocks;
+- ``E0 = [L R | F P]``: each row block regenerates its rows of ``R`` from the seed (Philox
+  words ``(v, c)`` of stream ``0x5250_0001`` at the block's row offset, decoded by
+  :func:`rankcore._gpu.fastrp._decode`), so ``R`` is never built nor broadcast;
+- every propagation step ``A N`` is a blockwise sparse × dense product (``A_ik N_k``, one
+  task per block of ``A``) tree-summed over the column blocks; the row scalings (L2 norms
+  summed in float64, ``D⁻¹``) and the weighted sum are blockwise on row blocks, with the
+  device path's helpers;
+- the optional column standardisation is a dask reduction (means and variances in float64).
+
+The result is a dask array chunked like the rows of the adjacency, equal to the in-memory
+embedding to rounding (sums over column blocks; SciPy's products against the Rust kernels).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["fastrp"]
+
+
+def _check_block(block: Any, dtype: Any, block_info: Any = None) -> Any:
+    """A canonical CSR block of the working dtype, weights checked (task side)."""
+    from rankcore.fastrp import _check_weights
+
+    if not sp.issparse(block):
+        raise TypeError(f"graph: every block of a dask adjacency must be scipy.sparse, got {type(block).__name__}")
+    _check_weights(block)
+    A = sp.csr_matrix(block, dtype=dtype, copy=True)
+    A.sum_duplicates()
+    _check_weights(A)
+    A.eliminate_zeros()
+    return A
+
+
+def _symmetrize(a: Any, b: Any) -> Any:
+    out = sp.csr_matrix(a.maximum(b))
+    out.sum_duplicates()
+    out.eliminate_zeros()
+    return out
+
+
+def _row_degrees(block: Any, gds: bool) -> np.ndarray:
+    """Stored out-edges (GDS) or weighted out-degree in float64 of a block's rows."""
+    if gds:
+        return np.diff(block.indptr).astype(np.float64)[:, None]
+    return (block.astype(np.float64) @ np.ones(block.shape[1], dtype=np.float64))[:, None]
+
+
+def _initial_block(deg: np.ndarray, F: Any, opts: dict, dtype: Any, block_info: Any = None) -> np.ndarray:
+    """Rows ``[r0, r1)`` of ``E0 = [L R | F P]`` (``_gpu.fastrp.initial_vectors`` at an
+    offset; task side)."""
+    from rankcore._gpu._ops import HostOps, threshold
+    from rankcore._gpu.fastrp import FEATURE_DENSITY, STREAM_FEATURES, STREAM_SPARSE, _decode
+
+    dtype = np.dtype(dtype)
+    r0 = block_info[0]["array-location"][0][0]
+    deg = deg[:, 0]
+    m = deg.shape[0]
+    k, p, seed = opts["n_components"], opts["property_dim"], opts["seed"]
+    kb = k - p
+    E = np.zeros((m, k), dtype=dtype)
+    ops = HostOps()
+    if kb > 0:
+        density = opts["density"]
+        s = math.sqrt(1.0 / density) / math.sqrt(kb)
+        pos = deg > 0
+        scale = np.where(pos, s * np.power(np.where(pos, deg, 1.0), opts["normalization_strength"]), s)
+        words = ops.words(m, kb, r0, 0, seed, STREAM_SPARSE)
+        E[:, :kb] = _decode(words, threshold(density), scale[:, None]).astype(dtype)
+    if F is not None:
+        f = F.shape[1]
+        signs = _decode(ops.words(f, p, 0, 0, seed, STREAM_FEATURES), threshold(FEATURE_DENSITY), 1.0)
+        s = math.sqrt(1.0 / FEATURE_DENSITY) / math.sqrt(p)
+        E[:, kb:] = (F @ signs.astype(dtype)) * dtype.type(s)
+    return E
+
+
+def _spmm(a: Any, b: np.ndarray) -> np.ndarray:
+    """One block's partial product ``A_ik N_k`` as a ``(rows, 1, k)`` block (task side)."""
+    return np.asarray(a @ b)[:, None, :]
+
+
+def _inv_norm_scale(X: np.ndarray) -> np.ndarray:
+    from rankcore._gpu.fastrp import _inv_norms
+
+    return X * _inv_norms(X)[:, None]
+
+
+def _scale_rows(X: np.ndarray, d: np.ndarray) -> np.ndarray:
+    return X * d
+
+
+def _product(A: Any, N: Any, dtype: Any) -> Any:
+    """``A @ N``: blockwise sparse × dense, tree-summed over the column blocks of ``A``."""
+    import dask.array as da
+
+    N = N.rechunk({0: A.chunks[1], 1: -1})
+    partial = da.blockwise(
+        _spmm, "ikj", A, "ik", N, "kj", adjust_chunks={"k": 1}, dtype=dtype,
+        meta=np.empty((0, 0, 0), dtype=dtype), concatenate=False,
+    )
+    return partial.sum(axis=1, dtype=dtype)
+
+
+def _validate(graph: Any, *, n_nodes: Any, directed: Any, dtype: Any) -> Any:
+    """The dask adjacency with every block canonical CSR of the working dtype (lazily);
+    shape, dtype and block type checked before any task runs."""
+    import dask.array as da
+
+    from rankcore._dask._arrays import is_sparse_blocks
+    from rankcore.fastrp import _bool
+
+    if not isinstance(graph, da.Array):
+        raise TypeError(
+            f"graph on dask must be a dask.array.Array of scipy.sparse row blocks, got {type(graph).__name__}"
+        )
+    if graph.ndim != 2 or graph.shape[0] != graph.shape[1]:
+        raise ValueError(f"graph must be a square adjacency matrix, got shape {graph.shape}")
+    if any(isinstance(s, float) and math.isnan(s) for s in graph.shape):
+        raise ValueError(f"graph has unknown chunk sizes (shape {graph.shape}); call graph.compute_chunk_sizes()")
+    if graph.shape[0] == 0:
+        raise ValueError("graph has no nodes")
+    if not is_sparse_blocks(graph):
+        raise TypeError(
+            "graph must be a scipy.sparse adjacency matrix: a dask graph needs scipy.sparse "
+            "blocks (for example X.map_blocks(scipy.sparse.csr_matrix))"
+        )
+    if np.dtype(graph.dtype).kind not in "biuf":
+        raise TypeError(f"graph must hold real weights, got dtype {graph.dtype}")
+    dt = np.dtype(dtype) if dtype is not None else (
+        np.dtype(graph.dtype) if graph.dtype in (np.float32, np.float64) else np.dtype(np.float64))
+    if n_nodes is not None and graph.shape[0] != n_nodes:
+        raise ValueError(f"n_nodes={n_nodes} does not match the graph's {graph.shape[0]} nodes")
+    meta = sp.csr_matrix((0, 0), dtype=dt)
+    A = graph.map_blocks(_check_block, dt, dtype=dt, meta=meta, token="rankcore-fastrp-adjacency")
+    if directed is not None and not _bool(directed, "directed"):
+        At = A.T.rechunk(A.chunks)
+        A = da.map_blocks(_symmetrize, A, At, dtype=dt, meta=meta, token="rankcore-fastrp-sym")
+    return A
+
+
+def fastrp(graph: Any, n_components: int = 128, *, variant: str = "paper", features: Any = None,
+           directed: bool | None = None, n_nodes: int | None = None, dtype: Any = None,
+           **params: Any) -> Any:
+    """:func:`rankcore.fastrp` for a dask adjacency (see the module); a lazy dask array."""
+    import dask.array as da
+
+    from rankcore._validation import check_array, check_choice
+    from rankcore.fastrp import _check_dtype, _options
+
+    check_choice(variant, "variant", ("paper", "gds"))
+    A = _validate(graph, n_nodes=n_nodes, directed=directed, dtype=_check_dtype(dtype))
+    dtype = np.dtype(A.dtype)
+
+    def check_features(f: Any) -> Any:
+        from rankcore._backend import namespace
+
+        if namespace(f) == "dask":
+            from rankcore._dask._arrays import check_array as check_dask_array
+
+            return check_dask_array(f, name="features").astype(dtype)
+        return check_array(f, name="features", dtype_policy=dtype.name)
+
+    F, opts, standardize = _options(A, features, check_features, variant=variant,
+                                    n_components=n_components, **params)
+    T = dtype.type
+    gds = opts["variant"] == "gds"
+    n, k = int(A.shape[0]), opts["n_components"]
+    rows = A.chunks[0]
+    deg = A.map_blocks(_row_degrees, gds, chunks=(rows, (1,) * A.numblocks[1]), dtype=np.float64,
+                       meta=np.empty((0, 0), dtype=np.float64)).sum(axis=1, keepdims=True)
+    if F is not None:
+        F = (F.rechunk({0: rows, 1: -1}) if hasattr(F, "chunks")
+             else da.from_array(np.ascontiguousarray(F), chunks=(rows, -1)))
+        prev = da.map_blocks(_initial_block, deg, F, opts, dtype, chunks=(rows, (k,)), dtype=dtype,
+                             meta=np.empty((0, 0), dtype=dtype), token="rankcore-fastrp-e0")
+    else:
+        prev = da.map_blocks(_initial_block, deg, None, opts, dtype, chunks=(rows, (k,)), dtype=dtype,
+                             meta=np.empty((0, 0), dtype=dtype), token="rankcore-fastrp-e0")
+    U = da.zeros((n, k), dtype=dtype, chunks=(rows, k))
+    if opts["self_influence"] != 0:
+        E = prev.map_blocks(_inv_norm_scale, dtype=dtype) if gds or opts["normalize"] else prev
+        U = U + T(opts["self_influence"]) * E
+    inv_deg = da.where(deg > 0, 1.0 / da.where(deg > 0, deg, 1.0), 0.0).astype(dtype)
+    for alpha in opts["iteration_weights"]:
+        cur = _product(A, prev, dtype)
+        if gds:
+            cur = cur.map_blocks(_inv_norm_scale, dtype=dtype)
+        elif opts["transition"]:
+            cur = da.map_blocks(_scale_rows, cur, inv_deg, dtype=dtype)
+        if alpha != 0:
+            g = cur.map_blocks(_inv_norm_scale, dtype=dtype) if not gds and opts["normalize"] else cur
+            U = U + T(alpha) * g
+        prev = cur
+    if standardize:
+        mean = U.sum(axis=0, dtype=np.float64) / n
+        c = U - mean
+        sd = da.sqrt((c * c).sum(axis=0) / n)
+        sd = da.where(sd == 0, 1.0, sd)
+        U = ((U - mean) / sd).astype(dtype)
+    return U
