@@ -9,7 +9,12 @@ Cases (targets from the issue, on the 2-core reference machine):
   2000 points against scikit-learn-extra's ``KMedoids(method="pam")``;
 * 5000 x 64 features (euclidean), end to end including distances: >= 2x faster than
   ``sklearn.metrics.pairwise_distances`` + ``kmedoids.fasterpam``;
-* 50000 x 64 float32 features, k = 100, on the fly (LAB init): finishes, peak < 1 GiB.
+* 50000 x 64 float32 features, k = 100, on the fly (LAB init): finishes, peak < 1 GiB;
+* at scale, 20000 x 64 float32, k = 100: ``kmedoids(X, 100, metric="euclidean")`` with
+  default arguments under 10 s; OneBatchPAM (``method="onebatch"``) within 1% of FasterPAM's
+  loss at >= 5x less time, and faster than the ``onebatch`` package at equal or lower loss;
+  1,000,000 x 32 float32, k = 100, defaults: under 10 minutes in under 2 GiB (``--huge``
+  only: it is the slow one).
 
 Usage: ``python benches/bench_kmedoids.py [--quick] [--threads N]``. The table's accuracy
 column is the loss (sum of distances to the nearest medoid); ratio = theirs / ours.
@@ -26,8 +31,10 @@ import numpy as np
 import _harness as H
 
 SEED = 0
-FULL = dict(n=5000, d=64, ks=(10, 100), n_pam=2000, n_big=50000, k_big=100, repeat=3)
-QUICK = dict(n=1500, d=32, ks=(10, 50), n_pam=400, n_big=8000, k_big=20, repeat=1)
+FULL = dict(n=5000, d=64, ks=(10, 100), n_pam=2000, n_big=50000, k_big=100, repeat=3,
+            n_scale=20000, k_scale=100, n_huge=1_000_000)
+QUICK = dict(n=1500, d=32, ks=(10, 50), n_pam=400, n_big=8000, k_big=20, repeat=1,
+             n_scale=4000, k_scale=20, n_huge=50_000)
 
 
 def blobs(n: int, d: int, seed: int = SEED, dtype=np.float64) -> np.ndarray:
@@ -150,8 +157,61 @@ def big_case(rc, cfg, threads) -> list[H.Row]:
     return [r]
 
 
+def scale_case(rc, cfg, threads, km) -> list[H.Row]:
+    """Defaults, OneBatchPAM and FasterPAM at 20000 x 64 beside the kmedoids and onebatch
+    packages (the latter's loss scored exactly here)."""
+    from sklearn.metrics import pairwise_distances
+
+    n, k = cfg["n_scale"], cfg["k_scale"]
+    X = blobs(n, 64, dtype=np.float32)
+    case = f"scale {n}x64 f32 k={k}"
+    ctx = H.rankcore_threads(rc, threads)
+    rows = [timed(case, "rankcore defaults", threads, ctx,
+                  lambda: rc.kmedoids(X, k, metric="euclidean", random_state=0), 1)]
+    rows[0].ours = True
+    rows.append(timed(case, "rankcore onebatch", threads, H.rankcore_threads(rc, threads),
+                      lambda: rc.kmedoids(X, k, metric="euclidean", method="onebatch",
+                                          random_state=0), 1))
+    rows.append(timed(case, "rankcore fasterpam", threads, H.rankcore_threads(rc, threads),
+                      lambda: rc.kmedoids(X, k, metric="euclidean", method="fasterpam",
+                                          random_state=0), 1))
+    ob = H.optional_import("onebatch")
+    if ob is None:
+        rows.append(H.missing_row(case, "onebatch OneBatchPAM"))
+    else:
+        def run_onebatch():
+            med = np.asarray(ob.OneBatchPAM(n_medoids=k, random_state=0).fit(X).medoid_indices_)
+            return _Res(float(pairwise_distances(X, X[med]).min(axis=1).sum()))
+
+        rows.append(timed(case, "onebatch OneBatchPAM", threads, H.anchor_threads(threads),
+                          run_onebatch, 1))
+    if km is None:
+        rows.append(H.missing_row(case, "pairwise+kmedoids"))
+    else:
+        start = np.random.default_rng(SEED + 2).choice(n, k, replace=False)
+        rows.append(timed(case, "pairwise+kmedoids", threads, H.anchor_threads(threads),
+                          lambda: km.fasterpam(pairwise_distances(X), start.copy(),
+                                               max_iter=100, n_cpu=threads), 1))
+    return rows
+
+
+def huge_case(rc, cfg, threads) -> list[H.Row]:
+    n, k = cfg["n_huge"], cfg["k_scale"]
+    X = blobs(n, 32, dtype=np.float32)
+    case = f"huge {n}x32 f32 k={k}"
+    r = timed(case, "rankcore defaults", threads, H.rankcore_threads(rc, threads),
+              lambda: rc.kmedoids(X, k, metric="euclidean", random_state=0), 1, memory=True)
+    r.ours = True
+    if r.peak_mib is not None:
+        r.note = f"peak {r.peak_mib:.0f} MiB ({'<' if r.peak_mib < 2048 else '>='} 2 GiB)"
+    return [r]
+
+
 def main(argv=None) -> int:
-    args, cases = H.parse_args(__doc__, argv, ("precomputed", "features", "big"))
+    args, cases = H.parse_args(
+        __doc__, argv, ("precomputed", "features", "big", "scale"),
+        extra=lambda ap: ap.add_argument("--huge", action="store_true",
+                                         help="also the 1,000,000-point case (minutes)"))
     rc = H.import_rankcore("kmedoids")
     if rc is None:
         return 2
@@ -173,6 +233,10 @@ def main(argv=None) -> int:
         rows += features_case(rc, cfg, args.threads, km)
     if "big" in cases:
         rows += big_case(rc, cfg, args.threads)
+    if "scale" in cases:
+        rows += scale_case(rc, cfg, args.threads, km)
+    if args.huge:
+        rows += huge_case(rc, cfg, args.threads)
     H.fill_ratios(rows)
     H.print_table(rows, title="k-medoids (ratio = theirs / ours, > 1: rankcore faster; "
                               "accuracy = loss)")

@@ -30,7 +30,7 @@ from sklearn.metrics import pairwise_distances
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from rankcore import _core
-from rankcore._backend import dispatch
+from rankcore._backend import dispatch, namespace
 from rankcore._validation import (
     check_array,
     check_choice,
@@ -40,8 +40,8 @@ from rankcore._validation import (
 
 __all__ = ["DynMscResult", "KMedoids", "KMedoidsResult", "dynmsc", "kmedoids", "medoid_silhouette"]
 
-METHODS = ("fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara", "clarans", "fastermsc")
-INITS = ("build", "lab", "random", "k-medoids++", "heuristic")
+METHODS = ("auto", "fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara", "clarans", "onebatch", "fastermsc")
+INITS = ("auto", "build", "lab", "random", "k-medoids++", "heuristic")
 #: Metric names accepted for features, and the core's name for each.
 FEATURE_METRICS = {
     "euclidean": "euclidean",
@@ -79,6 +79,8 @@ class KMedoidsResult:
         True when the run ended in a local optimum, False when ``max_iter`` stopped it.
     init_medoids : ndarray of int64, shape (n_clusters,)
         The medoids the initialisation chose (CLARA: of its first sample).
+    method : str
+        The method that ran ("auto" resolved).
     """
 
     medoids: np.ndarray
@@ -88,6 +90,7 @@ class KMedoidsResult:
     n_swap: int
     converged: bool
     init_medoids: np.ndarray
+    method: str = "fasterpam"
 
 
 def _source(X: Any, metric: Any, name: str = "X") -> tuple[str, Any, str]:
@@ -214,8 +217,8 @@ def kmedoids(
     n_clusters: int,
     *,
     metric: str = "precomputed",
-    method: str = "fasterpam",
-    init: str | Any = "build",
+    method: str = "auto",
+    init: str | Any = "auto",
     max_iter: int = 300,
     random_state: Any = None,
     sample_weight: Any = None,
@@ -252,7 +255,15 @@ def kmedoids(
         ``|x_l − y_l|``, cosine is ``1 − x·y / (‖x‖ ‖y‖)`` (1 against a zero vector); each
         distance is a pure function of the two rows, exactly symmetric, zero on the diagonal.
         Also accepted: "l2", "l1", "cityblock".
-    method : {"fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara", "fastermsc"}, default="fasterpam"
+    method : {"auto", "fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara", "clarans", "onebatch", "fastermsc"}, default="auto"
+        "auto": "fasterpam" on given dissimilarities and on features whose n×n matrix fits
+        the ``precompute`` budget (256 MiB: n ≤ 8192 in float32, 5792 in float64), else
+        "onebatch" (so the default scales to any n; ``KMedoidsResult.method`` says which
+        ran). "onebatch": OneBatchPAM (de Mathelin et al. 2025), FasterPAM's eager swaps with
+        the loss estimated on one random batch of ``sample_size`` points (default 1000,
+        fewer when the n × batch matrix would pass 512 MiB, never below 2 n_clusters): O(n·m)
+        per pass and memory instead of O(n²); the final medoids are scored on all points.
+        Within about 1% of FasterPAM's loss at a fraction of its time on large n.
         "fastermsc": FasterMSC, eager swaps that maximise the medoid silhouette
         (:func:`medoid_silhouette`) instead of minimising the loss (n_clusters >= 2, no
         sample_weight; Lenssen & Schubert 2022). "fasterpam": eager swaps (first improving swap, pass after pass; fastest, the
@@ -264,7 +275,9 @@ def kmedoids(
         FastCLARANS, randomised swaps from random medoids (``n_samples`` restarts, stop after
         ``sample_size`` draws without improvement, default ``max(250, 2.5% of n − k)``;
         ``max_iter`` bounds draws at ``max_iter · sample_size``).
-    init : {"build", "lab", "random", "k-medoids++", "heuristic"} or array of int, default="build"
+    init : {"auto", "build", "lab", "random", "k-medoids++", "heuristic"} or array of int, default="auto"
+        "auto": "build" while n² n_clusters ≤ 2.5·10⁹ (about a second), "lab" beyond, and
+        always "lab" for "onebatch" (which exists to avoid reading n² dissimilarities).
         "build": PAM's greedy BUILD (deterministic, best start, O(n² k)). "lab": BUILD on
         random subsamples (linear approximative BUILD, O(n k) — use for large n). "random":
         uniform. "k-medoids++": D² sampling. "heuristic": the ``n_clusters`` points of
@@ -282,7 +295,8 @@ def kmedoids(
         own assignment cost, exactly as for its copies.
     n_samples, sample_size : int, default=5, None
         CLARA: number of subsamples and their size (None: ``80 + 4 n_clusters``). CLARANS:
-        restarts and the number of failed draws that ends one.
+        restarts and the number of failed draws that ends one. OneBatchPAM: ``sample_size``
+        is the batch size (None: see ``method``).
     precompute : bool or "auto", default="auto"
         Feature input only: compute the n×n matrix once (with the same kernel, so the same
         bits) instead of recomputing rows on every pass. "auto" does when it takes at most
@@ -321,7 +335,15 @@ def kmedoids(
                     n_samples=n_samples, sample_size=sample_size, verbose=verbose,
                     precompute=precompute)
 
-    return dispatch(X, name="kmedoids", param="X", cpu=cpu, sparse=cpu)
+    def dask(a: Any) -> KMedoidsResult:
+        from rankcore._dask.kmedoids import kmedoids as dask_kmedoids
+
+        return dask_kmedoids(a, n_clusters, metric=metric, method=method, init=init,
+                             max_iter=max_iter, random_state=random_state,
+                             sample_weight=sample_weight, n_samples=n_samples,
+                             sample_size=sample_size, verbose=verbose)
+
+    return dispatch(X, name="kmedoids", param="X", cpu=cpu, sparse=cpu, dask=dask)
 
 
 def _fit(
@@ -345,7 +367,7 @@ def _fit(
     k = check_positive_int(n_clusters, "n_clusters")
     if k > n:
         raise ValueError(f"n_clusters must be in [1, n_samples = {n}], got {k}")
-    check_choice(method, "method", METHODS)
+    method = _resolve_method(check_choice(method, "method", METHODS), kind, data, n, precompute)
     opts: dict[str, Any] = {
         "n_clusters": k,
         "method": method,
@@ -376,7 +398,19 @@ def _fit(
         n_swap=int(out["n_swap"]),
         converged=bool(out["converged"]),
         init_medoids=out["init_medoids"],
+        method=method,
     )
+
+
+def _resolve_method(method: str, kind: str, data: Any, n: int, precompute: Any) -> str:
+    """``method="auto"``: FasterPAM when the dissimilarities are given or their n×n matrix
+    fits the default ``precompute`` budget (or ``precompute=True``), OneBatchPAM beyond."""
+    if method != "auto":
+        return method
+    if kind in ("square", "condensed") or precompute is True:
+        return "fasterpam"
+    itemsize = (data[0] if kind == "csr" else data).dtype.itemsize
+    return "fasterpam" if n * n * itemsize <= _MATRIX_BUDGET else "onebatch"
 
 
 def _matrix_budget(precompute: Any) -> int:
@@ -441,6 +475,10 @@ def medoid_silhouette(
     samples = _check_bool(return_samples, "return_samples")
     if (medoids is None) == (labels is None):
         raise TypeError("medoid_silhouette takes exactly one of medoids and labels")
+    if namespace(X) == "dask":  # one blockwise pass over the features
+        from rankcore._dask.kmedoids import medoid_silhouette as dask_silhouette
+
+        return dask_silhouette(X, medoids, labels, metric, samples)
     if labels is not None:
         mean, values = _labels_silhouette(X, labels, metric)
         return (mean, values) if samples else mean
@@ -528,7 +566,7 @@ def dynmsc(
     *,
     min_clusters: int = 2,
     metric: str = "precomputed",
-    init: str | Any = "build",
+    init: str | Any = "auto",
     max_iter: int = 300,
     random_state: Any = None,
     verbose: bool = False,
@@ -603,9 +641,10 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
     """k-medoids clustering: a drop-in for scikit-learn-extra's ``KMedoids``.
 
     Parameters keep scikit-learn-extra's names and meanings; the defaults differ:
-    ``method="fasterpam"`` (theirs "alternate", which finds worse optima) and
-    ``init="build"`` (theirs "heuristic"; "build" is PAM's BUILD, deterministic and the best
-    start, O(n² k): use "lab" for large n).
+    ``method="auto"`` (FasterPAM, or OneBatchPAM for feature data too large for the n×n
+    matrix; theirs "alternate", which finds worse optima) and ``init="auto"`` (PAM's BUILD,
+    deterministic and the best start, while its O(n² k) work is small, LAB beyond; theirs
+    "heuristic"). ``method_`` records the method that ran.
 
     Parameters
     ----------
@@ -616,9 +655,9 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
         "sqeuclidean", "manhattan" ("l1", "cityblock"), "cosine" ("l2" = "euclidean"), or a
         callable ``metric(x, y) -> float`` (slow: one Python call per pair, see
         :func:`kmedoids`). Feature metrics accept scipy.sparse ``X`` (never densified).
-    method : {"fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara", "fastermsc"}, default="fasterpam"
+    method : {"auto", "fasterpam", "fastpam1", "fastpam2", "pam", "alternate", "clara", "clarans", "onebatch", "fastermsc"}, default="auto"
         See :func:`kmedoids`.
-    init : {"build", "lab", "random", "k-medoids++", "heuristic"} or array, default="build"
+    init : {"auto", "build", "lab", "random", "k-medoids++", "heuristic"} or array, default="auto"
         An array of shape (n_clusters, n_features) gives starting medoid *coordinates*, as
         in scikit-learn-extra: each row is replaced by the nearest training point (they must
         be distinct). Indices go in ``medoid_indices``.
@@ -638,6 +677,8 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
     n_iter_ : int
     n_swap_ : int
     converged_ : bool
+    method_ : str
+        The method that ran ("auto" resolved).
     n_features_in_ : int
 
     Examples
@@ -654,8 +695,8 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
         self,
         n_clusters: int = 8,
         metric: str = "euclidean",
-        method: str = "fasterpam",
-        init: str | Any = "build",
+        method: str = "auto",
+        init: str | Any = "auto",
         max_iter: int = 300,
         random_state: Any = None,
         *,
@@ -695,6 +736,10 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
             raise TypeError(f"metric must be a string or a callable, got {self.metric!r}")
         if isinstance(self.metric, str):
             check_choice(self.metric, "metric", METRICS)
+        if namespace(X) == "dask":  # CLARA: samples solved on a worker, assignment blockwise
+            from rankcore._dask.kmedoids import fit_estimator
+
+            return fit_estimator(self, X, sample_weight)
         X = self._validate(X, reset=True)
         n = X.shape[0]
         k = check_positive_int(self.n_clusters, "n_clusters")
@@ -712,6 +757,7 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
         self.labels_ = res.labels
         self.inertia_ = res.loss
         self.n_iter_ = res.n_iter
+        self.method_ = res.method
         self.n_swap_ = res.n_swap
         self.converged_ = res.converged
         self.cluster_centers_ = None if self._precomputed() else X[res.medoids].copy()
@@ -749,6 +795,14 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """Dissimilarities of ``X`` to the medoids, shape (n_samples, n_clusters)."""
         check_is_fitted(self)
+        if namespace(X) == "dask":  # lazily, row blocks, the same distances
+            from rankcore._dask._arrays import validate_estimator_data
+            from rankcore._dask.kmedoids import distances
+
+            if self._precomputed():
+                raise NotImplementedError("KMedoids: metric='precomputed' is not available on dask input")
+            X = validate_estimator_data(self, X, reset=False, accept_sparse=False)
+            return distances(X, self.cluster_centers_, self._pairwise_metric())
         return self._distances(self._validate(X, reset=False))
 
     def predict(self, X: Any) -> np.ndarray:

@@ -26,6 +26,11 @@ pub trait Eager<T: Float>: Sync {
     fn objective(&self) -> f64;
     /// The objective as `verbose` prints it.
     fn describe(&self) -> String;
+    /// Changes no better than `-min_gain()` count as none: a swap whose exact change is zero
+    /// may come out a rounding error below it, and taking it would end the search early.
+    fn min_gain(&self) -> f64 {
+        0.0
+    }
 }
 
 /// The k-medoids loss (FasterPAM).
@@ -100,7 +105,8 @@ pub fn eager<T: Float, D: Dissimilarity<T>, E: Eager<T>>(
             let cands: Vec<usize> = (j..end).filter(|&x| !prob.state().is_medoid[x]).collect();
             let view = &*prob;
             let gains = eval_rows(src, &cands, |_, row| view.best(row));
-            match gains.iter().position(|g| g.0 < 0.0) {
+            let tol = prob.min_gain();
+            match gains.iter().position(|g| g.0 < -tol) {
                 Some(i) => {
                     let (x, slot) = (cands[i], gains[i].1);
                     let row = row_of(src, x, &mut buf).to_vec();
