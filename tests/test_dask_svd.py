@@ -185,7 +185,7 @@ def test_pca_auto_picks_the_covariance_route_for_tall_dask_input():
 def test_nan_raises_the_in_memory_error(scheduler):
     A = low_rank()
     A[333, 7] = np.nan
-    with pytest.raises(ValueError, match="A contains NaN; only finite values are supported"):
+    with pytest.raises(ValueError, match="M contains NaN; only finite values are supported"):
         randomized_svd(da.from_array(A, chunks=(100, -1)), 3, n_iter=1, random_state=0)
     with pytest.raises(ValueError, match="Input X contains NaN"):
         RandomizedPCA(3, svd_solver="randomized").fit(da.from_array(A, chunks=(100, -1)))

@@ -71,11 +71,7 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
 
 # (our name, anchor parameter) -> a gap still to close (svd.py, gp.py);
 # delete the entry once the parameter is added
-MISSING: dict[tuple[str, str], str] = {
-    ("randomized_svd", "M"): (
-        "the matrix is named A; scikit-learn calls it M, so randomized_svd(M=X, ...) fails"
-    ),
-}
+MISSING: dict[tuple[str, str], str] = {}
 
 # public names with no anchor in this check, and why
 NO_ANCHOR: dict[str, str] = {

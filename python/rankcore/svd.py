@@ -52,7 +52,7 @@ class _SvdResult:
 
 
 def randomized_svd(
-    A: Any,
+    M: Any,
     n_components: int | None,
     *,
     n_oversamples: int = 10,
@@ -73,7 +73,8 @@ def randomized_svd(
 
     Parameters
     ----------
-    A : array-like, scipy.sparse matrix, cupy array or cupyx.scipy.sparse matrix of shape (m, n)
+    M : array-like, scipy.sparse matrix, cupy array or cupyx.scipy.sparse matrix of shape (m, n)
+        The matrix ``A`` of the formulas (scikit-learn's name for the argument).
         float32 or float64 (kept; other real dtypes become float64), C or Fortran order or
         any strides without a copy; CSR or CSC without densifying. cupy input runs on its
         GPU (cuBLAS/cuSPARSE products, CholeskyQR, cuSOLVER for the small SVD) and returns
@@ -144,17 +145,17 @@ def randomized_svd(
     )
 
     def cpu(a: Any) -> _SvdResult:
-        return _randomized_svd(check_array(a, name="A", accept_sparse=True), n_components, **kwargs)
+        return _randomized_svd(check_array(a, name="M", accept_sparse=True), n_components, **kwargs)
 
     def gpu(a: Any) -> _SvdResult:
-        return _randomized_svd(check_device_array(a, name="A", accept_sparse=True), n_components, **kwargs)
+        return _randomized_svd(check_device_array(a, name="M", accept_sparse=True), n_components, **kwargs)
 
     def dask(a: Any) -> _SvdResult:
         from rankcore._dask._arrays import check_array as check_dask_array
 
-        return _randomized_svd(check_dask_array(a, name="A", accept_sparse=True), n_components, **kwargs)
+        return _randomized_svd(check_dask_array(a, name="M", accept_sparse=True), n_components, **kwargs)
 
-    result = dispatch(A, name="randomized_svd", param="A", cpu=cpu, sparse=cpu, gpu=gpu, dask=dask)
+    result = dispatch(M, name="randomized_svd", param="M", cpu=cpu, sparse=cpu, gpu=gpu, dask=dask)
     U, Vt = result.U, result.Vt
     if _check_bool(flip_sign, "flip_sign"):
         U, Vt = _svd_flip(U, Vt)

@@ -94,7 +94,7 @@ def test_estimators_keep_the_device(cp, no_host_transfer):
 def test_bad_input_same_errors_as_cpu(cp):
     A = np.ones((30, 20))
     A[1, 1] = np.inf
-    with pytest.raises(ValueError, match="A contains infinity"):
+    with pytest.raises(ValueError, match="M contains infinity"):
         rankcore.randomized_svd(cp.asarray(A), 3)
     with pytest.raises(ValueError, match="2-D"):
         rankcore.randomized_svd(cp.ones(5), 1)
