@@ -57,32 +57,12 @@ def _row_degrees(block: Any, gds: bool) -> np.ndarray:
 
 
 def _initial_block(deg: np.ndarray, F: Any, opts: dict, dtype: Any, block_info: Any = None) -> np.ndarray:
-    """Rows ``[r0, r1)`` of ``E0 = [L R | F P]`` (``_gpu.fastrp.initial_vectors`` at an
-    offset; task side)."""
-    from rankcore._gpu._ops import HostOps, threshold
-    from rankcore._gpu.fastrp import FEATURE_DENSITY, STREAM_FEATURES, STREAM_SPARSE, _decode
+    """Rows ``[r0, r1)`` of ``E0 = [L R | F P]`` (task side): the in-memory construction at
+    the block's row offset."""
+    from rankcore._gpu.fastrp import initial_vectors
 
-    dtype = np.dtype(dtype)
     r0 = block_info[0]["array-location"][0][0]
-    deg = deg[:, 0]
-    m = deg.shape[0]
-    k, p, seed = opts["n_components"], opts["property_dim"], opts["seed"]
-    kb = k - p
-    E = np.zeros((m, k), dtype=dtype)
-    ops = HostOps()
-    if kb > 0:
-        density = opts["density"]
-        s = math.sqrt(1.0 / density) / math.sqrt(kb)
-        pos = deg > 0
-        scale = np.where(pos, s * np.power(np.where(pos, deg, 1.0), opts["normalization_strength"]), s)
-        words = ops.words(m, kb, r0, 0, seed, STREAM_SPARSE)
-        E[:, :kb] = _decode(words, threshold(density), scale[:, None]).astype(dtype)
-    if F is not None:
-        f = F.shape[1]
-        signs = _decode(ops.words(f, p, 0, 0, seed, STREAM_FEATURES), threshold(FEATURE_DENSITY), 1.0)
-        s = math.sqrt(1.0 / FEATURE_DENSITY) / math.sqrt(p)
-        E[:, kb:] = (F @ signs.astype(dtype)) * dtype.type(s)
-    return E
+    return initial_vectors(deg[:, 0], F, opts, dtype, row0=r0)
 
 
 def _spmm(a: Any, b: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ from rankcore._backend import namespace
 from rankcore._gpu._arrays import linalg
 from rankcore._gpu._ops import HostOps
 from rankcore._gpu.svd import orthonormalize as orthonormalize_in_memory
+from rankcore._gpu.svd import truncate_to_accuracy
 
 __all__ = [
     "CLIENT_ELEMENTS", "centred_gram", "column_means", "column_variances", "dot", "dot_small",
@@ -351,16 +352,7 @@ def _adaptive(W: _Operator, opts: dict, dtype: Any) -> tuple[Any, np.ndarray, An
     Q = da.concatenate(qs, axis=1)
     Bt = np.concatenate(bts, axis=1) if all(namespace(b) != "dask" for b in bts) else da.concatenate(bts, axis=1)
     U, S, V = _small_svd(Q, Bt, int(Q.shape[1]))
-    resid = max(err2, 0.0)
-    s2 = np.square(S.astype(np.float64))
-    # The smallest r >= 1 with resid + sum_{j >= r} s_j^2 <= target (svd::smallest_rank).
-    tails = resid + np.cumsum(s2[::-1])[::-1]
-    ok = (tails <= target).astype(np.int64)
-    r = len(S) - int(ok[1:][::-1].cumprod().sum()) if len(S) > 1 else 1
-    r = max(1, min(r, len(S)))
-    tail = float(s2[r:].sum())
-    rel = ((resid + tail) / norm2) ** 0.5 if norm2 > 0 else 0.0
-    return U[:, :r], S[:r], V[:, :r], rel
+    return truncate_to_accuracy(U, S, V, err2, target, norm2)
 
 
 def _column_peaks(block: np.ndarray) -> np.ndarray:

@@ -197,7 +197,7 @@ def _degrees(A: Any, gds: bool) -> Any:
     return A.astype(xp.float64, copy=False) @ xp.ones(A.shape[0], dtype=xp.float64)
 
 
-def initial_vectors(deg: Any, F: Any, opts: dict, dtype: Any) -> Any:
+def initial_vectors(deg: Any, F: Any, opts: dict, dtype: Any, row0: int = 0) -> Any:
     """``E0 = [L R | F P]`` (``n × k``, C order) in `dtype`.
 
     Parameters
@@ -209,6 +209,9 @@ def initial_vectors(deg: Any, F: Any, opts: dict, dtype: Any) -> Any:
     opts : dict
         The options built by ``rankcore.fastrp._options``.
     dtype : numpy.dtype
+    row0 : int, default=0
+        The graph's row of the first of these rows (a row block of a larger graph: R's
+        entries depend on the global row).
     """
     xp = array_module(deg)
     ops = ops_for(xp)
@@ -224,7 +227,7 @@ def initial_vectors(deg: Any, F: Any, opts: dict, dtype: Any) -> Any:
         rows = _block_rows(kb)
         for r in range(0, n, rows):
             m = min(rows, n - r)
-            words = ops.words(m, kb, r, 0, seed, STREAM_SPARSE)
+            words = ops.words(m, kb, row0 + r, 0, seed, STREAM_SPARSE)
             E[r:r + m, :kb] = _decode(words, threshold(density), scale[r:r + m, None]).astype(dtype)
     if F is not None:
         f = F.shape[1]

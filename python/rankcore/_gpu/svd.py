@@ -222,6 +222,14 @@ def _adaptive(W: _Operator, opts: dict, dtype: Any) -> tuple[Any, Any, Any, floa
     Q = xp.concatenate(qs, axis=1)
     Bt = xp.concatenate(bts, axis=1)
     U, S, V = _small_svd(Q, Bt, Q.shape[1])
+    return truncate_to_accuracy(U, S, V, err2, target, norm2)
+
+
+def truncate_to_accuracy(U: Any, S: Any, V: Any, err2: float, target: float, norm2: float) -> tuple:
+    """``(U, S, V, rel)`` cut to the smallest rank ``r >= 1`` whose error ``resid + Σ_{j>=r}
+    s_j²`` (``resid = max(err2, 0)``, what the basis left out) is at most `target`, with the
+    relative error reached; shared by the device and dask fixed-accuracy modes."""
+    xp = array_module(S)
     resid = max(err2, 0.0)
     s2 = xp.square(S.astype(xp.float64))
     # The smallest r >= 1 with resid + sum_{j >= r} s_j^2 <= target (svd::smallest_rank).
