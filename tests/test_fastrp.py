@@ -48,7 +48,7 @@ def normalize_rows(X):
 def initial_vectors(A, k, variant, beta, density, seed, F=None, pdim=0):
     n = A.shape[0]
     kb = k - pdim
-    R = SparseRandomProjection(kb, density=density, random_state=seed).fit(np.empty((1, n))).components_
+    R = SparseRandomProjection(kb, density=density, random_state=seed).fit(np.zeros((1, n))).components_
     R = R.T.toarray()  # n x kb
     deg = A.sum(axis=1) if variant == "paper" else (A != 0).sum(axis=1).astype(float)
     L = np.where(deg > 0, np.power(np.where(deg > 0, deg, 1.0), beta), 1.0)
@@ -282,7 +282,7 @@ def test_large_graph_crosses_interrupt_sections():
     A = sp.csr_array((np.ones(src.size), (src, dst)), shape=(n, n))
     A.sum_duplicates()
     got = fastrp(A, k, variant="gds", random_state=seed)
-    R = SparseRandomProjection(k, density=1 / 3, random_state=seed).fit(np.empty((1, n))).components_
+    R = SparseRandomProjection(k, density=1 / 3, random_state=seed).fit(np.zeros((1, n))).components_
     N = R.T.toarray()
     U = np.zeros((n, k))
     for a in (0.0, 1.0, 1.0):
