@@ -58,7 +58,10 @@ __all__ = ["FactorFunctions", "FunBaT", "FunCP"]
 _KERNELS = ("matern12", "matern32")
 #: log-space bounds of the learned hyperparameters: lengthscale relative to the coordinate
 #: range of its mode, variance absolute.
-_ELL_BOUNDS = (1e-3, 1e2)
+_ELL_BOUNDS = (1e-4, 1e2)
+#: Sweeps (counted from 0) at which the hyperparameters are re-learned: every sweep from the
+#: second to the sixth, then every fourth (each costs a few filter passes per mode).
+_HYPER_FIRST, _HYPER_DENSE, _HYPER_EVERY = 1, 6, 4
 _VAR_BOUNDS = (1e-4, 1e4)
 
 
@@ -276,7 +279,7 @@ class _FunBaTBase(RegressorMixin, BaseEstimator):
                     lam = (1 - rho) * mode_msgs[k][0] + rho * lam
                     eta = (1 - rho) * mode_msgs[k][1] + rho * eta
                 mode_msgs[k] = (lam, eta)
-                if it >= 1 and (learn_ell[k] or learn_var[k]):
+                if _hyper_sweep(it) and (learn_ell[k] or learn_var[k]):
                     ell[k], var[k] = _learn_hyper(
                         self.kernel, ranks[k], nodes[k], lam, eta, ell[k], var[k], learn_ell[k], learn_var[k], spans[k]
                     )
@@ -386,6 +389,10 @@ class _FunBaTBase(RegressorMixin, BaseEstimator):
         return tags
 
 
+def _hyper_sweep(it: int) -> bool:
+    return _HYPER_FIRST <= it < _HYPER_DENSE or (it >= _HYPER_DENSE and (it - _HYPER_DENSE) % _HYPER_EVERY == 0)
+
+
 def _learn_hyper(kind, r, x, lam, eta, ell, var, learn_ell, learn_var, span):
     """Maximise the mode's approximate evidence over log-lengthscale and log-variance (the
     free ones), from the current values. Each objective-and-gradient evaluation is one batched
@@ -429,7 +436,9 @@ _PARAMS_DOC = """
         Matérn smoothness ν = 3/2 or 1/2 of every latent function's GP prior.
     lengthscale : None, float or sequence of K floats, default=None
         Per-mode GP lengthscales. None learns them (from 0.2 × the mode's coordinate range)
-        by maximising the approximate evidence each iteration; a number fixes them.
+        by maximising the approximate evidence of each mode's state-space model given its
+        current messages (every sweep from the second to the sixth, then every fourth, a few
+        L-BFGS steps each, warm-started); a number fixes them.
     variance : None, float or sequence of K floats, default=None
         Per-mode GP variances; None learns them (from 1), a number fixes them.
     max_iter : int, default=100

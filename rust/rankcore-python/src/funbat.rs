@@ -131,8 +131,8 @@ fn interp_impl<'py, T: Float + Element>(
             "states must be [filt_mean, filt_cov, state_mean, state_cov]",
         ));
     }
-    let sm = funbat::smoother::from_parts(model.dim(), r, s[0], s[1], s[2], s[3])
-        .map_err(to_pyerr)?;
+    let sm =
+        funbat::smoother::from_parts(model.dim(), r, s[0], s[1], s[2], s[3]).map_err(to_pyerr)?;
     let (xs, qs) = (x.as_slice()?, xq.as_slice()?);
     let (m, c) = run(py, |_| funbat::interpolate(&model, xs, &sm, qs))?;
     Ok((
@@ -230,7 +230,20 @@ pub fn funbat_mode_messages<'py>(
     let core = core_kind(core)?;
     crate::by_dtype!(
         y,
-        messages_impl(py, Some(k), ranks, core, nodes, idx, y, means, seconds, Some(mu), Some(m2), etau)
+        messages_impl(
+            py,
+            Some(k),
+            ranks,
+            core,
+            nodes,
+            idx,
+            y,
+            means,
+            seconds,
+            Some(mu),
+            Some(m2),
+            etau
+        )
     )
 }
 

@@ -18,7 +18,7 @@
 
 use super::ssm::Ssm;
 use crate::{invalid, Float, Result};
-use faer::linalg::solvers::{DenseSolveCore, Solve};
+use faer::linalg::solvers::Solve;
 use faer::Mat;
 use rayon::prelude::*;
 
@@ -67,21 +67,51 @@ impl<T: Float> Smoothed<T> {
     }
 }
 
-/// Block-diagonal joint transition and process noise of `r` functions over a step `dt`.
-fn joint<T: Float>(ssm: &Ssm, r: usize, dt: f64) -> (Mat<T>, Mat<T>) {
-    let d = ssm.dim();
-    let (a, q) = ssm.transition::<T>(dt);
-    let n = d * r;
-    let blk = |m: &Mat<T>| {
-        Mat::from_fn(n, n, |i, j| {
-            if i / d == j / d {
-                m[(i % d, j % d)]
-            } else {
-                T::ZERO
+/// The joint transition of `r` independent functions over one step: block diagonal with
+/// the same `d × d` block, so products with it cost `O(d·D²)` instead of `O(D³)`.
+struct Step<T> {
+    d: usize,
+    a: Mat<T>,
+    q: Mat<T>,
+}
+
+impl<T: Float> Step<T> {
+    fn new(ssm: &Ssm, dt: f64) -> Self {
+        let (a, q) = ssm.transition::<T>(dt);
+        Self { d: ssm.dim(), a, q }
+    }
+
+    /// `A M` for a `D × c` matrix `M`.
+    fn left(&self, m: &Mat<T>) -> Mat<T> {
+        let d = self.d;
+        Mat::from_fn(m.nrows(), m.ncols(), |i, c| {
+            let (blk, s) = (i / d, i % d);
+            let mut acc = T::ZERO;
+            for t in 0..d {
+                acc += self.a[(s, t)] * m[(blk * d + t, c)];
             }
+            acc
         })
-    };
-    (blk(&a), blk(&q))
+    }
+
+    /// `A P Aᵀ + Q`, symmetrised.
+    fn sandwich(&self, p: &Mat<T>) -> Mat<T> {
+        let d = self.d;
+        let l = self.left(p);
+        let mut out = Mat::from_fn(p.nrows(), p.ncols(), |i, j| {
+            let (blk, s) = (j / d, j % d);
+            let mut acc = T::ZERO;
+            for t in 0..d {
+                acc += l[(i, blk * d + t)] * self.a[(s, t)];
+            }
+            if i / d == blk {
+                acc += self.q[(i % d, s)];
+            }
+            acc
+        });
+        sym(&mut out);
+        out
+    }
 }
 
 fn joint_stationary<T: Float>(ssm: &Ssm, r: usize) -> Mat<T> {
@@ -224,12 +254,11 @@ fn run<T: Float>(
     let mut p = joint_stationary::<T>(ssm, r);
     for i in 0..n {
         if i > 0 {
-            let (a, q) = joint::<T>(ssm, r, (x[i] - x[i - 1]).to_f64());
+            let step = Step::<T>::new(ssm, (x[i] - x[i - 1]).to_f64());
             let mf = Mat::from_fn(dd, 1, |k, _| out.filt_mean[(i - 1) * dd + k]);
             let pf = load(&out.filt_cov[(i - 1) * dd * dd..i * dd * dd], dd);
-            m = &a * &mf;
-            p = &a * &pf * a.transpose() + &q;
-            sym(&mut p);
+            m = step.left(&mf);
+            p = step.sandwich(&pf);
         }
         if smooth {
             for k in 0..dd {
@@ -257,12 +286,12 @@ fn run<T: Float>(
     out.mean = out.filt_mean.clone();
     out.cov = out.filt_cov.clone();
     for i in (0..n.saturating_sub(1)).rev() {
-        let (a, _) = joint::<T>(ssm, r, (x[i + 1] - x[i]).to_f64());
+        let step = Step::<T>::new(ssm, (x[i + 1] - x[i]).to_f64());
         let pf = load(&out.filt_cov[i * dd * dd..(i + 1) * dd * dd], dd);
         let pp = load(&pred_cov[(i + 1) * dd * dd..(i + 2) * dd * dd], dd);
         let ps1 = load(&out.cov[(i + 1) * dd * dd..(i + 2) * dd * dd], dd);
         // J = P_f Aᵀ P_p⁻¹ = (P_p⁻¹ A P_f)ᵀ.
-        let jt = spd_solve(&pp, &(&a * &pf));
+        let jt = spd_solve(&pp, &step.left(&pf));
         let j = jt.transpose();
         let dm = Mat::from_fn(dd, 1, |k, _| {
             out.mean[(i + 1) * dd + k] - pred_mean[(i + 1) * dd + k]
@@ -333,26 +362,26 @@ pub fn interpolate<T: Float>(
             return (col(&st.mean, i - 1), cov(&st.cov, i - 1));
         }
         if i == n {
-            let (a, q) = joint::<T>(ssm, r, (xs - x[n - 1]).to_f64());
-            let m = &a * col(&st.mean, n - 1);
-            let p = &a * cov(&st.cov, n - 1) * a.transpose() + &q;
-            return (m, p);
+            let step = Step::<T>::new(ssm, (xs - x[n - 1]).to_f64());
+            return (
+                step.left(&col(&st.mean, n - 1)),
+                step.sandwich(&cov(&st.cov, n - 1)),
+            );
         }
         let (m1, p1) = if i == 0 {
             (Mat::<T>::zeros(dd, 1), joint_stationary::<T>(ssm, r))
         } else {
-            let (a, q) = joint::<T>(ssm, r, (xs - x[i - 1]).to_f64());
-            let m = &a * col(&st.filt_mean, i - 1);
-            let mut p = &a * cov(&st.filt_cov, i - 1) * a.transpose() + &q;
-            sym(&mut p);
-            (m, p)
+            let step = Step::<T>::new(ssm, (xs - x[i - 1]).to_f64());
+            (
+                step.left(&col(&st.filt_mean, i - 1)),
+                step.sandwich(&cov(&st.filt_cov, i - 1)),
+            )
         };
-        let (a2, q2) = joint::<T>(ssm, r, (x[i] - xs).to_f64());
-        let mut pp = &a2 * &p1 * a2.transpose() + &q2;
-        sym(&mut pp);
-        let jt = spd_solve(&pp, &(&a2 * &p1));
+        let step = Step::<T>::new(ssm, (x[i] - xs).to_f64());
+        let pp = step.sandwich(&p1);
+        let jt = spd_solve(&pp, &step.left(&p1));
         let j = jt.transpose();
-        let m = &m1 + j * (col(&st.mean, i) - &a2 * &m1);
+        let m = &m1 + j * (col(&st.mean, i) - step.left(&m1));
         let p = &p1 + j * (cov(&st.cov, i) - &pp) * jt.as_ref();
         (m, p)
     };
@@ -413,6 +442,7 @@ pub fn from_parts<T: Float>(
 mod tests {
     use super::super::ssm::Kind;
     use super::*;
+    use faer::linalg::solvers::DenseSolveCore;
 
     /// Dense reference: posterior of U (nodes × functions) with prior K ⊗ I and the messages.
     fn dense(
