@@ -243,10 +243,13 @@ def test_cp_variant_recovers_a_cp_tensor():
     y = 1.5 * np.sin(3 * X[:, 0]) * np.cos(2 * X[:, 1]) + 0.7 * X[:, 0] ** 2 * np.sin(4 * X[:, 1])
     Xt = rng.uniform(0, 1, (300, 2))
     yt = 1.5 * np.sin(3 * Xt[:, 0]) * np.cos(2 * Xt[:, 1]) + 0.7 * Xt[:, 0] ** 2 * np.sin(4 * Xt[:, 1])
-    for model in (FunCP(rank=2, random_state=0), FunBaT(rank=2, core="cp", random_state=0)):
-        model.fit(X, y)
-        assert model.core_.shape == (2,)
-        assert rmse(model.predict(Xt), yt) / np.std(yt) < 0.02
+    model = FunCP(rank=2, random_state=0).fit(X, y)
+    assert model.core_.shape == (2,)
+    assert rmse(model.predict(Xt), yt) / np.std(yt) < 0.02
+    # FunBaT(core="cp") is the same model.
+    a = FunCP(rank=2, random_state=0, max_iter=3).fit(X, y).predict(Xt)
+    b = FunBaT(rank=2, core="cp", random_state=0, max_iter=3).fit(X, y).predict(Xt)
+    np.testing.assert_array_equal(a, b)
 
 
 def test_intervals_are_calibrated_on_noisy_data():
@@ -273,13 +276,13 @@ def test_intervals_are_calibrated_on_noisy_data():
 
 def test_same_result_for_one_and_many_threads():
     rng = np.random.default_rng(9)
-    X = rng.uniform(0, 1, (700, 3))
-    y = np.sin(3 * X[:, 0]) * np.cos(2 * X[:, 1]) * (1 + X[:, 2]) + 0.05 * rng.standard_normal(700)
+    X = rng.uniform(0, 1, (400, 3))
+    y = np.sin(3 * X[:, 0]) * np.cos(2 * X[:, 1]) * (1 + X[:, 2]) + 0.05 * rng.standard_normal(400)
     Xt = rng.uniform(-0.1, 1.1, (300, 3))
     out = []
     for n in (1, 3):
         with rankcore.threads(n):
-            m = FunBaT(rank=(2, 2, 2), random_state=0, max_iter=8).fit(X, y)
+            m = FunBaT(rank=(2, 2, 2), random_state=0, max_iter=5).fit(X, y)
             out.append((m.predict(Xt, return_std=True), m.core_, m.lengthscales_))
     for a, b in zip(out[0][0], out[1][0]):
         np.testing.assert_array_equal(a, b)
@@ -364,3 +367,23 @@ def test_predict_checks_the_number_of_modes(paper_case):
         model.predict(np.zeros((3, 3)))
     with pytest.raises(ValueError, match="X"):
         model.predict(np.array([[0.1, np.nan]]))
+
+
+# ---------------------------------------------------------------------------------------
+# scikit-learn's estimator checks
+# ---------------------------------------------------------------------------------------
+
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+_NOT_THE_MODEL = (
+    "make_regression's target is linear in 10 coordinates: a rank-1 product of smooth "
+    "functions of each coordinate (the model FunBaT fits) cannot reach R² > 0.5 on it"
+)
+
+
+@parametrize_with_checks(
+    [FunBaT(rank=1, max_iter=3, random_state=0), FunCP(rank=1, max_iter=3, random_state=0)],
+    expected_failed_checks=lambda est: {"check_regressors_train": _NOT_THE_MODEL},
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)

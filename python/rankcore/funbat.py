@@ -46,7 +46,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import scipy.linalg
-import scipy.optimize
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -59,9 +58,11 @@ _KERNELS = ("matern12", "matern32")
 #: log-space bounds of the learned hyperparameters: lengthscale relative to the coordinate
 #: range of its mode, variance absolute.
 _ELL_BOUNDS = (1e-4, 1e2)
-#: Sweeps (counted from 0) at which the hyperparameters are re-learned: every sweep from the
-#: second to the sixth, then every fourth (each costs a few filter passes per mode).
-_HYPER_FIRST, _HYPER_DENSE, _HYPER_EVERY = 1, 6, 4
+#: Sweeps (counted from 0) at which the hyperparameters move: every sweep from the second to
+#: the twelfth, then every third (each move costs one batch of up to 9 filter passes per mode).
+_HYPER_FIRST, _HYPER_DENSE, _HYPER_EVERY = 1, 12, 3
+#: Pattern-search steps in log space: the first, and the floor.
+_STEP0, _STEP_MIN = 0.5, 0.02
 _VAR_BOUNDS = (1e-4, 1e4)
 
 
@@ -198,6 +199,8 @@ class _FunBaTBase(RegressorMixin, BaseEstimator):
         """
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True)
         n, K = X.shape
+        if n < 2:
+            raise ValueError(f"FunBaT needs at least 2 samples, got n_samples = {n}")
         ranks, ells, vars_, a0, b0 = self._check_params(K)
         self._dtype = X.dtype
         X = X.astype(np.float64)  # the filter runs in float64 (see the class docstring)
@@ -221,6 +224,7 @@ class _FunBaTBase(RegressorMixin, BaseEstimator):
         learn_var = [v is None for v in vars_]
         ell = [0.2 * s if e is None else e for e, s in zip(ells, spans)]
         var = [1.0 if v is None else v for v in vars_]
+        steps = [_STEP0] * K
 
         # Symmetry-breaking start: smooth random functions (random cosines at the prior's
         # frequencies), scaled so that the initial f has unit size. The Kalman filters
@@ -280,8 +284,9 @@ class _FunBaTBase(RegressorMixin, BaseEstimator):
                     eta = (1 - rho) * mode_msgs[k][1] + rho * eta
                 mode_msgs[k] = (lam, eta)
                 if _hyper_sweep(it) and (learn_ell[k] or learn_var[k]):
-                    ell[k], var[k] = _learn_hyper(
-                        self.kernel, ranks[k], nodes[k], lam, eta, ell[k], var[k], learn_ell[k], learn_var[k], spans[k]
+                    ell[k], var[k], steps[k] = _learn_hyper(
+                        self.kernel, ranks[k], nodes[k], lam, eta, ell[k], var[k], learn_ell[k], learn_var[k],
+                        spans[k], steps[k],
                     )
                 st = _core.funbat_smooth(self.kernel, ell[k], var[k], ranks[k], nodes[k], lam, eta)
                 states[k] = st
@@ -393,42 +398,24 @@ def _hyper_sweep(it: int) -> bool:
     return _HYPER_FIRST <= it < _HYPER_DENSE or (it >= _HYPER_DENSE and (it - _HYPER_DENSE) % _HYPER_EVERY == 0)
 
 
-def _learn_hyper(kind, r, x, lam, eta, ell, var, learn_ell, learn_var, span):
-    """Maximise the mode's approximate evidence over log-lengthscale and log-variance (the
-    free ones), from the current values. Each objective-and-gradient evaluation is one batched
-    core call (central differences evaluated in parallel)."""
-    free = [i for i, f in enumerate((learn_ell, learn_var)) if f]
-    theta0 = np.log([ell, var])
+def _learn_hyper(kind, r, x, lam, eta, ell, var, learn_ell, learn_var, span, step):
+    """One pattern-search move on a mode's approximate evidence over (log ℓ, log σ²), the free
+    ones: the current point and its neighbours at ±step (a 3 × 3 stencil, or 3 points when one
+    is fixed) are evaluated in one batched, parallel core call; the best becomes the new
+    point, and the step halves when the current point stays best. Returns (ℓ, σ², step)."""
     lo = np.log([_ELL_BOUNDS[0] * span, _VAR_BOUNDS[0]])
     hi = np.log([_ELL_BOUNDS[1] * span, _VAR_BOUNDS[1]])
-    h = 1e-4
-
-    def full(t):
-        th = theta0.copy()
-        th[free] = t
-        return th
-
-    def fg(t):
-        th = full(t)
-        pts = [th]
-        for i in free:
-            for sgn in (1.0, -1.0):
-                p = th.copy()
-                p[i] += sgn * h
-                pts.append(p)
-        vals = _core.funbat_evidence(kind, np.exp(np.array(pts)), r, x, lam, eta)
-        g = np.array([(vals[1 + 2 * j] - vals[2 + 2 * j]) / (2 * h) for j in range(len(free))])
-        return -vals[0], -g
-
-    t0 = theta0[free]
-    bounds = list(zip(lo[free], hi[free]))
-    t0 = np.clip(t0, lo[free], hi[free])
-    try:
-        res = scipy.optimize.minimize(fg, t0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 5})
-        th = full(res.x) if np.all(np.isfinite(res.x)) and res.fun <= fg(t0)[0] else full(t0)
-    except ValueError:  # a non-finite evidence: keep the current values
-        th = full(t0)
-    return float(np.exp(th[0])), float(np.exp(th[1]))
+    th = np.clip(np.log([ell, var]), lo, hi)
+    offs_l = (0.0, -step, step) if learn_ell else (0.0,)
+    offs_v = (0.0, -step, step) if learn_var else (0.0,)
+    pts = np.array([[th[0] + a, th[1] + b] for a in offs_l for b in offs_v])
+    pts = np.clip(pts, lo, hi)
+    vals = np.asarray(_core.funbat_evidence(kind, np.exp(pts), r, x, lam, eta), dtype=np.float64)
+    vals = np.where(np.isfinite(vals), vals, -np.inf)
+    best = int(np.argmax(vals))  # ties keep the earliest, i.e. the current point
+    if best == 0 or not vals[best] > vals[0]:
+        return float(np.exp(th[0])), float(np.exp(th[1])), max(step * 0.5, _STEP_MIN)
+    return float(np.exp(pts[best, 0])), float(np.exp(pts[best, 1])), step
 
 
 _PARAMS_DOC = """
@@ -437,8 +424,9 @@ _PARAMS_DOC = """
     lengthscale : None, float or sequence of K floats, default=None
         Per-mode GP lengthscales. None learns them (from 0.2 × the mode's coordinate range)
         by maximising the approximate evidence of each mode's state-space model given its
-        current messages (every sweep from the second to the sixth, then every fourth, a few
-        L-BFGS steps each, warm-started); a number fixes them.
+        current messages: a pattern search in log space that moves once per sweep (every
+        sweep from the second to the twelfth, then every third), its stencil evaluated in
+        parallel; a number fixes them.
     variance : None, float or sequence of K floats, default=None
         Per-mode GP variances; None learns them (from 1), a number fixes them.
     max_iter : int, default=100
