@@ -229,6 +229,39 @@ fn node_sums<T: Float>(
     }
 }
 
+/// [`node_sums`] for the nodes `range` of mode `k` (grouped by `order`/`starts`): the
+/// shifts' sums `t1` (`nb × C`) and the precisions' sums `t2` (`nb × C²`), node after node.
+#[allow(clippy::too_many_arguments)]
+fn block_sums<T: Float>(
+    d: &Design<'_, T>,
+    k: usize,
+    order: &[usize],
+    starts: &[usize],
+    range: std::ops::Range<usize>,
+    c_len: usize,
+    means: &[&[T]],
+    seconds: &[&[T]],
+) -> (Vec<T>, Vec<T>) {
+    let nb = range.len();
+    let cc = c_len * c_len;
+    let mut t1 = vec![T::ZERO; nb * c_len];
+    let mut t2 = vec![T::ZERO; nb * cc];
+    let mut buf: [Vec<T>; 4] = Default::default();
+    for (t, i) in range.enumerate() {
+        node_sums(
+            d,
+            k,
+            &order[starts[i]..starts[i + 1]],
+            means,
+            seconds,
+            &mut t1[t * c_len..(t + 1) * c_len],
+            &mut t2[t * cc..(t + 1) * cc],
+            &mut buf,
+        );
+    }
+    (t1, t2)
+}
+
 /// For mode `k` of a Tucker core: `full[a·C + c]`, the index into `vec(W)` of `a` at mode `k`
 /// and the multi-index `c` over the other modes (C order).
 fn unfold_index(ranks: &[usize], k: usize) -> Vec<usize> {
@@ -313,22 +346,7 @@ pub fn mode_messages<T: Float>(
             let i0 = blk * NODE_BLOCK;
             let nb = eb.len() / rk;
             let cc = c_len * c_len;
-            let mut t1 = vec![T::ZERO; nb * c_len];
-            let mut t2 = vec![T::ZERO; nb * cc];
-            let mut buf: [Vec<T>; 4] = Default::default();
-            for t in 0..nb {
-                let i = i0 + t;
-                node_sums(
-                    d,
-                    k,
-                    &order[starts[i]..starts[i + 1]],
-                    means,
-                    seconds,
-                    &mut t1[t * c_len..(t + 1) * c_len],
-                    &mut t2[t * cc..(t + 1) * cc],
-                    &mut buf,
-                );
-            }
+            let (t1, t2) = block_sums(d, k, &order, &starts, i0..i0 + nb, c_len, means, seconds);
             match d.core {
                 CoreKind::Tucker => {
                     // Λ (r² × nb) = Mk · [vec Tᵢ]; η (r × nb) = μ₍ₖ₎ · [tᵢ].
@@ -383,22 +401,7 @@ pub fn core_sums<T: Float>(
     let block = |blk: usize| -> (Vec<T>, Vec<T>) {
         let i0 = blk * NODE_BLOCK;
         let nb = NODE_BLOCK.min(nk - i0);
-        let mut t1 = vec![T::ZERO; nb * c_len];
-        let mut t2 = vec![T::ZERO; nb * cc];
-        let mut buf: [Vec<T>; 4] = Default::default();
-        for t in 0..nb {
-            let i = i0 + t;
-            node_sums(
-                d,
-                last,
-                &order[starts[i]..starts[i + 1]],
-                means,
-                seconds,
-                &mut t1[t * c_len..(t + 1) * c_len],
-                &mut t2[t * cc..(t + 1) * cc],
-                &mut buf,
-            );
-        }
+        let (t1, t2) = block_sums(d, last, &order, &starts, i0..i0 + nb, c_len, means, seconds);
         let (m, s) = (means[last], seconds[last]);
         match d.core {
             CoreKind::Tucker => {

@@ -18,6 +18,8 @@
 //! Determinism: every parallel region splits its work into blocks fixed by the problem's
 //! shape and adds partial sums in block order, so one thread and many give bit-identical
 //! results.
+// `!(x > y)` is deliberate: it also rejects NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod messages;
 pub mod smoother;
