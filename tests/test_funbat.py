@@ -387,3 +387,22 @@ _NOT_THE_MODEL = (
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_uncertainty_grows_away_from_the_data(paper_case):
+    model = paper_case[0]
+    _, var_in = model.predict_f(np.array([[0.5, 0.3]]))
+    _, var_out = model.predict_f(np.array([[1.8, 0.3]]))
+    assert var_out[0] > 100 * var_in[0]
+    ff = model.factor_functions_[0]
+    _, s = ff(np.array([0.5, 1.2, 2.0]), return_std=True)
+    assert s[0, 0] < s[1, 0] < s[2, 0]
+
+
+def test_matern12_fits_a_rough_field():
+    rng = np.random.default_rng(12)
+    X = rng.uniform(0, 1, (300, 2))
+    f = lambda X: np.abs(X[:, 0] - 0.4) * (1 + np.sign(X[:, 1] - 0.5) * 0.5)  # noqa: E731
+    m = FunBaT(rank=1, kernel="matern12", random_state=0, max_iter=30).fit(X, f(X))
+    Xt = rng.uniform(0, 1, (300, 2))
+    assert rmse(m.predict(Xt), f(Xt)) / np.std(f(Xt)) < 0.1
