@@ -406,3 +406,15 @@ def test_matern12_fits_a_rough_field():
     m = FunBaT(rank=1, kernel="matern12", random_state=0, max_iter=30).fit(X, f(X))
     Xt = rng.uniform(0, 1, (300, 2))
     assert rmse(m.predict(Xt), f(Xt)) / np.std(f(Xt)) < 0.1
+
+
+def test_core_float32_path_matches_float64():
+    rng = np.random.default_rng(6)
+    n, r = 30, 2
+    x = np.sort(rng.uniform(0, 3, n))
+    lam, eta = random_messages(rng, n, r)
+    a = _core.funbat_smooth("matern32", 0.5, 1.0, r, x, lam, eta)
+    b = _core.funbat_smooth("matern32", 0.5, 1.0, r, x.astype(np.float32), lam.astype(np.float32), eta.astype(np.float32))
+    assert b["mean"].dtype == np.float32
+    np.testing.assert_allclose(b["mean"], a["mean"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(b["cov"], a["cov"], rtol=0, atol=1e-4)

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import numbers
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -96,7 +96,7 @@ class FactorFunctions:
     kernel: str
     lengthscale: float
     variance: float
-    _states: list
+    _states: list = field(repr=False)
 
     @property
     def rank(self) -> int:
