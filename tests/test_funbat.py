@@ -418,3 +418,10 @@ def test_core_float32_path_matches_float64():
     assert b["mean"].dtype == np.float32
     np.testing.assert_allclose(b["mean"], a["mean"], rtol=0, atol=1e-4)
     np.testing.assert_allclose(b["cov"], a["cov"], rtol=0, atol=1e-4)
+
+
+def test_dask_input_is_not_silently_computed():
+    da = pytest.importorskip("dask.array")
+    X = da.from_array(np.random.default_rng(0).uniform(0, 1, (20, 2)), chunks=10)
+    with pytest.raises(NotImplementedError):
+        FunBaT(rank=1).fit(X, np.ones(20))

@@ -50,6 +50,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from rankcore import _core
+from rankcore._backend import dispatch
 from rankcore._validation import check_random_state_seed
 
 __all__ = ["FactorFunctions", "FunBaT", "FunCP"]
@@ -196,7 +197,16 @@ class _FunBaTBase(RegressorMixin, BaseEstimator):
         Returns
         -------
         self
+
+        Raises
+        ------
+        NotImplementedError
+            For CuPy or Dask input (no GPU or Dask path yet; never copied to the host).
         """
+        dispatch(y, name=f"{type(self).__name__}.fit", param="y", cpu=lambda v: v)
+        return dispatch(X, name=f"{type(self).__name__}.fit", param="X", cpu=lambda X: self._fit(X, y))
+
+    def _fit(self, X: Any, y: Any) -> "_FunBaTBase":
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True)
         n, K = X.shape
         if n < 2:
@@ -354,6 +364,9 @@ class _FunBaTBase(RegressorMixin, BaseEstimator):
             ``var`` includes the uncertainty of the core and of every factor function.
         """
         check_is_fitted(self, "factor_functions_")
+        return dispatch(X, name=f"{type(self).__name__}.predict", param="X", cpu=self._predict_f)
+
+    def _predict_f(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         K = X.shape[1]
         ms, ss = [], []
