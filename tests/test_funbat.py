@@ -425,3 +425,14 @@ def test_dask_input_is_not_silently_computed():
     X = da.from_array(np.random.default_rng(0).uniform(0, 1, (20, 2)), chunks=10)
     with pytest.raises(NotImplementedError):
         FunBaT(rank=1).fit(X, np.ones(20))
+
+
+def test_core_posterior_is_the_gaussian_update():
+    rng = np.random.default_rng(13)
+    G = rng.standard_normal((6, 6))
+    lam = G @ G.T
+    eta = rng.standard_normal(6)
+    mu, cov = _core.funbat_core_posterior(lam, eta)
+    ref = np.linalg.inv(np.eye(6) + lam)
+    np.testing.assert_allclose(cov.reshape(6, 6), ref, atol=1e-12)
+    np.testing.assert_allclose(mu, ref @ eta, atol=1e-12)

@@ -242,3 +242,6 @@ def funbat_predict_moments(
     mu: npt.NDArray[np.floating[Any]],
     m2: npt.NDArray[np.floating[Any]],
 ) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]: ...
+def funbat_core_posterior(
+    lam: npt.NDArray[np.floating[Any]], eta: npt.NDArray[np.floating[Any]]
+) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]: ...

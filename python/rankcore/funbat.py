@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-import scipy.linalg
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -267,12 +266,10 @@ class _FunBaTBase(RegressorMixin, BaseEstimator):
             ssum = ssum.reshape(R, R)
             new = (etau * ssum, etau * s)
             core_msg = new if core_msg is None else tuple((1 - rho) * o + rho * m for o, m in zip(core_msg, new))
-            prec = np.eye(R) + core_msg[0]
-            prec = 0.5 * (prec + prec.T)
-            cf = scipy.linalg.cho_factor(prec, lower=True)
-            mu = scipy.linalg.cho_solve(cf, core_msg[1])
-            cov = scipy.linalg.cho_solve(cf, np.eye(R))
-            cov = 0.5 * (cov + cov.T)
+            mu, cov = _core.funbat_core_posterior(
+                np.ascontiguousarray(core_msg[0]), np.ascontiguousarray(core_msg[1])
+            )
+            cov = cov.reshape(R, R)
             m2 = np.ascontiguousarray(np.outer(mu, mu) + cov)
             # Noise precision: Gamma(a₀ + n/2, b₀ + ½ Σ E[(y − f)²]), with
             # Σ E[f²] = ⟨M, Σ⊗S⟩ and Σ y E[f] = μᵀ Σ y ⊗ m.

@@ -315,6 +315,32 @@ pub fn funbat_predict_moments<'py>(
     crate::by_dtype!(mu, moments_impl(py, ranks, core, means, seconds, mu, m2))
 }
 
+fn posterior_impl<'py, T: Float + Element>(
+    py: Python<'py>,
+    lam: &Bound<'py, PyAny>,
+    eta: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let lam: PyReadonlyArrayDyn<'py, T> = lam.extract()?;
+    let eta: PyReadonlyArrayDyn<'py, T> = eta.extract()?;
+    let (ls, es) = (lam.as_slice()?, eta.as_slice()?);
+    let (m, c) = run(py, |_| funbat::core_posterior(ls, es))?;
+    Ok((
+        vec_to_numpy(py, m).into_any(),
+        vec_to_numpy(py, c).into_any(),
+    ))
+}
+
+/// The core's posterior mean (`R`) and covariance (flat `R·R`) for the precision `I + lam`
+/// and shift `eta` (sequential Cholesky in the core).
+#[pyfunction]
+pub fn funbat_core_posterior<'py>(
+    py: Python<'py>,
+    lam: &Bound<'py, PyAny>,
+    eta: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    crate::by_dtype!(eta, posterior_impl(py, lam, eta))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(funbat_smooth, m)?)?;
     m.add_function(wrap_pyfunction!(funbat_evidence, m)?)?;
@@ -322,5 +348,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(funbat_mode_messages, m)?)?;
     m.add_function(wrap_pyfunction!(funbat_core_sums, m)?)?;
     m.add_function(wrap_pyfunction!(funbat_predict_moments, m)?)?;
+    m.add_function(wrap_pyfunction!(funbat_core_posterior, m)?)?;
     Ok(())
 }

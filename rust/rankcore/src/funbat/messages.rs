@@ -483,6 +483,65 @@ pub fn core_sums<T: Float>(
     }
 }
 
+/// The core's posterior from its `N(0, I)` prior and its (damped) message sums: precision
+/// `I + lam` (`lam` row-major `R × R`, symmetric positive semi-definite) and shift `eta`.
+/// Returns the mean (`R`) and the covariance (row-major `R × R`), from one sequential faer
+/// Cholesky factorisation (deterministic; no BLAS thread pool involved).
+pub fn core_posterior<T: Float>(lam: &[T], eta: &[T]) -> Result<(Vec<T>, Vec<T>)> {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::cholesky::llt::{factor, solve};
+    let n = eta.len();
+    if n == 0 || lam.len() != n * n {
+        return Err(invalid!("lam must be {n} × {n} for a shift of length {n}"));
+    }
+    if !lam.iter().chain(eta).all(|v| v.is_finite()) {
+        return Err(invalid!("the core's message sums must be finite"));
+    }
+    let half = T::from_f64(0.5);
+    let mut l = Mat::from_fn(n, n, |i, j| {
+        if i >= j {
+            half * (lam[i * n + j] + lam[j * n + i]) + if i == j { T::ONE } else { T::ZERO }
+        } else {
+            T::ZERO
+        }
+    });
+    let par = Par::Seq;
+    let mut mem = MemBuffer::new(
+        factor::cholesky_in_place_scratch::<T>(n, par, Default::default())
+            .or(solve::solve_in_place_scratch::<T>(n, n, par)),
+    );
+    factor::cholesky_in_place(
+        l.as_mut(),
+        Default::default(),
+        par,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .map_err(|_| crate::Error::NoConvergence("the core's Cholesky factorisation"))?;
+    for j in 1..n {
+        for i in 0..j {
+            l[(i, j)] = T::ZERO;
+        }
+    }
+    let mut cov = Mat::<T>::identity(n, n);
+    solve::solve_in_place_with_conj(
+        l.as_ref(),
+        faer::Conj::No,
+        cov.as_mut(),
+        par,
+        MemStack::new(&mut mem),
+    );
+    let mut c = vec![T::ZERO; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            c[i * n + j] = half * (cov[(i, j)] + cov[(j, i)]);
+        }
+    }
+    let e = MatRef::from_column_major_slice(eta, n, 1);
+    let m = gemm(cov.as_ref(), e);
+    Ok(((0..n).map(|i| m[(i, 0)]).collect(), c))
+}
+
 /// Posterior moments of `f = vec(W)ᵀ(⊗ₖ uᵏ)` (or `Σ_a w_a Πₖ uᵏ_a` for CP) at `q` points whose
 /// factor moments are given per mode (`means[k]`: `q × r_k`; `seconds[k]`: `q × r_k × r_k`,
 /// or none for means only): returns `E[f]` and, with `seconds`, `E[f²]`.

@@ -25,6 +25,6 @@ pub mod messages;
 pub mod smoother;
 pub mod ssm;
 
-pub use messages::{core_sums, mode_messages, predict_moments, CoreKind, Design};
+pub use messages::{core_posterior, core_sums, mode_messages, predict_moments, CoreKind, Design};
 pub use smoother::{evidence, interpolate, smooth, Smoothed};
 pub use ssm::{Kind, Ssm};
