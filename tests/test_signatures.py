@@ -80,6 +80,8 @@ NO_ANCHOR: dict[str, str] = {
     "TuckerTensor": "result type; TensorLy's TuckerTensor is accepted wherever ours is",
     "FastRP": "FastRP has no scikit-learn or TensorLy counterpart",
     "fastrp": "FastRP has no scikit-learn or TensorLy counterpart",
+    "FunBaT": "continuous-indexed Bayesian Tucker has no scikit-learn or TensorLy counterpart",
+    "FunCP": "continuous-indexed Bayesian CP has no scikit-learn or TensorLy counterpart",
     "kmedoids": "functional k-medoids; its model, the `kmedoids` package, is outside this list",
     "dynmsc": "from the `kmedoids` package, outside this list",
     "medoid_silhouette": "from the `kmedoids` package, outside this list",

@@ -6,6 +6,7 @@ The public API, nothing else: README.md lists it; each function documents itself
 from rankcore import flora, pde
 from rankcore._threads import get_num_threads, set_num_threads, threads
 from rankcore.fastrp import FastRP, fastrp
+from rankcore.funbat import FunBaT, FunCP
 from rankcore.gp import GridGPRegressor
 from rankcore.kmedoids import (
     DynMscResult,
@@ -42,6 +43,8 @@ __version__ = "0.1.0"
 __all__ = [
     "DynMscResult",
     "FastRP",
+    "FunBaT",
+    "FunCP",
     "GaussianRandomProjection",
     "GridGPRegressor",
     "KMedoids",

@@ -223,3 +223,64 @@ class PdeProblem:
     ) -> list[float]: ...
 
 def pde_boundary_cells(shape: list[int]) -> list[int]: ...
+
+# FunBaT (rust/rankcore-python/src/funbat.rs). Arrays C-contiguous in, flat arrays out.
+def funbat_smooth(
+    kind: str,
+    lengthscale: float,
+    variance: float,
+    r: int,
+    x: npt.NDArray[np.floating[Any]],
+    lam: npt.NDArray[np.floating[Any]],
+    eta: npt.NDArray[np.floating[Any]],
+) -> dict[str, Any]: ...
+def funbat_evidence(
+    kind: str,
+    params: npt.NDArray[np.float64],
+    r: int,
+    x: npt.NDArray[np.floating[Any]],
+    lam: npt.NDArray[np.floating[Any]],
+    eta: npt.NDArray[np.floating[Any]],
+) -> list[float]: ...
+def funbat_interpolate(
+    kind: str,
+    lengthscale: float,
+    variance: float,
+    r: int,
+    x: npt.NDArray[np.floating[Any]],
+    states: list[npt.NDArray[np.floating[Any]]],
+    xq: npt.NDArray[np.floating[Any]],
+) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]: ...
+def funbat_mode_messages(
+    k: int,
+    ranks: list[int],
+    core: str,
+    nodes: list[int],
+    idx: npt.NDArray[np.int64],
+    y: npt.NDArray[np.floating[Any]],
+    means: list[npt.NDArray[np.floating[Any]]],
+    seconds: list[npt.NDArray[np.floating[Any]]],
+    mu: npt.NDArray[np.floating[Any]],
+    m2: npt.NDArray[np.floating[Any]],
+    etau: float,
+) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]: ...
+def funbat_core_sums(
+    ranks: list[int],
+    core: str,
+    nodes: list[int],
+    idx: npt.NDArray[np.int64],
+    y: npt.NDArray[np.floating[Any]],
+    means: list[npt.NDArray[np.floating[Any]]],
+    seconds: list[npt.NDArray[np.floating[Any]]],
+) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]: ...
+def funbat_predict_moments(
+    ranks: list[int],
+    core: str,
+    means: list[npt.NDArray[np.floating[Any]]],
+    seconds: list[npt.NDArray[np.floating[Any]]] | None,
+    mu: npt.NDArray[np.floating[Any]],
+    m2: npt.NDArray[np.floating[Any]],
+) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]: ...
+def funbat_core_posterior(
+    lam: npt.NDArray[np.floating[Any]], eta: npt.NDArray[np.floating[Any]]
+) -> tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]: ...

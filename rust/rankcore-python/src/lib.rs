@@ -2,6 +2,7 @@
 //! arrays, releases the GIL and maps errors; all maths lives in the core.
 
 mod arrays;
+mod funbat;
 mod gp;
 mod kmedoids;
 mod kron;
@@ -56,5 +57,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tucker::register(m)?;
     kmedoids::register(m)?;
     pde::register(m)?;
+    funbat::register(m)?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! One implementation serves both precisions through the [`Float`] trait.
 
 pub mod flora;
+pub mod funbat;
 pub mod gp;
 pub mod kmedoids;
 pub mod kron;
