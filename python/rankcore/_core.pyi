@@ -40,6 +40,13 @@ __all__ = [
     "kmedoids_dynmsc",
     "PdeProblem",
     "pde_boundary_cells",
+    "funbat_smooth",
+    "funbat_evidence",
+    "funbat_interpolate",
+    "funbat_mode_messages",
+    "funbat_core_sums",
+    "funbat_predict_moments",
+    "funbat_core_posterior",
 ]
 
 def set_num_threads(n: int) -> None: ...
