@@ -262,8 +262,10 @@ def kmedoids(
         ran). "onebatch": OneBatchPAM (de Mathelin et al. 2025), FasterPAM's eager swaps with
         the loss estimated on one random batch of ``sample_size`` points (default 1000,
         fewer when the n × batch matrix would pass 512 MiB, never below 2 n_clusters): O(n·m)
-        per pass and memory instead of O(n²); the final medoids are scored on all points.
-        Within about 1% of FasterPAM's loss at a fraction of its time on large n.
+        per pass and memory instead of O(n²); then exact Voronoi steps (each medoid moved to
+        the best member of its cluster, while that costs no more than the batch phase), and
+        the final medoids are scored on all points. A few percent above FasterPAM's loss at
+        a fraction of its time on large n (see the README's k-medoids bench).
         "fastermsc": FasterMSC, eager swaps that maximise the medoid silhouette
         (:func:`medoid_silhouette`) instead of minimising the loss (n_clusters >= 2, no
         sample_weight; Lenssen & Schubert 2022). "fasterpam": eager swaps (first improving swap, pass after pass; fastest, the

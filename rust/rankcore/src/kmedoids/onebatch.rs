@@ -7,7 +7,9 @@
 //! batch only, each batch point weighted by the (sample-weighted) number of objects whose
 //! nearest batch point it is (the reference implementation's default weighting: the batch
 //! becomes a coreset of the data, so clusters the batch samples thinly still count in full).
-//! The final medoids are assigned to all points with their exact loss.
+//! The batch result is then polished by exact Voronoi steps (each medoid moved to the best
+//! member of its cluster, while that costs no more than the batch phase), and the final
+//! medoids are assigned to all points with their exact loss.
 
 use super::dissimilarity::Dissimilarity;
 use super::init::{initialize, sample, Init, STREAM_ONEBATCH};
@@ -147,10 +149,94 @@ pub fn onebatch<T: Float, D: Dissimilarity<T>>(
             st.loss
         );
     }
-    let p = fasterpam::fasterpam(&rows, &mut st, &wb, params.max_iter, params.verbose, stop)?;
+    let mut p = fasterpam::fasterpam(&rows, &mut st, &wb, params.max_iter, params.verbose, stop)?;
     drop(rows);
     stop.check()?;
-    Ok(finish(State::new(src, &st.med, w), p, start))
+    let mut full = State::new(src, &st.med, w);
+    let budget = POLISH_WORK * (n * m) as f64;
+    p.n_swap += polish(src, &mut full, w, budget, stop)?;
+    if params.verbose {
+        eprintln!(
+            "kmedoids: OneBatchPAM loss {:.6e} after the Voronoi polish",
+            full.loss
+        );
+    }
+    Ok(finish(full, p, start))
+}
+
+/// The exact Voronoi polish may read `POLISH_WORK · n · m` pairs per step (the batch
+/// matrix's size, a few times over), so it never costs more than the batch phase.
+const POLISH_WORK: f64 = 8.0;
+/// Voronoi steps at most.
+const POLISH_STEPS: usize = 20;
+
+/// Exact Voronoi steps from the batch result: move each medoid to the member of its cluster
+/// with the least total weighted dissimilarity to the cluster (only for a strictly smaller
+/// one), then reassign; each step lowers the true loss or stops. Runs while a step's
+/// `Σ_c n_c²` pairs fit `budget` (balanced clusters: `n²/k`). Returns the medoid moves.
+/// (The batch estimate cannot tell apart medoid sets whose losses differ by less than its
+/// noise; within the clusters the exact loss can: 3.7% → 2.2% above FasterPAM on the bench.)
+fn polish<T: Float, D: Dissimilarity<T>>(
+    src: &D,
+    st: &mut State<T>,
+    w: &[f64],
+    budget: f64,
+    stop: &dyn Interrupt,
+) -> Result<usize> {
+    let mut moves = 0;
+    for _ in 0..POLISH_STEPS {
+        stop.check()?;
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); st.k];
+        for o in 0..st.n {
+            members[st.near[o] as usize].push(o);
+        }
+        let work: f64 = members.iter().map(|c| (c.len() as f64).powi(2)).sum();
+        if work > budget {
+            break;
+        }
+        let med: Vec<usize> = members
+            .par_iter()
+            .zip(st.med.par_iter())
+            .map(|(c, &cur)| cluster_medoid(src, c, cur, w))
+            .collect();
+        let moved = med.iter().zip(&st.med).filter(|(a, b)| a != b).count();
+        if moved == 0 {
+            break;
+        }
+        moves += moved;
+        *st = State::new(src, &med, w);
+    }
+    Ok(moves)
+}
+
+/// The member of `cluster` with the least total weighted dissimilarity to the others; `cur`
+/// (a member: a medoid is its own nearest) unless another is strictly better (then the
+/// lowest such index). Each pair is read once, the sums added in a fixed order.
+fn cluster_medoid<T: Float, D: Dissimilarity<T>>(
+    src: &D,
+    cluster: &[usize],
+    cur: usize,
+    w: &[f64],
+) -> usize {
+    let mut cost = vec![0.0f64; cluster.len()];
+    for (i, &x) in cluster.iter().enumerate() {
+        for (j, &o) in cluster.iter().enumerate().skip(i + 1) {
+            let d = src.get(x, o).to_f64();
+            cost[i] += w[o] * d;
+            cost[j] += w[x] * d;
+        }
+    }
+    let at_cur = cluster
+        .iter()
+        .position(|&x| x == cur)
+        .map_or(f64::INFINITY, |i| cost[i]);
+    let mut best = (at_cur, cur);
+    for (i, &x) in cluster.iter().enumerate() {
+        if cost[i] < best.0 {
+            best = (cost[i], x);
+        }
+    }
+    best.1
 }
 
 #[cfg(test)]
