@@ -10,6 +10,18 @@ use pyo3::types::{PyDict, PyList};
 use rankcore::funbat::{self, CoreKind, Design, Kind, Ssm};
 use rankcore::Float;
 
+/// Two flat results as numpy arrays.
+fn pair_to_numpy<'py, T: Element>(
+    py: Python<'py>,
+    a: Vec<T>,
+    b: Vec<T>,
+) -> (Bound<'py, PyAny>, Bound<'py, PyAny>) {
+    (
+        vec_to_numpy(py, a).into_any(),
+        vec_to_numpy(py, b).into_any(),
+    )
+}
+
 fn ssm(kind: &str, lengthscale: f64, variance: f64) -> PyResult<Ssm> {
     Ssm::new(Kind::parse(kind).map_err(to_pyerr)?, lengthscale, variance).map_err(to_pyerr)
 }
@@ -135,10 +147,7 @@ fn interp_impl<'py, T: Float + Element>(
         funbat::smoother::from_parts(model.dim(), r, s[0], s[1], s[2], s[3]).map_err(to_pyerr)?;
     let (xs, qs) = (x.as_slice()?, xq.as_slice()?);
     let (m, c) = run(py, |_| funbat::interpolate(&model, xs, &sm, qs))?;
-    Ok((
-        vec_to_numpy(py, m).into_any(),
-        vec_to_numpy(py, c).into_any(),
-    ))
+    Ok(pair_to_numpy(py, m, c))
 }
 
 /// The posterior marginal of one mode's `r` functions at coordinates `xq`, from the states
@@ -202,10 +211,7 @@ fn messages_impl<'py, T: Float + Element>(
         }
         None => run(py, |_| funbat::core_sums(&design, &mr, &sr))?,
     };
-    Ok((
-        vec_to_numpy(py, a).into_any(),
-        vec_to_numpy(py, b).into_any(),
-    ))
+    Ok(pair_to_numpy(py, a, b))
 }
 
 /// Message sums to every node of mode `k` (`E[τ]` included): `(lam, eta)`, flat
@@ -291,10 +297,7 @@ fn moments_impl<'py, T: Float + Element>(
     let (a, b) = run(py, |_| {
         funbat::predict_moments(&ranks, core, &mr, want.then_some(sr.as_slice()), mus, m2s)
     })?;
-    Ok((
-        vec_to_numpy(py, a).into_any(),
-        vec_to_numpy(py, b).into_any(),
-    ))
+    Ok(pair_to_numpy(py, a, b))
 }
 
 /// `(E[f], E[f²])` at `q` points from per-mode factor moments at those points (`means[k]`:
@@ -324,10 +327,7 @@ fn posterior_impl<'py, T: Float + Element>(
     let eta: PyReadonlyArrayDyn<'py, T> = eta.extract()?;
     let (ls, es) = (lam.as_slice()?, eta.as_slice()?);
     let (m, c) = run(py, |_| funbat::core_posterior(ls, es))?;
-    Ok((
-        vec_to_numpy(py, m).into_any(),
-        vec_to_numpy(py, c).into_any(),
-    ))
+    Ok(pair_to_numpy(py, m, c))
 }
 
 /// The core's posterior mean (`R`) and covariance (flat `R·R`) for the precision `I + lam`
