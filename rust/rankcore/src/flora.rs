@@ -13,8 +13,7 @@
 
 use crate::tucker::tensor::{multi_mode_product_with as product, Tensor, TensorRef};
 use crate::{Error, Float, Interrupt, Result};
-use faer::linalg::matmul::matmul as faer_matmul;
-use faer::{Accum, Mat, MatRef, Par};
+use faer::{Accum, Mat, MatRef};
 
 fn check<T: Float>(core: TensorRef<'_, T>, factors: &[MatRef<'_, T>]) -> Result<()> {
     if factors.len() != core.ndim() {
@@ -166,7 +165,7 @@ fn cross<T: Float>(a: &Tensor<T>, b: &Tensor<T>, k: usize) -> Mat<T> {
                 ),
             )
         };
-        faer_matmul(g.as_mut(), Accum::Add, xa, xb.transpose(), T::ONE, Par::Seq);
+        crate::linalg::gemm(g.as_mut(), Accum::Add, xa, xb.transpose(), T::ONE);
     }
     g
 }

@@ -22,12 +22,11 @@
 // `!(x > 0)` is deliberate: it also rejects NaN. `Float` has no `DivAssign`.
 #![allow(clippy::neg_cmp_op_on_partial_ord, clippy::assign_op_pattern)]
 
-use crate::linalg::{matmul, par_row_blocks};
+use crate::linalg::{clear_upper, gemm, matmul, par_row_blocks};
 use crate::{invalid, Error, Float, Interrupt, Result};
 use faer::diag::Diag;
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::evd::{self_adjoint_evd, self_adjoint_evd_scratch, ComputeEigenvectors};
-use faer::linalg::matmul::matmul as faer_matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
@@ -112,13 +111,12 @@ pub fn mode_product<T: Float>(src: &[T], dst: &mut [T], pre: usize, post: usize,
             // Split the trailing columns into fixed blocks: yᵀ[block] = xᵀ[block] · aᵀ.
             par_row_blocks(y.transpose_mut(), COL_BLOCK, &|r0, blk: MatMut<'_, T>| {
                 let rows = blk.nrows();
-                faer_matmul(
+                gemm(
                     blk,
                     Accum::Replace,
                     x.transpose().subrows(r0, rows),
                     a.transpose(),
                     T::ONE,
-                    Par::Seq,
                 );
             });
         });
@@ -372,15 +370,16 @@ pub fn eigh<T: Float>(k: MatRef<'_, T>, d: usize) -> Result<(Mat<T>, Vec<T>)> {
         par,
         Default::default(),
     ));
-    self_adjoint_evd(
+    let evd = self_adjoint_evd(
         k,
         s.as_mut(),
         Some(u.as_mut()),
         par,
         MemStack::new(&mut mem),
         Default::default(),
-    )
-    .map_err(|_| Error::NoConvergence("symmetric eigendecomposition"))?;
+    );
+    clear_upper();
+    evd.map_err(|_| Error::NoConvergence("symmetric eigendecomposition"))?;
     let raw: Vec<f64> = s.column_vector().iter().map(|v| v.to_f64()).collect();
     let max_abs = raw.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let floor = -PSD_SLACK * T::EPSILON.to_f64() * n as f64 * max_abs;

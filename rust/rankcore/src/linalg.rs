@@ -16,6 +16,42 @@ use faer::reborrow::*;
 use faer::{Accum, Conj, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
+/// Clears the upper halves of the vector registers (`vzeroupper`) where the CPU has AVX.
+///
+/// faer 0.24's x86 GEMM kernels (private-gemm-x86: assembly generated at build time) return
+/// with those halves still dirty. Until something clears them, every legacy-SSE instruction
+/// the same thread runs (all scalar floating-point code compiled for the x86-64 baseline)
+/// pays a state-transition penalty: Box–Muller normals drawn on a thread that had just run a
+/// GEMM took 11× longer on the 2-core reference Xeon. So every faer call in this crate is
+/// followed by this (GEMMs through [`gemm`]); it costs a few cycles.
+#[inline]
+pub fn clear_upper() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx")]
+        unsafe fn vzeroupper() {
+            core::arch::x86_64::_mm256_zeroupper();
+        }
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU has AVX.
+            unsafe { vzeroupper() }
+        }
+    }
+}
+
+/// `dst = alpha·lhs·rhs` (or `dst += …` with `Accum::Add`) by faer's sequential GEMM, then
+/// [`clear_upper`]. Every GEMM of the crate goes through here.
+pub fn gemm<T: Float>(
+    dst: MatMut<'_, T>,
+    accum: Accum,
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    alpha: T,
+) {
+    faer_matmul(dst, accum, lhs, rhs, alpha, Par::Seq);
+    clear_upper();
+}
+
 /// Rows per block of a parallel product. Measured on the 2-core reference machine, 512 beats
 /// 128 and 256 (faer's packing of the right-hand side is amortised over more rows); the price
 /// is fewer blocks than threads for short outputs on many-core machines.
@@ -64,7 +100,7 @@ pub fn matmul<T: Float>(dst: MatMut<'_, T>, lhs: MatRef<'_, T>, rhs: MatRef<'_, 
     if dst.nrows() > ROW_BLOCK || k < 2 * K_BLOCK {
         par_row_blocks(dst, ROW_BLOCK, &|row0, block: MatMut<'_, T>| {
             let lhs = lhs.subrows(row0, block.nrows());
-            faer_matmul(block, Accum::Replace, lhs, rhs, T::ONE, Par::Seq);
+            gemm(block, Accum::Replace, lhs, rhs, T::ONE);
         });
         return;
     }
@@ -75,13 +111,12 @@ pub fn matmul<T: Float>(dst: MatMut<'_, T>, lhs: MatRef<'_, T>, rhs: MatRef<'_, 
             let k0 = c * K_BLOCK;
             let len = if c + 1 == chunks { k - k0 } else { K_BLOCK };
             let mut part = Mat::<T>::zeros(dst.nrows(), dst.ncols());
-            faer_matmul(
+            gemm(
                 part.as_mut(),
                 Accum::Replace,
                 lhs.subcols(k0, len),
                 rhs.subrows(k0, len),
                 T::ONE,
-                Par::Seq,
             );
             part
         })
@@ -97,7 +132,7 @@ pub fn matmul<T: Float>(dst: MatMut<'_, T>, lhs: MatRef<'_, T>, rhs: MatRef<'_, 
 pub fn matmul_sub<T: Float>(dst: MatMut<'_, T>, lhs: MatRef<'_, T>, rhs: MatRef<'_, T>) {
     par_row_blocks(dst, ROW_BLOCK, &|row0, block: MatMut<'_, T>| {
         let lhs = lhs.subrows(row0, block.nrows());
-        faer_matmul(block, Accum::Add, lhs, rhs, -T::ONE, Par::Seq);
+        gemm(block, Accum::Add, lhs, rhs, -T::ONE);
     });
 }
 
@@ -131,6 +166,7 @@ impl<T: Float> HouseholderQr<T> {
             MemStack::new(&mut buf),
             Default::default(),
         );
+        clear_upper();
         Self { factors, h }
     }
 
@@ -165,6 +201,7 @@ impl<T: Float> HouseholderQr<T> {
             Par::Seq,
             MemStack::new(&mut buf),
         );
+        clear_upper();
     }
 }
 
@@ -280,6 +317,7 @@ fn syrk_lower<T: Float>(dst: MatMut<'_, T>, b: MatRef<'_, T>) {
         T::ONE,
         Par::Seq,
     );
+    clear_upper();
 }
 
 /// Rows per block of [`centred_gram`]: a scratch copy of about 1 MiB (measured on the 2-core
@@ -391,7 +429,9 @@ impl Moments {
 /// One CholeskyQR step: `g = L Lᵀ`, then `y ← y L⁻ᵀ` over fixed row blocks. False (and `y`
 /// untouched) when the factorisation fails or gives a non-finite factor.
 fn cholesky_step<T: Float>(g: Mat<T>, y: MatMut<'_, T>) -> bool {
-    let Ok(llt) = g.llt(faer::Side::Lower) else {
+    let llt = g.llt(faer::Side::Lower);
+    clear_upper();
+    let Ok(llt) = llt else {
         return false;
     };
     let l = llt.L();
@@ -405,6 +445,7 @@ fn cholesky_step<T: Float>(g: Mat<T>, y: MatMut<'_, T>) -> bool {
             block.transpose_mut(),
             Par::Seq,
         );
+        clear_upper();
     });
     true
 }
@@ -474,6 +515,7 @@ pub fn lu_normalize<T: Float>(mut y: MatMut<'_, T>) {
         stack,
         Default::default(),
     );
+    clear_upper();
     let pivots: Vec<T> = (0..l.min(m)).map(|j| work[(j, j)].abs()).collect();
     let largest = pivots
         .iter()
@@ -514,7 +556,7 @@ pub fn svd_thin<T: Float>(a: MatRef<'_, T>) -> Result<(Mat<T>, Vec<T>, Mat<T>)> 
     );
     let mut buf = MemBuffer::new(req);
     let stack = MemStack::new(&mut buf);
-    svd::svd(
+    let svd = svd::svd(
         a,
         s.as_mut(),
         Some(u.as_mut()),
@@ -522,8 +564,9 @@ pub fn svd_thin<T: Float>(a: MatRef<'_, T>) -> Result<(Mat<T>, Vec<T>, Mat<T>)> 
         Par::Seq,
         stack,
         Default::default(),
-    )
-    .map_err(|_| Error::NoConvergence("SVD of the projected matrix"))?;
+    );
+    clear_upper();
+    svd.map_err(|_| Error::NoConvergence("SVD of the projected matrix"))?;
     let s: Vec<T> = (0..k).map(|i| s[i]).collect();
     // faer returns them sorted; keep the invariant explicit for callers that truncate.
     debug_assert!(s.windows(2).all(|w| w[0] >= w[1]));

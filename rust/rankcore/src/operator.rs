@@ -3,11 +3,11 @@
 //! products, so centring costs a rank-one correction instead of a dense copy.
 
 use crate::linalg;
-use crate::sparse::{to_row_major, CsrOwned, CsrRef, SpIndex};
+use crate::sparse::{to_row_major, CsrOwned, CsrRef, SpIndex, PANEL, SCATTER_BYTES};
 use crate::{Float, Result};
 use faer::{MatMut, MatRef};
 use rayon::prelude::*;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A shift subtracted from a matrix before taking its norm: `A - 1·sᵀ` (`Cols`, one value per
 /// column) or `A - s·1ᵀ` (`Rows`).
@@ -80,35 +80,50 @@ impl<T: Float> LinOp<T> for Dense<'_, T> {
     }
 }
 
-/// A CSR matrix together with its transpose (built once), so that both products are
-/// parallel gathers. Norms need each entry once, so input with duplicate entries is also
-/// kept in canonical form (a copy made only then).
+/// `(Aᵀ, A in canonical form if A had duplicates)`, built on first use.
+type Transposed<T, I> = (CsrOwned<T, I>, Option<CsrOwned<T, I>>);
+
+/// A CSR matrix seen through its products. `A·X` gathers rows of `X`; `Aᵀ·Y` scatters the
+/// rows of `A` when its output fits in cache ([`SCATTER_BYTES`]) and otherwise gathers over
+/// an explicit transpose. The transpose (with duplicate entries summed) is built on first
+/// use, which is also when norms and column sums need it; input with duplicate entries is
+/// then also kept in canonical form (norms need each entry once).
 pub struct Sparse<'a, T, I> {
     a: CsrRef<'a, T, I>,
-    canonical: Option<CsrOwned<T, I>>,
-    at: CsrOwned<T, I>,
+    transposed: OnceLock<Transposed<T, I>>,
     /// The row-major copy of the dense operand, reused from product to product.
     scratch: Mutex<Vec<T>>,
+    /// The scatter's partial outputs, reused likewise.
+    partials: Mutex<Vec<T>>,
 }
 
 impl<'a, T: Float, I: SpIndex> Sparse<'a, T, I> {
     pub fn new(a: CsrRef<'a, T, I>) -> Result<Self> {
-        let (at, had_duplicates) = a.transpose()?;
-        let canonical = if had_duplicates {
-            Some(at.as_ref().transpose()?.0)
-        } else {
-            None
-        };
+        a.check_transposable()?;
         Ok(Self {
             a,
-            canonical,
-            at,
+            transposed: OnceLock::new(),
             scratch: Mutex::new(Vec::new()),
+            partials: Mutex::new(Vec::new()),
         })
     }
 
-    fn a(&self) -> CsrRef<'_, T, I> {
-        self.canonical.as_ref().map_or(self.a, |c| c.as_ref())
+    fn transposed(&self) -> &Transposed<T, I> {
+        self.transposed.get_or_init(|| {
+            let (at, had_duplicates) = self.a.transpose().expect("checked in new");
+            let canonical =
+                had_duplicates.then(|| at.as_ref().transpose().expect("checked in new").0);
+            (at, canonical)
+        })
+    }
+
+    fn at(&self) -> CsrRef<'_, T, I> {
+        self.transposed().0.as_ref()
+    }
+
+    /// `A` with each entry once.
+    fn canonical(&self) -> CsrRef<'_, T, I> {
+        self.transposed().1.as_ref().map_or(self.a, |c| c.as_ref())
     }
 }
 
@@ -118,26 +133,32 @@ impl<T: Float, I: SpIndex> LinOp<T> for Sparse<'_, T, I> {
     }
     fn mul(&self, x: MatRef<'_, T>, out: MatMut<'_, T>) {
         let mut rows = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        to_row_major(x, &mut rows);
-        self.a().mul_dense_rows(&rows, out);
+        let stride = to_row_major(x, &mut rows);
+        self.a.mul_dense_rows(&rows, stride, out);
     }
     fn mul_t(&self, y: MatRef<'_, T>, out: MatMut<'_, T>) {
-        let mut rows = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        to_row_major(y, &mut rows);
-        self.at.as_ref().mul_dense_rows(&rows, out);
+        let stride = y.ncols().div_ceil(PANEL) * PANEL;
+        if self.a.shape().1 * stride * std::mem::size_of::<T>() <= SCATTER_BYTES {
+            let mut partials = self.partials.lock().unwrap_or_else(|e| e.into_inner());
+            self.a.mul_t_dense(y, &mut partials, out);
+        } else {
+            let mut rows = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+            let stride = to_row_major(y, &mut rows);
+            self.at().mul_dense_rows(&rows, stride, out);
+        }
     }
     fn sq_norm(&self, shift: Shift<'_, T>) -> f64 {
         match shift {
-            Shift::None => self.at.as_ref().shifted_row_sq_norms(None),
-            Shift::Rows(s) => self.a().shifted_row_sq_norms(Some(s)),
-            Shift::Cols(s) => self.at.as_ref().shifted_row_sq_norms(Some(s)),
+            Shift::None => self.at().shifted_row_sq_norms(None),
+            Shift::Rows(s) => self.canonical().shifted_row_sq_norms(Some(s)),
+            Shift::Cols(s) => self.at().shifted_row_sq_norms(Some(s)),
         }
     }
     fn sums(&self, rows: bool) -> Vec<f64> {
         if rows {
-            self.a().row_sums()
+            self.a.row_sums()
         } else {
-            self.at.as_ref().row_sums()
+            self.at().row_sums()
         }
     }
 }

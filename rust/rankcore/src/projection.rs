@@ -54,9 +54,8 @@ pub mod fastrp;
 use crate::rng::RandomMatrix;
 use crate::sparse::{CsrRef, SpIndex};
 use crate::{invalid, Float, Interrupt, Result};
-use faer::linalg::matmul::matmul as faer_matmul;
 use faer::reborrow::*;
-use faer::{Accum, Mat, MatMut, MatRef, Par};
+use faer::{Accum, Mat, MatMut, MatRef};
 use rayon::prelude::*;
 
 /// Philox stream of the sparse families (and of FastRP's node vectors).
@@ -752,7 +751,7 @@ fn gaussian_dense_product<T: Float>(
     let accum = if first { Accum::Replace } else { Accum::Add };
     crate::linalg::par_row_blocks(dst, 512, &|row0, block: MatMut<'_, T>| {
         let lhs = x.subrows(row0, block.nrows());
-        faer_matmul(block, accum, lhs, rt, T::ONE, Par::Seq);
+        crate::linalg::gemm(block, accum, lhs, rt, T::ONE);
     });
 }
 

@@ -100,6 +100,17 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
         (self.nrows, self.ncols)
     }
 
+    /// The error [`transpose`](Self::transpose) would return: the transpose's row pointers
+    /// and column indices must fit the index type.
+    pub fn check_transposable(&self) -> Result<()> {
+        if I::from_usize(self.nnz().max(self.nrows)).is_none() {
+            return Err(invalid!(
+                "A has too many rows or non-zeros for its index type"
+            ));
+        }
+        Ok(())
+    }
+
     pub fn nnz(&self) -> usize {
         self.data.len()
     }
@@ -115,12 +126,8 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
     /// result is deterministic and duplicates (same row of `A`) arrive side by side. Also says
     /// whether `A` had duplicates.
     pub fn transpose(&self) -> Result<(CsrOwned<T, I>, bool)> {
+        self.check_transposable()?;
         let nnz = self.nnz();
-        if I::from_usize(nnz.max(self.nrows)).is_none() {
-            return Err(invalid!(
-                "A has too many rows or non-zeros for its index type"
-            ));
-        }
         let mut start = vec![0usize; self.ncols + 1];
         for &j in self.indices {
             start[j.to_usize() + 1] += 1;
@@ -176,20 +183,79 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
         ))
     }
 
-    /// `out = A · x` with `x` given row-major (`x_rows[j*l .. (j+1)*l]` is row `j`, `l =
-    /// out.ncols()`), parallel over fixed row blocks: every output row sums its non-zeros in
-    /// storage order, whatever the thread count.
-    pub fn mul_dense_rows(&self, x_rows: &[T], out: MatMut<'_, T>) {
+    /// `out = A · x` with `x` given row-major as [`to_row_major`] writes it (row `j` at
+    /// `x_rows[j*stride ..]`, `stride` a multiple of [`PANEL`] at least `l = out.ncols()`,
+    /// zero-padded), parallel over fixed row blocks: every output entry sums its row's
+    /// non-zeros in storage order, whatever the thread count.
+    pub fn mul_dense_rows(&self, x_rows: &[T], stride: usize, out: MatMut<'_, T>) {
         let l = out.ncols();
-        debug_assert_eq!(x_rows.len(), self.ncols * l);
+        debug_assert!(stride % PANEL == 0 && stride >= l);
+        debug_assert_eq!(x_rows.len(), self.ncols * stride);
+        let avx2 = crate::projection::has_avx2();
         par_row_blocks(out, 512, &|row0, mut block: MatMut<'_, T>| {
-            let mut acc = vec![T::ZERO; l];
+            for c0 in (0..l).step_by(PANEL) {
+                let width = PANEL.min(l - c0);
+                let panel = &x_rows[c0..];
+                for r in 0..block.nrows() {
+                    let (cols, vals) = self.row(row0 + r);
+                    let acc = if avx2 {
+                        // SAFETY: the CPU has AVX2 and FMA.
+                        unsafe { panel_row_avx2(cols, vals, panel, stride) }
+                    } else {
+                        panel_row(cols, vals, panel, stride)
+                    };
+                    for (c, &v) in acc[..width].iter().enumerate() {
+                        block[(r, c0 + c)] = v;
+                    }
+                }
+            }
+        });
+    }
+
+    /// `out = Aᵀ · y` (`y` with any strides) by scattering the rows of `A`, so no transpose
+    /// is needed: each of at most [`SCATTER_BLOCKS`] fixed row blocks of `A` adds
+    /// `a_ij · y[i, :]` into its own partial `n × stride` output (rows in storage order;
+    /// `stride` is `l` rounded up to [`PANEL`]), and the partials are summed in block order.
+    /// Deterministic whatever the thread count. Meant for outputs that fit a core's cache
+    /// ([`SCATTER_BYTES`]), where the read-modify-writes hit the cache and `y` streams past
+    /// in order; `partials` is scratch reused between calls.
+    pub fn mul_t_dense(&self, y: MatRef<'_, T>, partials: &mut Vec<T>, out: MatMut<'_, T>) {
+        use rayon::prelude::*;
+        let (m, n) = (self.nrows, self.ncols);
+        debug_assert_eq!(y.shape(), (m, out.ncols()));
+        let stride = y.ncols().div_ceil(PANEL) * PANEL;
+        // Each block costs two passes over its partial (zeroing, summing): keep that under
+        // about an eighth of the scatter's own work.
+        let blocks = (self.nnz() / (16 * n.max(1))).clamp(1, SCATTER_BLOCKS);
+        let rows_per = m.div_ceil(blocks);
+        let len = n * stride;
+        partials.resize(blocks * len, T::ZERO);
+        let avx2 = crate::projection::has_avx2();
+        if len > 0 {
+            partials
+                .par_chunks_mut(len)
+                .enumerate()
+                .for_each(|(b, part)| {
+                    part.fill(T::ZERO);
+                    let rows = (b * rows_per).min(m)..((b + 1) * rows_per).min(m);
+                    if avx2 {
+                        // SAFETY: the CPU has AVX2 and FMA.
+                        unsafe { scatter_rows_avx2(self, rows, y, stride, part) }
+                    } else {
+                        scatter_rows(self, rows, y, stride, part)
+                    }
+                });
+        }
+        let partials = &partials[..];
+        par_row_blocks(out, 512, &|row0, mut block: MatMut<'_, T>| {
             for r in 0..block.nrows() {
-                let (cols, vals) = self.row(row0 + r);
-                acc.fill(T::ZERO);
-                pulp::Arch::new().dispatch(|| axpy_row(&mut acc, cols, vals, x_rows, l));
-                for (c, &v) in acc.iter().enumerate() {
-                    block[(r, c)] = v;
+                for c in 0..block.ncols() {
+                    let at = (row0 + r) * stride + c;
+                    let mut s = partials[at];
+                    for b in 1..blocks {
+                        s += partials[b * len + at];
+                    }
+                    block[(r, c)] = s;
                 }
             }
         });
@@ -223,18 +289,119 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
     }
 }
 
-/// `acc += Σ v · x[j, :]` over one sparse row; inlined into pulp's dispatch so that LLVM
-/// vectorises it for the widest unit the CPU has (AVX2/FMA or AVX-512) without building the
-/// wheel for one CPU.
+/// Columns of the dense operand per register block of [`CsrRef::mul_dense_rows`]: a
+/// block's sums stay in vector registers (4 AVX2 registers in f64) while the row's
+/// non-zeros stream past, instead of loading and storing the whole sum row per non-zero.
+pub const PANEL: usize = 16;
+
+/// Largest `Aᵀ·Y` output (bytes, padded row-major) that [`CsrRef::mul_t_dense_rows`]
+/// computes by scattering; wider ones are better gathered over an explicit transpose.
+pub const SCATTER_BYTES: usize = 4 << 20;
+/// At most this many row blocks (so partial outputs) in a scatter.
+const SCATTER_BLOCKS: usize = 16;
+
+/// [`scatter_rows`] compiled for AVX2/FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scatter_rows_avx2<T: Float, I: SpIndex>(
+    a: &CsrRef<'_, T, I>,
+    rows: std::ops::Range<usize>,
+    y: MatRef<'_, T>,
+    stride: usize,
+    part: &mut [T],
+) {
+    scatter_rows(a, rows, y, stride, part)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn scatter_rows_avx2<T: Float, I: SpIndex>(
+    a: &CsrRef<'_, T, I>,
+    rows: std::ops::Range<usize>,
+    y: MatRef<'_, T>,
+    stride: usize,
+    part: &mut [T],
+) {
+    scatter_rows(a, rows, y, stride, part)
+}
+
+/// `part[j, :] += a_ij · y[i, :]` for the rows `i` of `a` in `rows`, in order; a panel of
+/// `y[i, :]` stays in registers while row `i`'s non-zeros are applied.
 #[inline(always)]
-fn axpy_row<T: Float, I: SpIndex>(acc: &mut [T], cols: &[I], vals: &[T], x_rows: &[T], l: usize) {
+fn scatter_rows<T: Float, I: SpIndex>(
+    a: &CsrRef<'_, T, I>,
+    rows: std::ops::Range<usize>,
+    y: MatRef<'_, T>,
+    stride: usize,
+    part: &mut [T],
+) {
+    // Row i of y, zero-padded to `stride` (read column by column: each column streams).
+    let mut yi = vec![T::ZERO; stride];
+    for i in rows {
+        let (cols, vals) = a.row(i);
+        if cols.is_empty() {
+            continue;
+        }
+        for (dst, &v) in yi.iter_mut().zip(y.row(i).iter()) {
+            *dst = v;
+        }
+        for c0 in (0..stride).step_by(PANEL) {
+            let yp: [T; PANEL] = yi[c0..c0 + PANEL].try_into().expect("PANEL entries");
+            for (&j, &v) in cols.iter().zip(vals) {
+                let at = j.to_usize() * stride + c0;
+                let dst: &mut [T; PANEL] = (&mut part[at..at + PANEL])
+                    .try_into()
+                    .expect("PANEL entries");
+                for (d, &y) in dst.iter_mut().zip(&yp) {
+                    *d += v * y;
+                }
+            }
+        }
+    }
+}
+
+/// [`panel_row`] compiled for AVX2/FMA (the fixed-width sums vectorise; no FMA contraction,
+/// so the sums are those of the portable build).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn panel_row_avx2<T: Float, I: SpIndex>(
+    cols: &[I],
+    vals: &[T],
+    panel: &[T],
+    stride: usize,
+) -> [T; PANEL] {
+    panel_row(cols, vals, panel, stride)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn panel_row_avx2<T: Float, I: SpIndex>(
+    cols: &[I],
+    vals: &[T],
+    panel: &[T],
+    stride: usize,
+) -> [T; PANEL] {
+    panel_row(cols, vals, panel, stride)
+}
+
+/// `Σ v · x[j, c0 .. c0 + PANEL]` over one sparse row, in storage order (`panel` starts at
+/// column `c0` of row 0).
+#[inline(always)]
+fn panel_row<T: Float, I: SpIndex>(
+    cols: &[I],
+    vals: &[T],
+    panel: &[T],
+    stride: usize,
+) -> [T; PANEL] {
+    let mut acc = [T::ZERO; PANEL];
     for (&j, &v) in cols.iter().zip(vals) {
-        let j = j.to_usize();
-        let xr = &x_rows[j * l..(j + 1) * l];
+        let start = j.to_usize() * stride;
+        let xr: &[T; PANEL] = panel[start..start + PANEL]
+            .try_into()
+            .expect("PANEL entries");
         for (a, &x) in acc.iter_mut().zip(xr) {
             *a += v * x;
         }
     }
+    acc
 }
 
 /// An owned CSR matrix (the transpose built by [`CsrRef::transpose`]).
@@ -259,30 +426,36 @@ impl<T: Float, I: SpIndex> CsrOwned<T, I> {
     }
 }
 
-/// Copies a dense block into `out` (resized to fit) in row-major order, `out[j*l + c] =
-/// x(j, c)`: the layout [`CsrRef::mul_dense_rows`] gathers from. `out` is reused between
+/// Copies a dense block into `out` (resized to fit) in row-major order with rows padded by
+/// zeros to `stride`, the next multiple of [`PANEL`]: `out[j*stride + c] = x(j, c)`, the
+/// layout [`CsrRef::mul_dense_rows`] gathers from. Returns `stride`. `out` is reused between
 /// products, since a fresh buffer of this size would be page-faulted in by every thread on
 /// each call. Parallel over blocks of rows small enough that a block of the output stays in
 /// cache.
-pub fn to_row_major<T: Float>(x: MatRef<'_, T>, out: &mut Vec<T>) {
+pub fn to_row_major<T: Float>(x: MatRef<'_, T>, out: &mut Vec<T>) -> usize {
     use rayon::prelude::*;
     const ROWS: usize = 256;
     let (n, l) = x.shape();
-    out.resize(n * l, T::ZERO);
+    let stride = l.div_ceil(PANEL) * PANEL;
+    out.resize(n * stride, T::ZERO);
     if l == 0 {
-        return;
+        return stride;
     }
-    out.par_chunks_mut(ROWS * l)
+    out.par_chunks_mut(ROWS * stride)
         .enumerate()
         .for_each(|(b, chunk)| {
             let r0 = b * ROWS;
-            let rows = chunk.len() / l;
+            let rows = chunk.len() / stride;
             for c in 0..l {
                 for (r, &v) in x.col(c).subrows(r0, rows).iter().enumerate() {
-                    chunk[r * l + c] = v;
+                    chunk[r * stride + c] = v;
                 }
             }
+            for r in 0..rows {
+                chunk[r * stride + l..(r + 1) * stride].fill(T::ZERO);
+            }
         });
+    stride
 }
 
 impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
@@ -320,16 +493,55 @@ mod tests {
         let x = Mat::from_fn(5, 3, |r, c| (r * 3 + c) as f64 - 4.0);
         let mut y = Mat::<f64>::zeros(4, 3);
         let mut buf = Vec::new();
-        to_row_major(x.as_ref(), &mut buf);
-        a.mul_dense_rows(&buf, y.as_mut());
+        let stride = to_row_major(x.as_ref(), &mut buf);
+        a.mul_dense_rows(&buf, stride, y.as_mut());
         assert_eq!(y, &dense * &x);
         let (at, dup) = a.transpose().unwrap();
         assert!(dup);
         let z = Mat::from_fn(4, 2, |r, c| (r + 2 * c) as f64);
         let mut w = Mat::<f64>::zeros(5, 2);
-        to_row_major(z.as_ref(), &mut buf);
-        at.as_ref().mul_dense_rows(&buf, w.as_mut());
+        let stride = to_row_major(z.as_ref(), &mut buf);
+        at.as_ref().mul_dense_rows(&buf, stride, w.as_mut());
         assert_eq!(w, dense.transpose() * &z);
+        let mut scattered = Mat::<f64>::zeros(5, 2);
+        a.mul_t_dense(z.as_ref(), &mut buf, scattered.as_mut());
+        assert_eq!(scattered, w);
+    }
+
+    /// The scatter `Aᵀ·Y` against a dense product, with several row blocks (so partial sums),
+    /// outputs wider than a panel, any strides of `Y`, and thread counts that must not matter.
+    #[test]
+    fn scatter_matches_dense_and_threads() {
+        let (m, n, l) = (3000, 40, 37);
+        let mut indptr = vec![0i64];
+        let (mut indices, mut data) = (Vec::new(), Vec::new());
+        let mut dense = Mat::<f64>::zeros(m, n);
+        for i in 0..m {
+            for t in 0..(i * 7 % 23) {
+                let j = (i * 31 + t * 17) % n;
+                let v = ((i + 3 * t) % 11) as f64 - 5.0;
+                indices.push(j as i64);
+                data.push(v);
+                dense[(i, j)] += v;
+            }
+            indptr.push(indices.len() as i64);
+        }
+        let a = CsrRef::new(m, n, &indptr, &indices, &data).unwrap();
+        let y = Mat::from_fn(l, m, |c, i| ((i * 13 + c * 7) % 29) as f64 / 8.0 - 1.5);
+        let want = dense.transpose() * y.transpose();
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut out = Mat::<f64>::zeros(n, l);
+            pool.install(|| a.mul_t_dense(y.transpose(), &mut Vec::new(), out.as_mut()));
+            out
+        };
+        let one = on(1);
+        assert_eq!(one, on(3));
+        // Small integers and eighths: every partial sum is exact, so the order cannot matter.
+        assert_eq!(one, want);
     }
 
     #[test]

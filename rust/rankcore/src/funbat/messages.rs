@@ -19,7 +19,6 @@
 //! partial sums added in block order, so results do not depend on the thread count.
 
 use crate::{invalid, Float, Result};
-use faer::linalg::matmul::matmul as faer_matmul;
 use faer::{Accum, Mat, MatRef, Par};
 use rayon::prelude::*;
 
@@ -137,7 +136,7 @@ fn check_moments<T>(
 
 fn gemm<T: Float>(lhs: MatRef<'_, T>, rhs: MatRef<'_, T>) -> Mat<T> {
     let mut out = Mat::<T>::zeros(lhs.nrows(), rhs.ncols());
-    faer_matmul(out.as_mut(), Accum::Replace, lhs, rhs, T::ONE, Par::Seq);
+    crate::linalg::gemm(out.as_mut(), Accum::Replace, lhs, rhs, T::ONE);
     out
 }
 
@@ -510,14 +509,15 @@ pub fn core_posterior<T: Float>(lam: &[T], eta: &[T]) -> Result<(Vec<T>, Vec<T>)
         factor::cholesky_in_place_scratch::<T>(n, par, Default::default())
             .or(solve::solve_in_place_scratch::<T>(n, n, par)),
     );
-    factor::cholesky_in_place(
+    let factor = factor::cholesky_in_place(
         l.as_mut(),
         Default::default(),
         par,
         MemStack::new(&mut mem),
         Default::default(),
-    )
-    .map_err(|_| crate::Error::NoConvergence("the core's Cholesky factorisation"))?;
+    );
+    crate::linalg::clear_upper();
+    factor.map_err(|_| crate::Error::NoConvergence("the core's Cholesky factorisation"))?;
     for j in 1..n {
         for i in 0..j {
             l[(i, j)] = T::ZERO;

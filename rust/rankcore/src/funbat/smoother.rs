@@ -214,6 +214,7 @@ fn update<T: Float>(
     let quad_l = (mu.transpose() * &l * &mu)[(0, 0)].to_f64();
     let lin = (eta_m.transpose() * &mu)[(0, 0)].to_f64();
     let quad_g = (g.transpose() * &cplus * &g)[(0, 0)].to_f64();
+    crate::linalg::clear_upper();
     let dz = -0.5 * logdet - 0.5 * quad_l + lin + 0.5 * quad_g;
     Ok((mn, pn, dz))
 }
@@ -221,10 +222,12 @@ fn update<T: Float>(
 /// Solves `P X = B` for a symmetric positive definite `P` (Cholesky, or LU where round-off
 /// has made `P` indefinite).
 fn spd_solve<T: Float>(p: &Mat<T>, b: &Mat<T>) -> Mat<T> {
-    match p.llt(faer::Side::Lower) {
+    let x = match p.llt(faer::Side::Lower) {
         Ok(llt) => llt.solve(b),
         Err(_) => p.partial_piv_lu().solve(b),
-    }
+    };
+    crate::linalg::clear_upper();
+    x
 }
 
 fn run<T: Float>(
@@ -474,6 +477,7 @@ mod tests {
         let lu = s.partial_piv_lu();
         let post = &k * lu.inverse();
         let mean = &post * &e;
+        crate::linalg::clear_upper();
         let mut logdet = 0.0;
         for a in 0..nr {
             logdet += lu.U()[(a, a)].abs().ln();

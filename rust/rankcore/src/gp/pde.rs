@@ -287,14 +287,15 @@ fn cholesky_lower(k: MatRef<'_, f64>, nugget: f64) -> Option<Mat<f64>> {
         par,
         Default::default(),
     ));
-    factor::cholesky_in_place(
+    let factor = factor::cholesky_in_place(
         l.as_mut(),
         Default::default(),
         par,
         MemStack::new(&mut mem),
         Default::default(),
-    )
-    .ok()?;
+    );
+    crate::linalg::clear_upper();
+    factor.ok()?;
     // faer leaves workspace values above the diagonal: the factor is the lower triangle.
     for j in 1..n {
         for i in 0..j {
@@ -318,6 +319,7 @@ fn inverse_logdet(k: MatRef<'_, f64>, nugget: f64, d: usize) -> Result<(Mat<f64>
         let logdet = (0..n).map(|i| 2.0 * l[(i, i)].ln()).sum::<f64>();
         let mut lower = Mat::<f64>::zeros(n, n);
         inverse::inverse(lower.as_mut(), l.as_ref(), par, MemStack::new(&mut mem));
+        crate::linalg::clear_upper();
         // `inverse` writes the lower triangle of the symmetric inverse.
         let inv = Mat::from_fn(
             n,

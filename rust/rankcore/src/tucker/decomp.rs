@@ -232,15 +232,16 @@ fn eigh_desc<T: Float>(g: MatRef<'_, T>) -> Result<(Mat<T>, Vec<T>)> {
         Default::default(),
     );
     let mut buf = MemBuffer::new(req);
-    evd::self_adjoint_evd(
+    let evd = evd::self_adjoint_evd(
         g,
         s.as_mut(),
         Some(u.as_mut()),
         faer::Par::Seq,
         MemStack::new(&mut buf),
         Default::default(),
-    )
-    .map_err(|_| Error::NoConvergence("eigendecomposition of the unfolding's Gram matrix"))?;
+    );
+    crate::linalg::clear_upper();
+    evd.map_err(|_| Error::NoConvergence("eigendecomposition of the unfolding's Gram matrix"))?;
     // ascending -> descending; rounding can leave tiny negative eigenvalues: clip at zero
     let vals: Vec<T> = (0..n)
         .rev()

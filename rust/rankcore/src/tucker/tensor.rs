@@ -13,11 +13,10 @@
 //! shapes only, and partial sums are added in a fixed order, so 1 and N threads give
 //! bit-identical results.
 
-use crate::linalg::matmul;
+use crate::linalg::{gemm, matmul};
 use crate::operator::{LinOp, Shift};
 use crate::{invalid, Float, Interrupt, NeverInterrupt, Result};
-use faer::linalg::matmul::matmul as faer_matmul;
-use faer::{Accum, Mat, MatMut, MatRef, Par};
+use faer::{Accum, Mat, MatMut, MatRef};
 use rayon::prelude::*;
 use std::marker::PhantomData;
 
@@ -367,7 +366,7 @@ pub fn mode_product_with<T: Float>(
         if par {
             matmul(dst, x, m.transpose());
         } else {
-            faer_matmul(dst, Accum::Replace, x, m.transpose(), T::ONE, Par::Seq);
+            gemm(dst, Accum::Replace, x, m.transpose(), T::ONE);
         }
     };
     let checked = |o, par| stop.check().map(|()| item(o, par));
@@ -646,7 +645,7 @@ pub fn unfolding_gram<T: Float>(t: TensorRef<'_, T>, n: usize) -> Mat<T> {
             let mut p = Mat::<T>::zeros(i_n, i_n);
             for &(oa, _) in chunk {
                 let x = block(oa);
-                faer_matmul(p.as_mut(), Accum::Add, x, x.transpose(), T::ONE, Par::Seq);
+                gemm(p.as_mut(), Accum::Add, x, x.transpose(), T::ONE);
             }
             p
         })
@@ -682,14 +681,7 @@ pub fn unfolding_gram_f64<T: Float>(t: TensorRef<'_, T>, n: usize) -> Mat<f64> {
             for &(oa, _) in chunk {
                 let x = block(oa);
                 let w = Mat::<f64>::from_fn(i_n, c.size, |i, j| x[(i, j)].to_f64());
-                faer_matmul(
-                    p.as_mut(),
-                    Accum::Add,
-                    w.as_ref(),
-                    w.transpose(),
-                    1.0,
-                    Par::Seq,
-                );
+                gemm(p.as_mut(), Accum::Add, w.as_ref(), w.transpose(), 1.0);
             }
             p
         })
@@ -755,7 +747,7 @@ impl<T: Float> LinOp<T> for Unfolding<'_, T> {
                 let mut p = Mat::<T>::zeros(out.nrows(), out.ncols());
                 for b in s..(s + per).min(nb) {
                     let xb = x.subrows(b * c, c);
-                    faer_matmul(p.as_mut(), Accum::Add, self.block(b), xb, T::ONE, Par::Seq);
+                    gemm(p.as_mut(), Accum::Add, self.block(b), xb, T::ONE);
                 }
                 p
             })
@@ -786,14 +778,7 @@ impl<T: Float> LinOp<T> for Unfolding<'_, T> {
                     cs,
                 )
             };
-            faer_matmul(
-                dst,
-                Accum::Replace,
-                self.block(b).transpose(),
-                y,
-                T::ONE,
-                Par::Seq,
-            );
+            gemm(dst, Accum::Replace, self.block(b).transpose(), y, T::ONE);
         });
     }
     fn sq_norm(&self, shift: Shift<'_, T>) -> f64 {
