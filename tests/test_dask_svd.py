@@ -56,6 +56,22 @@ def test_randomized_svd_equals_in_memory(scheduler, chunks, dtype, center):
     check_close(lazy, randomized_svd(A, 6, **kw), dtype)
 
 
+@pytest.mark.parametrize("chunks, transpose", [((37, -1), False), ((90, 13), True)])
+def test_two_pass_route_for_a_large_short_side(monkeypatch, chunks, transpose):
+    """When the short side ``n × l`` does not fit on the client, every product stays a dask
+    array (two reads of ``A`` per power iteration): the same answer."""
+    import rankcore._dask.svd as dsvd
+
+    monkeypatch.setattr(dsvd, "one_pass_fits", lambda W, l: False)
+    monkeypatch.setattr(dsvd, "CLIENT_ELEMENTS", 0)
+    A = low_rank(offset=5.0)
+    A = A.T.copy() if transpose else A
+    kw = dict(n_iter=2, random_state=3, center=True)
+    with dask.config.set(scheduler="sync"):
+        check_close(randomized_svd(da.from_array(A, chunks=chunks[::-1] if transpose else chunks), 6, **kw),
+                    randomized_svd(A, 6, **kw), np.float64)
+
+
 @pytest.mark.parametrize("chunks, dtype, center, tol, cap", [
     ((128, 13), np.float32, True, 1e-3, 12),
     ((37, -1), np.float64, False, 0.05, None),
