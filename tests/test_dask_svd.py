@@ -226,6 +226,16 @@ def test_bad_input_fails_before_any_task_runs():
         est.transform(Ad[:, 1:])
 
 
+def test_blocks_that_disagree_with_the_chunks_are_a_clear_error(scheduler):
+    # A block function that returns one row fewer than its chunk says: the task reading it
+    # raises (no wrong answer, no hang), on the one-pass and the two-product routes alike.
+    Ad = da.from_array(low_rank(), chunks=(100, -1)).map_blocks(lambda b: b[:-1] if len(b) == 100 else b)
+    with pytest.raises(ValueError, match=r"M: block \([0-3], 0\) has shape \(99, 50\).*do not match its data"):
+        randomized_svd(Ad, 3, n_iter=1, random_state=0)
+    with pytest.raises(ValueError, match="do not match its data"):
+        randomized_svd(Ad, None, tol=0.5, n_iter=0, random_state=0)
+
+
 def test_sign_flip_ties_take_the_first_largest_entry():
     from rankcore._dask.svd import svd_flip
 
@@ -251,10 +261,11 @@ def test_worker_killed_mid_run_is_replaced(cluster):
     from distributed import Client
 
     A = low_rank(m=800, n=40, seed=9)
-    kw = dict(n_iter=1, random_state=0)
+    kw = dict(n_iter=3, random_state=0)
     with Client(cluster) as client:
         client.wait_for_workers(2)
-        # 8 blocks that take 0.1 s each to read, read 4 times: at least 1.6 s on 2 workers,
+        # 8 blocks that take 0.1 s each to read, read 4 times (once per power iteration, and
+        # once more): at least 1.6 s on 2 workers,
         # so the kill after 0.5 s falls in the middle of the run however fast the machine.
         Ad = da.from_array(A, chunks=(100, -1)).map_blocks(lambda b: (time.sleep(0.1), b)[1])
         before = client.run(os.getpid)
