@@ -72,6 +72,17 @@ def test_two_pass_route_for_a_large_short_side(monkeypatch, chunks, transpose):
                     randomized_svd(A, 6, **kw), np.float64)
 
 
+def test_one_pass_route_sums_on_the_workers_when_the_parts_are_many(monkeypatch, scheduler):
+    """The one-pass route with ``Σ_b P_b Q̃_b`` tree-summed on the workers (the per-stripe
+    ``P_b`` together too large for the client; here made so by a small threshold)."""
+    import rankcore._dask.svd as dsvd
+
+    monkeypatch.setattr(dsvd, "CLIENT_ELEMENTS", 1000)  # n l = 800 fits, 11 stripes' P_b do not
+    A = low_rank(offset=5.0)
+    kw = dict(n_iter=2, random_state=3, center=True)
+    check_close(randomized_svd(da.from_array(A, chunks=(37, -1)), 6, **kw), randomized_svd(A, 6, **kw), np.float64)
+
+
 @pytest.mark.parametrize("chunks, dtype, center, tol, cap", [
     ((128, 13), np.float32, True, 1e-3, 12),
     ((37, -1), np.float64, False, 0.05, None),

@@ -174,7 +174,8 @@ def _range_finder(W: _Operator, l: int, n_iter: int, normalizer: str, seed: int,
 # of it (the in-memory shifted CholeskyQR, at GEMM speed: a Householder QR of the tall block
 # costs as much as a product with it), ``r_b = q_bᵀ Y_b`` and ``P_b = W_bᵀ q_b``; the client stacks the small ``r_b``, factors them
 # (``[r_b] = Q̃ R``: the second level of a TSQR, so ``orth(W Z) = diag(q_b) Q̃``) and
-# ``Wᵀ orth(W Z) = Σ_b P_b Q̃_b`` is tree-summed on the workers. The two-product scheme above
+# ``Wᵀ orth(W Z) = Σ_b P_b Q̃_b`` is summed on the client when the ``P_b`` fit there (one
+# round trip per pass), else tree-summed on the workers. The two-product scheme above
 # reads ``A`` twice per iteration (``Y = W Z`` is orthonormalised before ``Wᵀ Q`` can start);
 # this one reads it once, with the same products and a TSQR basis of the same range.
 
@@ -212,8 +213,9 @@ def _stripe_pass(a: Any, x: Any, mean: Any, transposed: bool, mode: str, seed: i
     return out
 
 
-def _get(part: dict, key: str) -> Any:
-    return part[key]
+def _without_q(part: dict, with_p: bool) -> dict:
+    """The small pieces of a stripe's result for the client: ``r_b`` (and ``P_b``)."""
+    return {"r": part["r"], "p": part["p"]} if with_p else {"r": part["r"]}
 
 
 def _sum_products(*pairs: Any) -> np.ndarray:
@@ -298,14 +300,24 @@ class _StripeOperator:
         if mode == "none":
             return np.asarray(dask.compute(_tree_sum([delayed(_sum_products, pure=True)(p, None)
                                                       for p in parts]))[0]), None
-        parts = list(dask.persist(*parts))
-        rs = dask.compute(*[delayed(_get, pure=True)(p, "r") for p in parts])
+        if mode == "keep":  # the q_b stay on the workers for U
+            parts = list(dask.persist(*parts))
+        # The P_b come to the client with the r_b (one round trip) while they fit there;
+        # otherwise the parts are persisted and Σ P_b Q̃_b is tree-summed on the workers.
+        on_client = len(parts) * W.shape[1] * l <= CLIENT_ELEMENTS
+        if not on_client and mode != "keep":
+            parts = list(dask.persist(*parts))
+        small = dask.compute(*[delayed(_without_q, pure=True)(p, on_client) for p in parts])
+        rs = [part["r"] for part in small]
         Qt = _la.qr(np.concatenate(rs, axis=0))
         offs = np.cumsum([0] + [r.shape[0] for r in rs])
         qt_blocks = [np.ascontiguousarray(Qt[a:b]) for a, b in zip(offs[:-1], offs[1:])]
-        sums = [delayed(_sum_products, pure=True)(*[x for pair in zip(parts[i:i + 8], qt_blocks[i:i + 8]) for x in pair])
-                for i in range(0, len(parts), 8)]
-        Bt = np.asarray(dask.compute(_tree_sum(sums))[0])
+        if on_client:
+            Bt = _sum_products(*[x for pair in zip(small, qt_blocks) for x in pair])
+        else:
+            sums = [delayed(_sum_products, pure=True)(*[x for pair in zip(parts[i:i + 8], qt_blocks[i:i + 8]) for x in pair])
+                    for i in range(0, len(parts), 8)]
+            Bt = np.asarray(dask.compute(_tree_sum(sums))[0])
         basis = _StripeBasis(parts, qt_blocks, self.chunks, self.A.dtype) if mode == "keep" else None
         return Bt, basis
 
