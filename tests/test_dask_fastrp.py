@@ -79,3 +79,47 @@ def test_bad_graphs():
     bad.data[5] = -1.0
     with dask.config.set(scheduler="sync"), pytest.raises(ValueError, match="finite and non-negative"):
         fastrp(as_dask(bad, (60, -1)), 8).compute()
+
+
+def edge_frame(n=200, m=1500, seed=0, weighted=True, npartitions=4):
+    """An edge list with duplicate edges, self-loops and zero weights, as pandas and dask."""
+    pd = pytest.importorskip("pandas")
+    dd = pytest.importorskip("dask.dataframe")  # needs pyarrow
+    rng = np.random.default_rng(seed)
+    frame = {"src": rng.integers(0, n, m), "dst": rng.integers(0, n, m)}
+    frame["src"][:20] = frame["src"][20:40]  # duplicates, summed
+    frame["dst"][:20] = frame["dst"][20:40]
+    if weighted:
+        frame["weight"] = rng.choice([0.0, 0.5, 1.0, 2.5], m)
+    df = pd.DataFrame(frame)
+    return df, dd.from_pandas(df, npartitions=npartitions)
+
+
+@pytest.mark.parametrize("weighted, variant, dtype, kw", [
+    (True, "paper", None, {}),
+    (False, "gds", np.float32, {"directed": False, "self_influence": 0.5}),
+    (True, "paper", np.float64, {"n_nodes": 230, "normalize": True}),
+])
+def test_edge_list_as_a_dask_dataframe(scheduler, weighted, variant, dtype, kw):
+    df, ddf = edge_frame(weighted=weighted)
+    edges = (df["src"].to_numpy(), df["dst"].to_numpy()) + ((df["weight"].to_numpy(),) if weighted else ())
+    kw = dict(kw, variant=variant, dtype=dtype, random_state=4)
+    ref = fastrp(edges, 16, **kw)
+    out = fastrp(ddf, 16, **kw)
+    assert isinstance(out, da.Array) and out.dtype == ref.dtype
+    np.testing.assert_allclose(out.compute(), ref, rtol=tol(ref.dtype), atol=tol(ref.dtype))
+    est = FastRP(8, random_state=0).fit(ddf)
+    np.testing.assert_allclose(est.embedding_, FastRP(8, random_state=0).fit(edges).embedding_, atol=1e-12)
+
+
+def test_edge_list_dataframe_errors():
+    df, ddf = edge_frame()
+    with pytest.raises(ValueError, match="needs columns src and dst"):
+        fastrp(ddf.rename(columns={"dst": "to"}), 8)
+    with pytest.raises(TypeError, match="src must hold integer node indices"):
+        fastrp(ddf.assign(src=ddf["src"].astype(float)), 8)
+    with pytest.raises(ValueError, match=r"edge indices must be in \[0, n_nodes=50\)"):
+        fastrp(ddf, 8, n_nodes=50)
+    bad = ddf.assign(weight=ddf["weight"] - 1.0)
+    with dask.config.set(scheduler="sync"), pytest.raises(ValueError, match="finite and non-negative"):
+        fastrp(bad, 8).compute()

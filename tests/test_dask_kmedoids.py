@@ -77,8 +77,16 @@ def test_nan_and_bad_input(scheduler):
     Xd = da.from_array(blobs(), chunks=(100, -1))
     with pytest.raises(NotImplementedError, match="only method='clara'"):
         kmedoids(Xd, 3, metric="euclidean", method="fasterpam")
-    with pytest.raises(NotImplementedError, match="precomputed"):
-        kmedoids(Xd, 3, method="clara")
+    with pytest.raises(ValueError, match="X must be a square dissimilarity matrix when metric='precomputed'"):
+        kmedoids(Xd, 3, method="clara")  # the default metric
+    with pytest.raises(TypeError, match="metric must be a string or a callable"):
+        kmedoids(Xd, 3, metric=3, method="clara")
+    with pytest.raises(ValueError, match="sample_weight must have length n_samples = 450"):
+        kmedoids(Xd, 3, metric="euclidean", method="clara", sample_weight=np.ones(3))
+    with pytest.raises(ValueError, match="sample_weight must be non-negative"):
+        kmedoids(Xd, 3, metric="euclidean", method="clara", sample_weight=-np.ones(450))
+    with pytest.raises(ValueError, match="sample_weight must not be all zero"):
+        kmedoids(Xd, 3, metric="euclidean", method="clara", sample_weight=da.zeros(450, chunks=100))
     with pytest.raises(ValueError, match="n_clusters must be in"):
         kmedoids(Xd, 1000, metric="euclidean", method="clara")
     with pytest.raises(ValueError, match="Complex data not supported"):
@@ -98,3 +106,73 @@ def test_medoid_silhouette_blockwise(scheduler, metric):
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-14)
     with pytest.raises(NotImplementedError, match="give medoids"):
         medoid_silhouette(da.from_array(X, chunks=(70, -1)), labels=np.zeros(450, dtype=int), metric=metric)
+
+
+def test_sample_weight(scheduler):
+    X = blobs(seed=5)
+    w = np.random.default_rng(0).uniform(0.0, 3.0, len(X))
+    kw = dict(metric="euclidean", method="clara", random_state=2, n_samples=3, sample_size=50)
+    ref = kmedoids(X, 3, sample_weight=w, **kw)
+    assert not np.array_equal(ref.medoids, kmedoids(X, 3, **kw).medoids)  # the weights matter
+    for weights in (w, da.from_array(w, chunks=77)):  # in memory, or a dask array
+        got = kmedoids(da.from_array(X, chunks=(64, -1)), 3, sample_weight=weights, **kw)
+        np.testing.assert_array_equal(got.medoids, ref.medoids)
+        np.testing.assert_array_equal(got.labels, ref.labels)
+        np.testing.assert_allclose(got.loss, ref.loss, rtol=1e-12)
+    est = KMedoids(3, metric="manhattan", method="clara", random_state=0)
+    mem = KMedoids(3, metric="manhattan", method="clara", random_state=0).fit(X, sample_weight=w)
+    est.fit(da.from_array(X, chunks=(100, -1)), sample_weight=w)
+    np.testing.assert_array_equal(est.medoid_indices_, mem.medoid_indices_)
+    np.testing.assert_allclose(est.inertia_, mem.inertia_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_precomputed_square_matrix(scheduler, dtype):
+    from sklearn.metrics import pairwise_distances
+
+    X = blobs(seed=6)
+    D = pairwise_distances(X).astype(dtype)
+    w = np.linspace(0.5, 2.0, len(X))
+    kw = dict(metric="precomputed", method="clara", random_state=1, n_samples=2, sample_size=60)
+    ref = kmedoids(D, 3, sample_weight=w, **kw)
+    Dd = da.from_array(D, chunks=(100, 150))
+    got = kmedoids(Dd, 3, sample_weight=w, **kw)
+    np.testing.assert_array_equal(got.medoids, ref.medoids)
+    np.testing.assert_array_equal(got.labels, ref.labels)
+    np.testing.assert_array_equal(got.init_medoids, ref.init_medoids)
+    np.testing.assert_allclose(got.loss, ref.loss, rtol=1e-12 if dtype == np.float64 else 1e-6)
+    est = KMedoids(3, metric="precomputed", method="clara", random_state=1).fit(Dd)
+    mem = KMedoids(3, metric="precomputed", method="clara", random_state=1).fit(D)
+    np.testing.assert_array_equal(est.medoid_indices_, mem.medoid_indices_)
+    assert est.cluster_centers_ is None and est.n_features_in_ == len(X)
+    np.testing.assert_array_equal(est.transform(Dd[:50]).compute(), mem.transform(D[:50]))
+    np.testing.assert_array_equal(est.predict(Dd).compute(), mem.predict(D))
+    mean, values = medoid_silhouette(Dd, est.medoid_indices_, metric="precomputed", return_samples=True)
+    ref_mean, ref_values = medoid_silhouette(D, est.medoid_indices_, metric="precomputed", return_samples=True)
+    np.testing.assert_allclose(values, ref_values, rtol=1e-12 if dtype == np.float64 else 1e-6)
+    np.testing.assert_allclose(mean, ref_mean, rtol=1e-12 if dtype == np.float64 else 1e-6)
+    with pytest.raises(ValueError, match="square dissimilarity matrix"):
+        kmedoids(Dd[:, :100], 3, **kw)
+
+
+def _chebyshev(a, b):
+    return float(np.max(np.abs(a - b)))
+
+
+def test_callable_metric(scheduler):
+    X = blobs(n=150, seed=7)
+    kw = dict(metric=_chebyshev, method="clara", random_state=3, n_samples=2, sample_size=40)
+    ref = kmedoids(X, 3, **kw)
+    got = kmedoids(da.from_array(X, chunks=(40, -1)), 3, **kw)
+    np.testing.assert_array_equal(got.medoids, ref.medoids)
+    np.testing.assert_array_equal(got.labels, ref.labels)
+    np.testing.assert_allclose(got.loss, ref.loss, rtol=1e-12)
+    ref_s = medoid_silhouette(X, ref.medoids, metric=_chebyshev, return_samples=True)
+    got_s = medoid_silhouette(da.from_array(X, chunks=(40, -1)), ref.medoids, metric=_chebyshev, return_samples=True)
+    np.testing.assert_allclose(got_s[1], ref_s[1], rtol=1e-12)
+
+    def bad(a, b):
+        return -1.0
+
+    with dask.config.set(scheduler="sync"), pytest.raises(ValueError, match="callable metric must return finite, non-negative"):
+        kmedoids(da.from_array(X, chunks=(40, -1)), 3, metric=bad, method="clara", random_state=0)

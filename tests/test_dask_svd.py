@@ -56,6 +56,33 @@ def test_randomized_svd_equals_in_memory(scheduler, chunks, dtype, center):
     check_close(lazy, randomized_svd(A, 6, **kw), dtype)
 
 
+@pytest.mark.parametrize("chunks, transpose", [((37, -1), False), ((90, 13), True)])
+def test_two_pass_route_for_a_large_short_side(monkeypatch, chunks, transpose):
+    """When the short side ``n × l`` does not fit on the client, every product stays a dask
+    array (two reads of ``A`` per power iteration): the same answer."""
+    import rankcore._dask.svd as dsvd
+
+    monkeypatch.setattr(dsvd, "one_pass_fits", lambda W, l: False)
+    monkeypatch.setattr(dsvd, "CLIENT_ELEMENTS", 0)
+    A = low_rank(offset=5.0)
+    A = A.T.copy() if transpose else A
+    kw = dict(n_iter=2, random_state=3, center=True)
+    with dask.config.set(scheduler="sync"):
+        check_close(randomized_svd(da.from_array(A, chunks=chunks[::-1] if transpose else chunks), 6, **kw),
+                    randomized_svd(A, 6, **kw), np.float64)
+
+
+def test_one_pass_route_sums_on_the_workers_when_the_parts_are_many(monkeypatch, scheduler):
+    """The one-pass route with ``Σ_b P_b Q̃_b`` tree-summed on the workers (the per-stripe
+    ``P_b`` together too large for the client; here made so by a small threshold)."""
+    import rankcore._dask.svd as dsvd
+
+    monkeypatch.setattr(dsvd, "CLIENT_ELEMENTS", 1000)  # n l = 800 fits, 11 stripes' P_b do not
+    A = low_rank(offset=5.0)
+    kw = dict(n_iter=2, random_state=3, center=True)
+    check_close(randomized_svd(da.from_array(A, chunks=(37, -1)), 6, **kw), randomized_svd(A, 6, **kw), np.float64)
+
+
 @pytest.mark.parametrize("chunks, dtype, center, tol, cap", [
     ((128, 13), np.float32, True, 1e-3, 12),
     ((37, -1), np.float64, False, 0.05, None),
@@ -210,6 +237,16 @@ def test_bad_input_fails_before_any_task_runs():
         est.transform(Ad[:, 1:])
 
 
+def test_blocks_that_disagree_with_the_chunks_are_a_clear_error(scheduler):
+    # A block function that returns one row fewer than its chunk says: the task reading it
+    # raises (no wrong answer, no hang), on the one-pass and the two-product routes alike.
+    Ad = da.from_array(low_rank(), chunks=(100, -1)).map_blocks(lambda b: b[:-1] if len(b) == 100 else b)
+    with pytest.raises(ValueError, match=r"M: block \([0-3], 0\) has shape \(99, 50\).*do not match its data"):
+        randomized_svd(Ad, 3, n_iter=1, random_state=0)
+    with pytest.raises(ValueError, match="do not match its data"):
+        randomized_svd(Ad, None, tol=0.5, n_iter=0, random_state=0)
+
+
 def test_sign_flip_ties_take_the_first_largest_entry():
     from rankcore._dask.svd import svd_flip
 
@@ -235,10 +272,11 @@ def test_worker_killed_mid_run_is_replaced(cluster):
     from distributed import Client
 
     A = low_rank(m=800, n=40, seed=9)
-    kw = dict(n_iter=1, random_state=0)
+    kw = dict(n_iter=3, random_state=0)
     with Client(cluster) as client:
         client.wait_for_workers(2)
-        # 8 blocks that take 0.1 s each to read, read 4 times: at least 1.6 s on 2 workers,
+        # 8 blocks that take 0.1 s each to read, read 4 times (once per power iteration, and
+        # once more): at least 1.6 s on 2 workers,
         # so the kill after 0.5 s falls in the middle of the run however fast the machine.
         Ad = da.from_array(A, chunks=(100, -1)).map_blocks(lambda b: (time.sleep(0.1), b)[1])
         before = client.run(os.getpid)

@@ -801,9 +801,9 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
             from rankcore._dask._arrays import validate_estimator_data
             from rankcore._dask.kmedoids import distances
 
-            if self._precomputed():
-                raise NotImplementedError("KMedoids: metric='precomputed' is not available on dask input")
             X = validate_estimator_data(self, X, reset=False, accept_sparse=False)
+            if self._precomputed():  # the columns of the medoids, lazily
+                return X[:, self.medoid_indices_].rechunk({1: -1})
             return distances(X, self.cluster_centers_, self._pairwise_metric())
         return self._distances(self._validate(X, reset=False))
 

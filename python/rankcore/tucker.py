@@ -807,34 +807,50 @@ def _tucker_dask(
     x, rank, fixed_factors, n_iter_max, init, return_errors, svd, tol, random_state, mask,
     verbose, method, modes, n_oversamples, n_power_iter, svd_mask_repeats,
 ):
-    """The dask path of :func:`tucker`: HOSVD / ST-HOSVD with the exact (Gram) subspaces,
-    the tensor's passes as dask graphs (:mod:`rankcore._dask.tucker`)."""
+    """The dask path of :func:`tucker`: HOSVD, ST-HOSVD and HOOI, exact (Gram) or randomized
+    subspaces, the tensor's passes as dask graphs (:mod:`rankcore._dask.tucker`)."""
     from rankcore._dask._arrays import check_array as check_dask_array
     from rankcore._dask.tucker import tucker as dask_tucker
 
+    if mask is not None:
+        raise NotImplementedError(
+            "tucker: mask is not available on dask input (the imputation rewrites the missing "
+            "entries every sweep); call tensor.compute() to use the in-memory path"
+        )
+    if fixed_factors:
+        raise NotImplementedError(
+            "tucker: fixed_factors is not available on dask input; call tensor.compute() to "
+            "use the in-memory path"
+        )
     t = check_dask_array(x, name="tensor", ndim=None)
     if not 2 <= t.ndim <= MAX_ORDER:
         raise ValueError(f"tensor must have order (ndim) between 2 and {MAX_ORDER}, got {t.ndim}")
     check_choice(method, "method", _METHODS)
     check_choice(svd, "svd", tuple(_SVD_ALIASES))
-    if method == "hooi" or _SVD_ALIASES[svd] != "exact" or mask is not None or fixed_factors:
-        raise NotImplementedError(
-            "tucker: on dask input only method='hosvd' or 'sthosvd' with svd='exact' (and no "
-            "mask or fixed_factors) is available; pass method='sthosvd', or tensor.compute() "
-            "for the in-memory methods"
-        )
+    n_iter_max = check_positive_int(n_iter_max, "n_iter_max", minimum=0, maximum=2**31)
+    n_oversamples = check_positive_int(n_oversamples, "n_oversamples", minimum=0)
+    n_power_iter = check_positive_int(n_power_iter, "n_power_iter", minimum=0)
+    check_positive_int(svd_mask_repeats, "svd_mask_repeats", minimum=0)
     tol = check_nonneg_float(tol, "tol")
     mds = _resolve_modes(modes, t.ndim)
     shape = tuple(int(s) for s in t.shape)
     ranks = _resolve_rank(rank, shape, mds)
+    seed = check_random_state_seed(random_state)
+    how, init_factors, ranks = _resolve_init(init, t, mds, ranks)
     error_tol = None
     if ranks is None:
         if not 0.0 < tol < 1.0:
             raise ValueError(f"with rank=None, tol is the relative error target in (0, 1); got {tol}")
-        error_tol = tol
+        error_tol, tol = tol, 1e-4
         ranks = [shape[m] for m in mds]
-    out = dask_tucker(t, modes=mds, ranks=ranks, error_tol=error_tol, sequential=method == "sthosvd")
-    tt = TuckerTensor(out["core"], out["factors"], mds, errors=out["errors"], n_iter=0, converged=True)
+    randomized = None
+    if _SVD_ALIASES[svd] == "randomized":
+        randomized = {"n_oversamples": n_oversamples, "n_iter": n_power_iter, "seed": seed}
+    start = {"svd": "svd", "random": ("random", seed)}.get(how, init_factors)
+    out = dask_tucker(t, modes=mds, ranks=ranks, error_tol=error_tol, method=method, svd=randomized,
+                      init=start, n_iter_max=n_iter_max, tol=tol, verbose=bool(verbose))
+    tt = TuckerTensor(out["core"], out["factors"], mds, errors=out["errors"], n_iter=out["n_iter"],
+                      converged=out["converged"])
     return (tt, tt.errors) if return_errors else tt
 
 

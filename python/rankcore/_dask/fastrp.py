@@ -1,4 +1,6 @@
-"""FastRP of a graph whose adjacency is a dask array of scipy.sparse blocks.
+"""FastRP of a graph whose adjacency is a dask array of scipy.sparse blocks, or whose edges
+are a dask DataFrame (columns ``src``, ``dst``, optionally ``weight``; turned into CSR row
+blocks by :func:`adjacency_from_edges`, nothing gathered on the client).
 
 The orchestration of :func:`rankcore._gpu.fastrp.embed` (written against an array
 namespace; NumPy/SciPy run it on the host) on dask's graph, lazily and in one task graph:
@@ -92,6 +94,106 @@ def _product(A: Any, N: Any, dtype: Any) -> Any:
     return partial.sum(axis=1, dtype=dtype)
 
 
+# --- an edge list as a dask DataFrame ---------------------------------------------------------
+
+
+def is_dataframe(graph: Any) -> bool:
+    """Whether `graph` is a dask DataFrame (by its type's module; dask.dataframe not imported)."""
+    mod = type(graph).__module__ or ""
+    return hasattr(graph, "columns") and hasattr(graph, "to_delayed") and mod.startswith(("dask.dataframe", "dask_expr"))
+
+
+def _edge_range(part: Any) -> np.ndarray:
+    """``[min index, max index, edges]`` of one partition (task side)."""
+    src, dst = part["src"].to_numpy(), part["dst"].to_numpy()
+    if not src.size:
+        return np.array([[np.iinfo(np.int64).max, -1, 0]], dtype=np.int64)
+    return np.array([[min(src.min(), dst.min()), max(src.max(), dst.max()), src.size]], dtype=np.int64)
+
+
+def _split_edges(part: Any, bounds: np.ndarray, weighted: bool) -> list:
+    """The edges of one partition grouped by the row block of their source, in their order
+    (task side): ``[(src, dst, weight or None), ...]`` per row block, weights checked."""
+    from rankcore.fastrp import _check_weights
+
+    src, dst = part["src"].to_numpy(dtype=np.int64), part["dst"].to_numpy(dtype=np.int64)
+    w = part["weight"].to_numpy(dtype=np.float64) if weighted else None
+    if w is not None:
+        _check_weights(w)  # before duplicates are summed, as in memory
+    block = np.searchsorted(bounds, src, side="right") - 1
+    order = np.argsort(block, kind="stable")
+    cuts = np.searchsorted(block[order], np.arange(len(bounds)))
+    return [(src[order[a:b]], dst[order[a:b]], None if w is None else w[order[a:b]])
+            for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def _pick(parts: list, b: int) -> tuple:
+    return parts[b]
+
+
+def _csr_block(r0: int, r1: int, n: int, dtype: Any, *pieces: tuple) -> Any:
+    """Rows ``[r0, r1)`` of the adjacency from the pieces of every partition, in partition
+    order (task side): duplicate edges are summed in the order they come, as in memory."""
+    src = np.concatenate([p[0] for p in pieces]) - r0
+    dst = np.concatenate([p[1] for p in pieces])
+    if pieces[0][2] is None:
+        w = np.ones(src.shape, dtype=dtype)
+    else:
+        w = np.concatenate([p[2] for p in pieces]).astype(dtype)
+    return sp.csr_matrix((w, (src, dst)), shape=(r1 - r0, n))
+
+
+def adjacency_from_edges(df: Any, *, n_nodes: Any, dtype: Any, rows_per_block: int | None = None) -> Any:
+    """The adjacency of the edge list `df` (a dask DataFrame with integer columns ``src``,
+    ``dst`` and optionally a real ``weight``) as a dask array of CSR row blocks, ``A[src,
+    dst] = Σ weight`` as :func:`rankcore.fastrp`'s in-memory edge lists.
+
+    The columns, dtypes and node indices are checked before the adjacency is built (one pass
+    over the index columns for their range, which also gives ``n_nodes`` when it is None);
+    the weights by the tasks that read them. Each partition's edges are split by the row
+    block of their source, and each row block is assembled from its pieces of every
+    partition, in partition order.
+    """
+    import dask
+    import dask.array as da
+    from dask import delayed
+
+    from rankcore._validation import check_positive_int
+
+    cols = list(df.columns)
+    missing = [c for c in ("src", "dst") if c not in cols]
+    if missing:
+        raise ValueError(f"graph as a dask DataFrame edge list needs columns src and dst (and optionally weight); "
+                         f"missing {missing}, got columns {cols}")
+    for c in ("src", "dst"):
+        if np.dtype(df[c].dtype).kind not in "iu":
+            raise TypeError(f"graph: {c} must hold integer node indices, got dtype {df[c].dtype}")
+    weighted = "weight" in cols
+    if weighted and np.dtype(df["weight"].dtype).kind not in "biuf":
+        raise TypeError(f"graph edge weights must be real numbers, got dtype {df['weight'].dtype}")
+    parts = df[["src", "dst"] + (["weight"] if weighted else [])].to_delayed()
+    ranges = np.concatenate(dask.compute(*[delayed(_edge_range, pure=True)(p) for p in parts]))
+    lo, top = int(ranges[:, 0].min()), int(ranges[:, 1].max()) + 1
+    has_edges = int(ranges[:, 2].sum()) > 0
+    n = top if n_nodes is None else check_positive_int(n_nodes, "n_nodes")
+    if has_edges and (lo < 0 or top > n):
+        raise ValueError(f"graph: edge indices must be in [0, n_nodes={n}); got values in [{lo}, {top - 1}]")
+    if n == 0:
+        raise ValueError("graph has no nodes")
+    rows = rows_per_block or max(1, -(-n // max(1, len(parts))))
+    bounds = np.arange(0, n + rows, rows)[: -(-n // rows) + 1]
+    bounds[-1] = n
+    split = [delayed(_split_edges, pure=True)(p, bounds, weighted) for p in parts]
+    blocks = []
+    for b in range(len(bounds) - 1):
+        r0, r1 = int(bounds[b]), int(bounds[b + 1])
+        pieces = [delayed(_pick, pure=True)(s, b) for s in split]
+        blk = delayed(_csr_block, pure=True)(r0, r1, n, dtype, *pieces)
+        blocks.append(da.from_delayed(blk, shape=(r1 - r0, n), dtype=dtype,
+                                      meta=sp.csr_matrix((0, 0), dtype=dtype)))
+    return da.concatenate(blocks, axis=0)
+
+
 def _validate(graph: Any, *, n_nodes: Any, directed: Any, dtype: Any) -> Any:
     """The dask adjacency with every block canonical CSR of the working dtype (lazily);
     shape, dtype and block type checked before any task runs."""
@@ -100,6 +202,8 @@ def _validate(graph: Any, *, n_nodes: Any, directed: Any, dtype: Any) -> Any:
     from rankcore._dask._arrays import is_sparse_blocks
     from rankcore.fastrp import _bool
 
+    if is_dataframe(graph):
+        graph = adjacency_from_edges(graph, n_nodes=n_nodes, dtype=np.dtype(dtype or np.float64))
     if not isinstance(graph, da.Array):
         raise TypeError(
             f"graph on dask must be a dask.array.Array of scipy.sparse row blocks, got {type(graph).__name__}"
