@@ -345,7 +345,13 @@ def kmedoids(
                              sample_weight=sample_weight, n_samples=n_samples,
                              sample_size=sample_size, verbose=verbose)
 
-    return dispatch(X, name="kmedoids", param="X", cpu=cpu, sparse=cpu, dask=dask)
+    def gpu(a: Any) -> KMedoidsResult:
+        return _fit_device(a, n_clusters, metric=metric, method=method, init=init,
+                           max_iter=max_iter, random_state=random_state,
+                           sample_weight=sample_weight, n_samples=n_samples,
+                           sample_size=sample_size, verbose=verbose, precompute=precompute)
+
+    return dispatch(X, name="kmedoids", param="X", cpu=cpu, sparse=cpu, gpu=gpu, dask=dask)
 
 
 def _fit(
@@ -402,6 +408,162 @@ def _fit(
         init_medoids=out["init_medoids"],
         method=method,
     )
+
+
+#: Methods that run on the device ("auto" is "fasterpam" there: the eager variant).
+DEVICE_METHODS = ("fasterpam", "fastpam1", "pam", "clara")
+
+
+def _fit_device(
+    X: Any,
+    n_clusters: Any,
+    *,
+    metric: Any,
+    method: Any,
+    init: Any,
+    max_iter: Any,
+    random_state: Any,
+    sample_weight: Any,
+    n_samples: Any,
+    sample_size: Any,
+    verbose: Any,
+    precompute: Any = "auto",
+    medoid_indices: Any = None,
+    name: str = "kmedoids",
+) -> KMedoidsResult:
+    """:func:`kmedoids` on a device array (cupy; NumPy stands in for it in CI): validates
+    where the data lives and runs :mod:`rankcore._gpu.kmedoids`. Medoids, labels and
+    init_medoids come back in the namespace of `X`."""
+    from rankcore._gpu import kmedoids as device
+    from rankcore._gpu._arrays import array_module, check_same_device, is_sparse
+    from rankcore._gpu._arrays import check_array as check_device_array
+
+    where = "cupy" if namespace(X) == "cupy" else "numpy"
+    check_same_device(name, where, ("sample_weight", sample_weight))
+    if callable(metric):
+        raise NotImplementedError(
+            f"{name}: a callable metric is not available on cupy input (it is one Python call "
+            "per pair); use a metric name, or metric='precomputed' with the matrix on the device"
+        )
+    if not isinstance(metric, str):
+        raise TypeError(f"metric must be a string or a callable, got {metric!r}")
+    check_choice(metric, "metric", METRICS)
+    xp = array_module(X)
+    if is_sparse(X):
+        raise NotImplementedError(
+            f"{name}: sparse X (cupyx.scipy.sparse) is not available on the device; pass a dense "
+            "cupy array, or a scipy.sparse matrix for the CPU path"
+        )
+    if metric == "precomputed" and getattr(X, "ndim", None) == 1:
+        raise NotImplementedError(
+            f"{name}: a condensed distance vector is not available on the device; pass the "
+            "square (n, n) matrix"
+        )
+    data = check_device_array(X, name="X")
+    if metric == "precomputed":
+        data, kind, core_metric = _device_square(xp, data), "square", ""
+    else:
+        data, kind, core_metric = xp.ascontiguousarray(data), "features", FEATURE_METRICS[metric]
+    n = int(data.shape[0])
+    k = check_positive_int(n_clusters, "n_clusters")
+    if k > n:
+        raise ValueError(f"n_clusters must be in [1, n_samples = {n}], got {k}")
+    method = check_choice(method, "method", METHODS)
+    method = "fasterpam" if method == "auto" else method
+    if method not in DEVICE_METHODS:
+        raise NotImplementedError(
+            f"{name}: method={method!r} is not available on cupy input; the device runs "
+            "'fasterpam' (eager swaps), 'fastpam1', 'pam' (FastPAM1: the same swaps) and 'clara'"
+        )
+    opts: dict[str, Any] = {
+        "n_clusters": k,
+        "method": method,
+        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0, maximum=_INT_MAX),
+        "seed": check_random_state_seed(random_state),
+        "verbose": _check_bool(verbose, "verbose"),
+        "n_samples": check_positive_int(n_samples, "n_samples", maximum=_INT_MAX),
+        "sample_size": check_positive_int(sample_size, "sample_size", allow_none=True, maximum=_INT_MAX) or 0,
+        "matrix_budget": _matrix_budget(precompute),
+    }
+    weights = _device_weights(xp, sample_weight, n)
+    if medoid_indices is not None:
+        start = _device_indices(xp, medoid_indices, "medoid_indices", n, k)
+    elif isinstance(init, str):
+        start = check_choice(init, "init", INITS)
+    else:
+        start = _device_indices(xp, init, "init", n, k)
+    out = device.fit(data, kind, core_metric, opts, weights, start)
+    return KMedoidsResult(
+        medoids=out["medoids"],
+        labels=out["labels"],
+        loss=float(out["loss"]),
+        n_iter=int(out["n_iter"]),
+        n_swap=int(out["n_swap"]),
+        converged=bool(out["converged"]),
+        init_medoids=out["init_medoids"],
+        method=method,
+    )
+
+
+def _device_square(xp: Any, D: Any) -> Any:
+    """A validated (finite: already checked) square dissimilarity matrix on the device, in
+    C order: non-negative, zero diagonal, symmetric to ``sqrt(eps) · max`` (the CPU's checks;
+    scalar reads only). A symmetric Fortran-ordered matrix is read as its transpose."""
+    if D.shape[0] != D.shape[1]:
+        raise ValueError(
+            "X must be a square dissimilarity matrix or a condensed vector when "
+            f"metric='precomputed', got shape {tuple(D.shape)}"
+        )
+    D = D.T if D.flags.f_contiguous and not D.flags.c_contiguous else xp.ascontiguousarray(D)
+    if bool((D < 0).any()):
+        raise ValueError("X must be non-negative (a dissimilarity matrix)")
+    if bool((xp.diagonal(D) != 0).any()):
+        raise ValueError("X must have a zero diagonal (a dissimilarity matrix)")
+    n = int(D.shape[0])
+    tol = float(np.sqrt(np.finfo(D.dtype).eps)) * float(D.max())
+    step = max(1, (64 << 20) // max(1, n * D.itemsize))
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        if bool((xp.abs(D[r0:r1] - D[:, r0:r1].T) > tol).any()):
+            raise ValueError("X must be symmetric (a dissimilarity matrix; asymmetry above sqrt(eps) * max)")
+    return D
+
+
+def _device_weights(xp: Any, sample_weight: Any, n: int) -> Any:
+    """Float64 weights where the data lives (ones when None), checked as on the CPU."""
+    if sample_weight is None:
+        return xp.ones(n, dtype=xp.float64)
+    if not hasattr(sample_weight, "dtype") or getattr(sample_weight, "ndim", None) != 1:
+        raise ValueError("sample_weight must be a 1-D array")
+    kind = np.dtype(sample_weight.dtype).kind
+    if kind not in "biuf":
+        raise TypeError(f"sample_weight must hold real numbers, got dtype {sample_weight.dtype}")
+    if sample_weight.shape[0] != n:
+        raise ValueError(f"sample_weight must have length n_samples = {n}, got {sample_weight.shape[0]}")
+    w = xp.ascontiguousarray(sample_weight, dtype=xp.float64)
+    if not bool(xp.isfinite(w).all()):
+        raise ValueError("sample_weight contains NaN or infinity")
+    if bool((w < 0).any()):
+        raise ValueError("sample_weight must be non-negative")
+    if not bool((w > 0).any()):
+        raise ValueError("sample_weight must not be all zero: there would be nothing to cluster")
+    return w
+
+
+def _device_indices(xp: Any, ind: Any, name: str, n: int, k: int) -> Any:
+    """Medoid indices as an int64 array where the data lives: host input is checked on the
+    host and copied over (k integers); device input is checked there (scalar reads)."""
+    if namespace(ind) != "cupy" or xp is np:
+        return xp.asarray(_check_indices(ind, name, n, k), dtype=xp.int64)
+    if ind.ndim != 1 or (ind.size and np.dtype(ind.dtype).kind not in "iu"):
+        raise TypeError(f"{name} must be a 1-D array of integer indices")
+    if ind.size != k:
+        raise ValueError(f"{name} must hold n_clusters = {k} indices, got {ind.size}")
+    if int(ind.min()) < 0 or int(ind.max()) >= n:
+        raise ValueError(f"{name} must be in [0, {n})")
+    if int(xp.unique(ind).size) != k:
+        raise ValueError(f"{name} must be distinct")
+    return ind.astype(xp.int64)
 
 
 def _resolve_method(method: str, kind: str, data: Any, n: int, precompute: Any) -> str:
