@@ -331,6 +331,9 @@ def kmedoids(
     """
 
     def cpu(a: Any) -> KMedoidsResult:
+        from rankcore._gpu._arrays import check_same_device
+
+        check_same_device("kmedoids", "numpy", ("sample_weight", sample_weight))
         kind, data, core_metric = _source(a, metric)
         return _fit(kind, data, core_metric, n_clusters, method=method, init=init,
                     max_iter=max_iter, random_state=random_state, sample_weight=sample_weight,
@@ -904,6 +907,11 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
             from rankcore._dask.kmedoids import fit_estimator
 
             return fit_estimator(self, X, sample_weight)
+        from rankcore._gpu._arrays import validate_estimator_data
+
+        Xd = validate_estimator_data(self, X, reset=True)
+        if Xd is not None:  # cupy: fitted on the device, attributes stay there
+            return self._fit_device(Xd, sample_weight)
         X = self._validate(X, reset=True)
         n = X.shape[0]
         k = check_positive_int(self.n_clusters, "n_clusters")
@@ -926,6 +934,57 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
         self.converged_ = res.converged
         self.cluster_centers_ = None if self._precomputed() else X[res.medoids].copy()
         return self
+
+    def _fit_device(self, X: Any, sample_weight: Any) -> KMedoids:
+        """``fit`` on a validated device array (see :func:`kmedoids` for what runs there)."""
+        n = X.shape[0]
+        k = check_positive_int(self.n_clusters, "n_clusters")
+        if k > n:
+            raise ValueError(f"n_clusters must be in [1, n_samples = {n}], got {k} (n_samples={n})")
+        init = self.init
+        if not isinstance(init, str) and self.medoid_indices is None:
+            init = self._init_indices_device(X, init, k)
+        res = _fit_device(X, k, metric=self.metric, method=self.method, init=init,
+                          max_iter=self.max_iter, random_state=self.random_state,
+                          sample_weight=sample_weight, n_samples=5, sample_size=None,
+                          verbose=self.verbose, medoid_indices=self.medoid_indices,
+                          name=type(self).__name__)
+        self.medoid_indices_ = res.medoids
+        self.labels_ = res.labels
+        self.inertia_ = res.loss
+        self.n_iter_ = res.n_iter
+        self.method_ = res.method
+        self.n_swap_ = res.n_swap
+        self.converged_ = res.converged
+        self.cluster_centers_ = None if self._precomputed() else X[res.medoids].copy()
+        return self
+
+    def _init_indices_device(self, X: Any, init: Any, k: int) -> Any:
+        """Medoid coordinates on the device → indices of the nearest training points."""
+        from rankcore._gpu import kmedoids as device
+        from rankcore._gpu._arrays import array_module, check_same_device
+        from rankcore._gpu._arrays import check_array as check_device_array
+
+        if self._precomputed():
+            raise ValueError("init as coordinates needs features; with metric='precomputed' pass medoid_indices")
+        check_same_device(type(self).__name__, "cupy" if namespace(X) == "cupy" else "numpy", ("init", init))
+        centers = check_device_array(init, name="init")
+        if tuple(centers.shape) != (k, X.shape[1]):
+            raise ValueError(f"init must have shape (n_clusters, n_features) = {(k, X.shape[1])}, got {tuple(centers.shape)}")
+        xp = array_module(X)
+        centers = xp.ascontiguousarray(centers.astype(X.dtype))
+        metric = self._device_metric()
+        idx = device.cross_distances(centers, xp.ascontiguousarray(X), metric).argmin(axis=1)
+        if int(xp.unique(idx).size) != k:
+            raise ValueError("init: two starting centres map to the same nearest training point")
+        return idx
+
+    def _device_metric(self) -> str:
+        if callable(self.metric):
+            raise NotImplementedError(
+                f"{type(self).__name__}: a callable metric is not available on cupy input; use a metric name"
+            )
+        return FEATURE_METRICS[self.metric]
 
     def _init_indices(self, X: np.ndarray, init: Any, k: int) -> np.ndarray:
         """Medoid coordinates → indices of the nearest training points."""
@@ -967,7 +1026,33 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
                 raise NotImplementedError("KMedoids: metric='precomputed' is not available on dask input")
             X = validate_estimator_data(self, X, reset=False, accept_sparse=False)
             return distances(X, self.cluster_centers_, self._pairwise_metric())
+        from rankcore._gpu._arrays import validate_estimator_data
+
+        Xd = validate_estimator_data(self, X, reset=False)
+        if Xd is not None:  # fitted on the device: the distances are computed there
+            return self._distances_device(Xd)
         return self._distances(self._validate(X, reset=False))
+
+    def _distances_device(self, X: Any) -> Any:
+        from rankcore._gpu import kmedoids as device
+        from rankcore._gpu._arrays import array_module
+
+        xp = array_module(X)
+        if self._precomputed():
+            if X.shape[1] != self.labels_.shape[0]:
+                raise ValueError(
+                    f"with metric='precomputed', X must hold dissimilarities to the {self.labels_.shape[0]} "
+                    f"training points, got shape {tuple(X.shape)}"
+                )
+            return xp.ascontiguousarray(X[:, self.medoid_indices_])
+        C = self.cluster_centers_
+        D = device.cross_distances(xp.ascontiguousarray(X.astype(C.dtype)), C, self._device_metric())
+        if not bool(xp.isfinite(D).all()):
+            raise ValueError(
+                f"dissimilarities overflowed the {C.dtype} range (infinite distances); "
+                "use float64 input or rescale the data"
+            )
+        return D
 
     def predict(self, X: Any) -> np.ndarray:
         """Index of the nearest medoid for each row of ``X`` (ties: lowest)."""

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from rankcore import _core
+from rankcore import _core as _reference  # HostKernels only: the orchestration takes seed draws from _core
 from rankcore._gpu._arrays import array_module
 
 __all__ = ["DeviceKernels", "HostKernels", "METRIC_CODES", "cross_distances", "fit", "kernels_for"]
@@ -90,7 +91,7 @@ class HostKernels:
         """``out[r, c] = d(rows[r], col0 + c)``."""
         rows = np.asarray(rows, dtype=np.int64)
         both = np.ascontiguousarray(np.concatenate([X[rows], X[col0:col0 + ncols]]))
-        full = _core.kmedoids_matrix("features", both, metric)
+        full = _reference.kmedoids_matrix("features", both, metric)
         out = np.array(full[: len(rows), len(rows):])
         # The Rust matrix sees two copies of a point here; the kernel knows it is one.
         out[rows[:, None] == np.arange(col0, col0 + ncols)[None, :]] = 0
@@ -101,8 +102,9 @@ class HostKernels:
         """``(ploss, acc)``, each ``(rows, pieces)`` float64 (see ``rk_km_swap_pieces``)."""
         G = D[:, order].astype(np.float64)
         a, b = dn.astype(np.float64), ds.astype(np.float64)
-        acc_terms = w * (np.minimum(G, a) - a)
-        ploss_terms = w * (np.minimum(np.maximum(G, a), b) - a)
+        with np.errstate(invalid="ignore"):  # overflowed (infinite) distances: reported later
+            acc_terms = w * (np.minimum(G, a) - a)
+            ploss_terms = w * (np.minimum(np.maximum(G, a), b) - a)
         lo, hi = pstart[:-1], pstart[1:]
 
         def pieces(t: np.ndarray) -> np.ndarray:
@@ -611,6 +613,8 @@ def fit(data: Any, kind: str, metric: str, opts: dict, w: Any, init: Any) -> dic
         src = src.materialised()
     start = _initialize(src, k, init, w, opts["seed"])
     st = _State(src, start, w)
+    if not math.isfinite(st.loss):
+        return _result(st, _Progress(), start)  # raises: no swaps on overflowed distances
     _log(opts["verbose"], f"init loss {st.loss:.6e}")
     if method == "fasterpam":
         p = _eager(st, opts["max_iter"], opts["verbose"])
