@@ -314,6 +314,19 @@ def kmedoids(
 
     Notes
     -----
+    **cupy input** (a feature matrix, or a square matrix with ``metric="precomputed"``; see
+    :mod:`rankcore._gpu.kmedoids`) runs on its GPU: distances are computed on the fly in
+    tiles by a kernel with the same direct sums (the CPU's bits), never as an n×n matrix
+    beyond the ``precompute`` budget; ``sample_weight`` must be a cupy array too, and
+    medoids, labels and init_medoids come back as cupy arrays. Methods there: "fastpam1" and
+    "pam" (FastPAM1: PAM's swaps, equal to the CPU's on tie-free data), "fasterpam" (also
+    for "auto": an eager variant that applies, per pass, each medoid slot's best improving
+    candidate, best first, each re-checked against the current state; it ends in a
+    single-swap local optimum like FasterPAM, through other swaps) and "clara" (that variant
+    on the samples). Inits: all of the above; "auto" is "build" while ``n² k <= 2.5e11``,
+    else "lab". Other methods, sparse or condensed input and callable metrics raise
+    ``NotImplementedError``.
+
     All methods are parallel and deterministic: a block of candidate swaps is evaluated
     in parallel against the current state and the first improving one in sequential order
     (fasterpam) or the best one with the lowest (candidate, medoid slot) on ties (pam,
@@ -811,7 +824,9 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
     ``method="auto"`` (FasterPAM, or OneBatchPAM for feature data too large for the n×n
     matrix; theirs "alternate", which finds worse optima) and ``init="auto"`` (PAM's BUILD,
     deterministic and the best start, while its O(n² k) work is small, LAB beyond; theirs
-    "heuristic"). ``method_`` records the method that ran.
+    "heuristic"). ``method_`` records the method that ran. Fitted on a cupy array, it runs on
+    the GPU (see :func:`kmedoids`) and keeps its fitted arrays there; ``transform`` and
+    ``predict`` then take cupy input and return cupy arrays.
 
     Parameters
     ----------
