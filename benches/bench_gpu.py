@@ -34,13 +34,22 @@ Cases (each in try/except: a failing tool is recorded in the JSON and the run go
    CPU path at --threads on the same graph as scipy CSR. The CPU side first runs a 10x
    smaller graph (GPU too, for a like-for-like ratio); the full graph goes to the CPU only when
    that predicts under 60 s. Reported as edges per second.
+5. ``kmedoids``: (a) 100,000 x 64 float32 blobs, k=100, euclidean, distances on the fly
+   (``precompute=False``): ``rankcore.kmedoids`` on cupy with its defaults (eager swaps, LAB
+   start), wall time and peak device memory (bytes in use in cupy's pool, tracked by an
+   allocator hook), targets < 60 s and < 2 GiB; rankcore's CPU defaults beside it for the
+   loss. (b) 20,000 x 64, k=100: rankcore on cupy ("fasterpam", the eager variant, and
+   "fastpam1") vs the ``kmedoids`` package's ``fasterpam`` (if installed) on
+   ``sklearn.metrics.pairwise_distances`` at --threads, distance time included, and
+   rankcore's CPU FasterPAM; every row reports its loss. Target: >= 20x the package at equal
+   or better loss.
 
 Timing: every callable is called once untimed (NVRTC compiles rankcore's kernels on first
 use; the first-call time is kept), then the median of 3 runs (1 when a call takes over 5 s),
 each between two device synchronisations. GEMM and copy ceilings are timed with CUDA events.
 Ratios are theirs / ours on medians: > 1 means rankcore is faster.
 
-    python benches/bench_gpu.py [--quick] [--dry-run] [--cases svd_dense,svd_sparse,projection,fastrp]
+    python benches/bench_gpu.py [--quick] [--dry-run] [--cases svd_dense,svd_sparse,projection,fastrp,kmedoids]
                                 [--threads N] [--time-budget S] [--no-cpu] [--out PATH]
 
 ``--dry-run``: without cupy or a CUDA device, prints "no GPU: skipped" and writes a JSON that
@@ -74,7 +83,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H  # noqa: E402
 
 SEED = 0
-CASES = ("svd_dense", "svd_sparse", "projection", "fastrp")
+CASES = ("svd_dense", "svd_sparse", "projection", "fastrp", "kmedoids")
 
 FULL = dict(
     dense_shape=(50_000, 10_000), dense_k=100, n_iter=4, n_oversamples=10,
@@ -85,17 +94,19 @@ FULL = dict(
     cpu_full_limit_s=60.0,
     gemm_n=8192, copy_bytes=4 * 1024**3,
     repeat=3, long_call_s=5.0,
+    km_large=(100_000, 64), km_small=(20_000, 64), km_k=100, km_blobs=200,
+    km_large_target_s=60.0, km_large_target_bytes=2 * 1024**3, km_package_ratio=20.0,
 )
 QUICK = dict(
     FULL, dense_shape=(20_000, 5000), sparse_shape=(200_000, 50_000), sparse_per_row=50,
     proj_shape=(200_000, 1000), graph_nodes=1_000_000, graph_edges=10_000_000,
-    gemm_n=4096, copy_bytes=1024**3,
+    gemm_n=4096, copy_bytes=1024**3, km_large=(30_000, 64), km_small=(8000, 64),
 )
 DRY = dict(
     FULL, dense_shape=(2000, 500), dense_k=10, sparse_shape=(5000, 2000), sparse_per_row=10,
     sparse_k=10, ref_extra=10, proj_shape=(5000, 200), proj_k=32, distortion_pairs=50,
     graph_nodes=10_000, graph_edges=100_000, fastrp_k=16, gemm_n=1024, copy_bytes=64 * 1024**2,
-    repeat=2,
+    repeat=2, km_large=(3000, 16), km_small=(2000, 16), km_k=10, km_blobs=20,
 )
 
 TARGETS = dict(torch_ratio=2.0, gemm_ceiling=1.5, read_ceiling=1.5)
@@ -930,9 +941,144 @@ def case_fastrp(env: Env) -> list[H.Row]:
     return rows
 
 
-RUNNERS = dict(svd_dense=case_svd_dense, svd_sparse=case_svd_sparse, projection=case_projection, fastrp=case_fastrp)
+def make_blobs(cp, n: int, d: int, blobs: int, seed: int = SEED):
+    """``n x d`` float32 points around ``blobs`` Gaussian centres (spread 10, unit noise)."""
+    rs = cp.random.RandomState(seed)
+    centres = rs.standard_normal((blobs, d), dtype=cp.float32) * 10
+    return centres[rs.randint(0, blobs, n)] + rs.standard_normal((n, d), dtype=cp.float32)
+
+
+class PeakMemory:
+    """Peak bytes in use in cupy's default pool while active (an allocator hook)."""
+
+    def __init__(self, cp):
+        self.cp, self.pool, self.peak = cp, cp.get_default_memory_pool(), 0
+
+    def __enter__(self):
+        self.pool.free_all_blocks()
+        self.base = self.peak = self.pool.used_bytes()
+
+        def alloc(size):
+            mem = self.pool.malloc(size)
+            self.peak = max(self.peak, self.pool.used_bytes())
+            return mem
+
+        self.cp.cuda.set_allocator(alloc)
+        return self
+
+    def __exit__(self, *exc):
+        self.cp.cuda.set_allocator(self.pool.malloc)
+        return False
+
+
+def case_kmedoids(env: Env) -> list[H.Row]:
+    cp, rc, cfg = env.cp, env.rc, env.cfg
+    k = cfg["km_k"]
+    info = env.out["cases"].setdefault("kmedoids", {})
+    rows: list[H.Row] = []
+    if rc is None:
+        return [skip_row("kmedoids", "rankcore", "rankcore not importable")]
+
+    def loss_row(r, res):
+        if res is not None:
+            r.metrics["loss"] = float(res.loss)
+            r.metrics["n_iter"], r.metrics["n_swap"] = int(res.n_iter), int(res.n_swap)
+            r.accuracy = f"loss {float(res.loss):.6e}"
+        return r
+
+    # compile the kernels once, on a small problem, so no timed call pays for NVRTC
+    warm = make_blobs(cp, 500, cfg["km_large"][1], 5)
+    rc.kmedoids(warm, 5, metric="euclidean", precompute=False)
+    rc.kmedoids(warm, 5, metric="euclidean", method="fastpam1", precompute=False)
+    del warm
+    env.free()
+
+    # (a) 100,000 x 64 on the fly
+    n, d = cfg["km_large"]
+    X = make_blobs(cp, n, d, cfg["km_blobs"])
+    case = f"kmedoids {_sci(n)}x{d} f32 k={k} on the fly"
+    with PeakMemory(cp) as peak:
+        r, res = measure(env, case, "rankcore cupy (defaults: eager, LAB)", lambda: rc.kmedoids(
+            X, k, metric="euclidean", precompute=False, random_state=SEED), ours=True, warmup=0, repeat=1)
+    loss_row(r, res)
+    r.peak_mib = (peak.peak - peak.base) / 2**20
+    r.metrics["peak_device_bytes"] = peak.peak - peak.base
+    info["large"] = dict(n=n, d=d, k=k, seconds=r.median, peak_device_bytes=peak.peak - peak.base,
+                         loss=r.metrics.get("loss"))
+    if r.median is not None:
+        env.target(case, "time < 60 s", r.median, r.median < cfg["km_large_target_s"], f"{r.median:.1f} s")
+        env.target(case, "device memory < 2 GiB", r.peak_mib, peak.peak - peak.base < cfg["km_large_target_bytes"],
+                   f"peak {r.peak_mib:.0f} MiB in use")
+    rows.append(r)
+    del res
+    if not env.args.no_cpu and env.remaining() > 90:
+        Xh = X.get()
+        with H.rankcore_threads(rc, env.threads):
+            rcpu, res = measure(env, case, f"rankcore CPU defaults ({env.threads} thr)", lambda: rc.kmedoids(
+                Xh, k, metric="euclidean", random_state=SEED), warmup=0, repeat=1, threads=env.threads)
+        loss_row(rcpu, res)
+        rcpu.metrics["no_ratio"] = True  # a loss reference (OneBatchPAM), not an anchor
+        rows.append(rcpu)
+        del Xh, res
+    del X
+    env.free()
+
+    # (b) 20,000 x 64: vs the kmedoids package, distance time included
+    n, d = cfg["km_small"]
+    X = make_blobs(cp, n, d, cfg["km_blobs"], seed=SEED + 1)
+    case = f"kmedoids {_sci(n)}x{d} f32 k={k}"
+    r, res = measure(env, case, "rankcore cupy fasterpam (eager)", lambda: rc.kmedoids(
+        X, k, metric="euclidean", method="fasterpam", random_state=SEED), ours=True, warmup=0, repeat=1)
+    ours = loss_row(r, res)
+    rows.append(r)
+    r, res = measure(env, case, "rankcore cupy fastpam1", lambda: rc.kmedoids(
+        X, k, metric="euclidean", method="fastpam1", random_state=SEED), warmup=0, repeat=1)
+    r.metrics["no_ratio"] = True
+    rows.append(loss_row(r, res))
+    Xh = X.get()
+    del X, res
+    env.free()
+    if env.args.no_cpu:
+        rows.append(skip_row(case, "CPU", "--no-cpu"))
+        return rows
+    km = H.optional_import("kmedoids")
+    if km is None:
+        rows.append(skip_row(case, "kmedoids.fasterpam", "the kmedoids package is not installed"))
+    else:
+        from sklearn.metrics import pairwise_distances
+
+        def package():
+            D = pairwise_distances(Xh, n_jobs=env.threads)
+            return km.fasterpam(D, k, random_state=SEED, n_cpu=env.threads)
+
+        with H.anchor_threads(env.threads):
+            r, res = measure(env, case, f"kmedoids.fasterpam + pairwise_distances ({env.threads} thr)", package,
+                             warmup=0, repeat=1, threads=env.threads)
+        if res is not None:
+            r.metrics["loss"] = float(res.loss)
+            r.accuracy = f"loss {float(res.loss):.6e}"
+            if ours.median and r.median:
+                ratio = r.median / ours.median
+                better = ours.metrics.get("loss", math.inf) <= float(res.loss) * (1 + 1e-6)
+                env.target(case, ">= 20x kmedoids.fasterpam at equal or better loss", ratio,
+                           ratio >= cfg["km_package_ratio"] and better,
+                           f"{ratio:.1f}x, loss {ours.metrics.get('loss'):.6e} vs {float(res.loss):.6e}")
+        rows.append(r)
+        del res
+    if env.remaining() > 60:
+        with H.rankcore_threads(rc, env.threads):
+            r, res = measure(env, case, f"rankcore CPU fasterpam ({env.threads} thr)", lambda: rc.kmedoids(
+                Xh, k, metric="euclidean", method="fasterpam", random_state=SEED), warmup=0, repeat=1,
+                threads=env.threads)
+        rows.append(loss_row(r, res))
+    env.free()
+    return rows
+
+
+RUNNERS = dict(svd_dense=case_svd_dense, svd_sparse=case_svd_sparse, projection=case_projection, fastrp=case_fastrp,
+               kmedoids=case_kmedoids)
 # Rough seconds each case needs at full size (build + all tools, CPU comparisons included).
-ESTIMATE_S = dict(svd_dense=90, svd_sparse=40, projection=20, fastrp=90)
+ESTIMATE_S = dict(svd_dense=90, svd_sparse=40, projection=20, fastrp=90, kmedoids=150)
 
 
 # --------------------------------------------------------------------------------------

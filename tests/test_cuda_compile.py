@@ -58,7 +58,7 @@ def compile_source(code: str, name: str, expressions: list[str], arch: str) -> t
 
 def test_every_source_lists_its_instantiations():
     names = _kernels.sources()
-    assert {"random", "projection"} <= set(names)
+    assert {"random", "projection", "kmedoids"} <= set(names)
     for name in names:
         assert _kernels.name_expressions(name), f"cuda/{name}.names lists nothing"
 

@@ -54,7 +54,7 @@ def emulated(tmp_path_factory):
 
     def function(source: str, expression: str):
         assert expression in _kernels.name_expressions(source)
-        symbol = expression.replace("<", "_").replace(">", "") if "<" in expression else expression + "_"
+        symbol = expression.replace(", ", "_").replace("<", "_").replace(">", "") if "<" in expression else expression + "_"
         entry = getattr(lib, symbol)
 
         def launch(grid, block, args):

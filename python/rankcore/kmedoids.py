@@ -314,6 +314,19 @@ def kmedoids(
 
     Notes
     -----
+    **cupy input** (a feature matrix, or a square matrix with ``metric="precomputed"``; see
+    :mod:`rankcore._gpu.kmedoids`) runs on its GPU: distances are computed on the fly in
+    tiles by a kernel with the same direct sums (the CPU's bits), never as an n×n matrix
+    beyond the ``precompute`` budget; ``sample_weight`` must be a cupy array too, and
+    medoids, labels and init_medoids come back as cupy arrays. Methods there: "fastpam1" and
+    "pam" (FastPAM1: PAM's swaps, equal to the CPU's on tie-free data), "fasterpam" (also
+    for "auto": an eager variant that applies, per pass, each medoid slot's best improving
+    candidate, best first, each re-checked against the current state; it ends in a
+    single-swap local optimum like FasterPAM, through other swaps) and "clara" (that variant
+    on the samples). Inits: all of the above; "auto" is "build" while ``n² k <= 2.5e11``,
+    else "lab". Other methods, sparse or condensed input and callable metrics raise
+    ``NotImplementedError``.
+
     All methods are parallel and deterministic: a block of candidate swaps is evaluated
     in parallel against the current state and the first improving one in sequential order
     (fasterpam) or the best one with the lowest (candidate, medoid slot) on ties (pam,
@@ -331,6 +344,9 @@ def kmedoids(
     """
 
     def cpu(a: Any) -> KMedoidsResult:
+        from rankcore._gpu._arrays import check_same_device
+
+        check_same_device("kmedoids", "numpy", ("sample_weight", sample_weight))
         kind, data, core_metric = _source(a, metric)
         return _fit(kind, data, core_metric, n_clusters, method=method, init=init,
                     max_iter=max_iter, random_state=random_state, sample_weight=sample_weight,
@@ -345,7 +361,13 @@ def kmedoids(
                              sample_weight=sample_weight, n_samples=n_samples,
                              sample_size=sample_size, verbose=verbose)
 
-    return dispatch(X, name="kmedoids", param="X", cpu=cpu, sparse=cpu, dask=dask)
+    def gpu(a: Any) -> KMedoidsResult:
+        return _fit_device(a, n_clusters, metric=metric, method=method, init=init,
+                           max_iter=max_iter, random_state=random_state,
+                           sample_weight=sample_weight, n_samples=n_samples,
+                           sample_size=sample_size, verbose=verbose, precompute=precompute)
+
+    return dispatch(X, name="kmedoids", param="X", cpu=cpu, sparse=cpu, gpu=gpu, dask=dask)
 
 
 def _fit(
@@ -402,6 +424,162 @@ def _fit(
         init_medoids=out["init_medoids"],
         method=method,
     )
+
+
+#: Methods that run on the device ("auto" is "fasterpam" there: the eager variant).
+DEVICE_METHODS = ("fasterpam", "fastpam1", "pam", "clara")
+
+
+def _fit_device(
+    X: Any,
+    n_clusters: Any,
+    *,
+    metric: Any,
+    method: Any,
+    init: Any,
+    max_iter: Any,
+    random_state: Any,
+    sample_weight: Any,
+    n_samples: Any,
+    sample_size: Any,
+    verbose: Any,
+    precompute: Any = "auto",
+    medoid_indices: Any = None,
+    name: str = "kmedoids",
+) -> KMedoidsResult:
+    """:func:`kmedoids` on a device array (cupy; NumPy stands in for it in CI): validates
+    where the data lives and runs :mod:`rankcore._gpu.kmedoids`. Medoids, labels and
+    init_medoids come back in the namespace of `X`."""
+    from rankcore._gpu import kmedoids as device
+    from rankcore._gpu._arrays import array_module, check_same_device, is_sparse
+    from rankcore._gpu._arrays import check_array as check_device_array
+
+    where = "cupy" if namespace(X) == "cupy" else "numpy"
+    check_same_device(name, where, ("sample_weight", sample_weight))
+    if callable(metric):
+        raise NotImplementedError(
+            f"{name}: a callable metric is not available on cupy input (it is one Python call "
+            "per pair); use a metric name, or metric='precomputed' with the matrix on the device"
+        )
+    if not isinstance(metric, str):
+        raise TypeError(f"metric must be a string or a callable, got {metric!r}")
+    check_choice(metric, "metric", METRICS)
+    xp = array_module(X)
+    if is_sparse(X):
+        raise NotImplementedError(
+            f"{name}: sparse X (cupyx.scipy.sparse) is not available on the device; pass a dense "
+            "cupy array, or a scipy.sparse matrix for the CPU path"
+        )
+    if metric == "precomputed" and getattr(X, "ndim", None) == 1:
+        raise NotImplementedError(
+            f"{name}: a condensed distance vector is not available on the device; pass the "
+            "square (n, n) matrix"
+        )
+    data = check_device_array(X, name="X")
+    if metric == "precomputed":
+        data, kind, core_metric = _device_square(xp, data), "square", ""
+    else:
+        data, kind, core_metric = xp.ascontiguousarray(data), "features", FEATURE_METRICS[metric]
+    n = int(data.shape[0])
+    k = check_positive_int(n_clusters, "n_clusters")
+    if k > n:
+        raise ValueError(f"n_clusters must be in [1, n_samples = {n}], got {k}")
+    method = check_choice(method, "method", METHODS)
+    method = "fasterpam" if method == "auto" else method
+    if method not in DEVICE_METHODS:
+        raise NotImplementedError(
+            f"{name}: method={method!r} is not available on cupy input; the device runs "
+            "'fasterpam' (eager swaps), 'fastpam1', 'pam' (FastPAM1: the same swaps) and 'clara'"
+        )
+    opts: dict[str, Any] = {
+        "n_clusters": k,
+        "method": method,
+        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0, maximum=_INT_MAX),
+        "seed": check_random_state_seed(random_state),
+        "verbose": _check_bool(verbose, "verbose"),
+        "n_samples": check_positive_int(n_samples, "n_samples", maximum=_INT_MAX),
+        "sample_size": check_positive_int(sample_size, "sample_size", allow_none=True, maximum=_INT_MAX) or 0,
+        "matrix_budget": _matrix_budget(precompute),
+    }
+    weights = _device_weights(xp, sample_weight, n)
+    if medoid_indices is not None:
+        start = _device_indices(xp, medoid_indices, "medoid_indices", n, k)
+    elif isinstance(init, str):
+        start = check_choice(init, "init", INITS)
+    else:
+        start = _device_indices(xp, init, "init", n, k)
+    out = device.fit(data, kind, core_metric, opts, weights, start)
+    return KMedoidsResult(
+        medoids=out["medoids"],
+        labels=out["labels"],
+        loss=float(out["loss"]),
+        n_iter=int(out["n_iter"]),
+        n_swap=int(out["n_swap"]),
+        converged=bool(out["converged"]),
+        init_medoids=out["init_medoids"],
+        method=method,
+    )
+
+
+def _device_square(xp: Any, D: Any) -> Any:
+    """A validated (finite: already checked) square dissimilarity matrix on the device, in
+    C order: non-negative, zero diagonal, symmetric to ``sqrt(eps) · max`` (the CPU's checks;
+    scalar reads only). A symmetric Fortran-ordered matrix is read as its transpose."""
+    if D.shape[0] != D.shape[1]:
+        raise ValueError(
+            "X must be a square dissimilarity matrix or a condensed vector when "
+            f"metric='precomputed', got shape {tuple(D.shape)}"
+        )
+    D = D.T if D.flags.f_contiguous and not D.flags.c_contiguous else xp.ascontiguousarray(D)
+    if bool((D < 0).any()):
+        raise ValueError("X must be non-negative (a dissimilarity matrix)")
+    if bool((xp.diagonal(D) != 0).any()):
+        raise ValueError("X must have a zero diagonal (a dissimilarity matrix)")
+    n = int(D.shape[0])
+    tol = float(np.sqrt(np.finfo(D.dtype).eps)) * float(D.max())
+    step = max(1, (64 << 20) // max(1, n * D.itemsize))
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        if bool((xp.abs(D[r0:r1] - D[:, r0:r1].T) > tol).any()):
+            raise ValueError("X must be symmetric (a dissimilarity matrix; asymmetry above sqrt(eps) * max)")
+    return D
+
+
+def _device_weights(xp: Any, sample_weight: Any, n: int) -> Any:
+    """Float64 weights where the data lives (ones when None), checked as on the CPU."""
+    if sample_weight is None:
+        return xp.ones(n, dtype=xp.float64)
+    if not hasattr(sample_weight, "dtype") or getattr(sample_weight, "ndim", None) != 1:
+        raise ValueError("sample_weight must be a 1-D array")
+    kind = np.dtype(sample_weight.dtype).kind
+    if kind not in "biuf":
+        raise TypeError(f"sample_weight must hold real numbers, got dtype {sample_weight.dtype}")
+    if sample_weight.shape[0] != n:
+        raise ValueError(f"sample_weight must have length n_samples = {n}, got {sample_weight.shape[0]}")
+    w = xp.ascontiguousarray(sample_weight, dtype=xp.float64)
+    if not bool(xp.isfinite(w).all()):
+        raise ValueError("sample_weight contains NaN or infinity")
+    if bool((w < 0).any()):
+        raise ValueError("sample_weight must be non-negative")
+    if not bool((w > 0).any()):
+        raise ValueError("sample_weight must not be all zero: there would be nothing to cluster")
+    return w
+
+
+def _device_indices(xp: Any, ind: Any, name: str, n: int, k: int) -> Any:
+    """Medoid indices as an int64 array where the data lives: host input is checked on the
+    host and copied over (k integers); device input is checked there (scalar reads)."""
+    if namespace(ind) != "cupy" or xp is np:
+        return xp.asarray(_check_indices(ind, name, n, k), dtype=xp.int64)
+    if ind.ndim != 1 or (ind.size and np.dtype(ind.dtype).kind not in "iu"):
+        raise TypeError(f"{name} must be a 1-D array of integer indices")
+    if ind.size != k:
+        raise ValueError(f"{name} must hold n_clusters = {k} indices, got {ind.size}")
+    if int(ind.min()) < 0 or int(ind.max()) >= n:
+        raise ValueError(f"{name} must be in [0, {n})")
+    if int(xp.unique(ind).size) != k:
+        raise ValueError(f"{name} must be distinct")
+    return ind.astype(xp.int64)
 
 
 def _resolve_method(method: str, kind: str, data: Any, n: int, precompute: Any) -> str:
@@ -646,7 +824,9 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
     ``method="auto"`` (FasterPAM, or OneBatchPAM for feature data too large for the n×n
     matrix; theirs "alternate", which finds worse optima) and ``init="auto"`` (PAM's BUILD,
     deterministic and the best start, while its O(n² k) work is small, LAB beyond; theirs
-    "heuristic"). ``method_`` records the method that ran.
+    "heuristic"). ``method_`` records the method that ran. Fitted on a cupy array, it runs on
+    the GPU (see :func:`kmedoids`) and keeps its fitted arrays there; ``transform`` and
+    ``predict`` then take cupy input and return cupy arrays.
 
     Parameters
     ----------
@@ -742,6 +922,11 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
             from rankcore._dask.kmedoids import fit_estimator
 
             return fit_estimator(self, X, sample_weight)
+        from rankcore._gpu._arrays import validate_estimator_data
+
+        Xd = validate_estimator_data(self, X, reset=True)
+        if Xd is not None:  # cupy: fitted on the device, attributes stay there
+            return self._fit_device(Xd, sample_weight)
         X = self._validate(X, reset=True)
         n = X.shape[0]
         k = check_positive_int(self.n_clusters, "n_clusters")
@@ -764,6 +949,57 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
         self.converged_ = res.converged
         self.cluster_centers_ = None if self._precomputed() else X[res.medoids].copy()
         return self
+
+    def _fit_device(self, X: Any, sample_weight: Any) -> KMedoids:
+        """``fit`` on a validated device array (see :func:`kmedoids` for what runs there)."""
+        n = X.shape[0]
+        k = check_positive_int(self.n_clusters, "n_clusters")
+        if k > n:
+            raise ValueError(f"n_clusters must be in [1, n_samples = {n}], got {k} (n_samples={n})")
+        init = self.init
+        if not isinstance(init, str) and self.medoid_indices is None:
+            init = self._init_indices_device(X, init, k)
+        res = _fit_device(X, k, metric=self.metric, method=self.method, init=init,
+                          max_iter=self.max_iter, random_state=self.random_state,
+                          sample_weight=sample_weight, n_samples=5, sample_size=None,
+                          verbose=self.verbose, medoid_indices=self.medoid_indices,
+                          name=type(self).__name__)
+        self.medoid_indices_ = res.medoids
+        self.labels_ = res.labels
+        self.inertia_ = res.loss
+        self.n_iter_ = res.n_iter
+        self.method_ = res.method
+        self.n_swap_ = res.n_swap
+        self.converged_ = res.converged
+        self.cluster_centers_ = None if self._precomputed() else X[res.medoids].copy()
+        return self
+
+    def _init_indices_device(self, X: Any, init: Any, k: int) -> Any:
+        """Medoid coordinates on the device → indices of the nearest training points."""
+        from rankcore._gpu import kmedoids as device
+        from rankcore._gpu._arrays import array_module, check_same_device
+        from rankcore._gpu._arrays import check_array as check_device_array
+
+        if self._precomputed():
+            raise ValueError("init as coordinates needs features; with metric='precomputed' pass medoid_indices")
+        check_same_device(type(self).__name__, "cupy" if namespace(X) == "cupy" else "numpy", ("init", init))
+        centers = check_device_array(init, name="init")
+        if tuple(centers.shape) != (k, X.shape[1]):
+            raise ValueError(f"init must have shape (n_clusters, n_features) = {(k, X.shape[1])}, got {tuple(centers.shape)}")
+        xp = array_module(X)
+        centers = xp.ascontiguousarray(centers.astype(X.dtype))
+        metric = self._device_metric()
+        idx = device.cross_distances(centers, xp.ascontiguousarray(X), metric).argmin(axis=1)
+        if int(xp.unique(idx).size) != k:
+            raise ValueError("init: two starting centres map to the same nearest training point")
+        return idx
+
+    def _device_metric(self) -> str:
+        if callable(self.metric):
+            raise NotImplementedError(
+                f"{type(self).__name__}: a callable metric is not available on cupy input; use a metric name"
+            )
+        return FEATURE_METRICS[self.metric]
 
     def _init_indices(self, X: np.ndarray, init: Any, k: int) -> np.ndarray:
         """Medoid coordinates → indices of the nearest training points."""
@@ -805,7 +1041,33 @@ class KMedoids(ClusterMixin, TransformerMixin, BaseEstimator):
             if self._precomputed():  # the columns of the medoids, lazily
                 return X[:, self.medoid_indices_].rechunk({1: -1})
             return distances(X, self.cluster_centers_, self._pairwise_metric())
+        from rankcore._gpu._arrays import validate_estimator_data
+
+        Xd = validate_estimator_data(self, X, reset=False)
+        if Xd is not None:  # fitted on the device: the distances are computed there
+            return self._distances_device(Xd)
         return self._distances(self._validate(X, reset=False))
+
+    def _distances_device(self, X: Any) -> Any:
+        from rankcore._gpu import kmedoids as device
+        from rankcore._gpu._arrays import array_module
+
+        xp = array_module(X)
+        if self._precomputed():
+            if X.shape[1] != self.labels_.shape[0]:
+                raise ValueError(
+                    f"with metric='precomputed', X must hold dissimilarities to the {self.labels_.shape[0]} "
+                    f"training points, got shape {tuple(X.shape)}"
+                )
+            return xp.ascontiguousarray(X[:, self.medoid_indices_])
+        C = self.cluster_centers_
+        D = device.cross_distances(xp.ascontiguousarray(X.astype(C.dtype)), C, self._device_metric())
+        if not bool(xp.isfinite(D).all()):
+            raise ValueError(
+                f"dissimilarities overflowed the {C.dtype} range (infinite distances); "
+                "use float64 input or rescale the data"
+            )
+        return D
 
     def predict(self, X: Any) -> np.ndarray:
         """Index of the nearest medoid for each row of ``X`` (ties: lowest)."""

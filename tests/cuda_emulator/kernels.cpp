@@ -4,6 +4,7 @@
 #include "shim.h"
 #include "random.cu"
 #include "projection.cu"
+#include "kmedoids.cu"
 
 typedef unsigned long long u64;
 typedef unsigned u32;
@@ -47,4 +48,34 @@ void rk_sparse_lists_(u32 gx, u32 gy, int threads, u64 seed, u32 stream, u64 thr
     }
 RK_PROJECT(float, float)
 RK_PROJECT(double, double)
+
+#define RK_KM(T, SUFFIX)                                                                       \
+    void rk_km_norms_##SUFFIX(u32 gx, u32 gy, int threads, const T* X, long long n, int d,     \
+                              long long ldx, T* norms) {                                       \
+        rk_launch(rk_km_norms<T>, dim3{gx, gy, 1}, threads, X, n, d, ldx, norms);              \
+    }                                                                                          \
+    void rk_km_swap_pieces_##SUFFIX(u32 gx, u32 gy, int threads, const T* D, long long ldd,    \
+                                    int nrows, const int* order, const T* dn, const T* ds,     \
+                                    const double* w, const long long* pstart, int P,           \
+                                    double* ploss, double* acc) {                              \
+        rk_launch(rk_km_swap_pieces<T>, dim3{gx, gy, 1}, threads, D, ldd, nrows, order, dn,    \
+                  ds, w, pstart, P, ploss, acc);                                               \
+    }
+#define RK_KM_DISTANCES(T, M)                                                                  \
+    void rk_km_distances_##T##_##M(u32 gx, u32 gy, int threads, const T* X, long long ldx,     \
+                                   int d, const long long* rows, int nrows, long long col0,    \
+                                   int ncols, const T* norms, T* out, long long ldo) {         \
+        rk_launch(rk_km_distances<T, M>, dim3{gx, gy, 1}, threads, X, ldx, d, rows, nrows,     \
+                  col0, ncols, norms, out, ldo);                                               \
+    }
+RK_KM(float, float)
+RK_KM(double, double)
+RK_KM_DISTANCES(float, 0)
+RK_KM_DISTANCES(float, 1)
+RK_KM_DISTANCES(float, 2)
+RK_KM_DISTANCES(float, 3)
+RK_KM_DISTANCES(double, 0)
+RK_KM_DISTANCES(double, 1)
+RK_KM_DISTANCES(double, 2)
+RK_KM_DISTANCES(double, 3)
 }
