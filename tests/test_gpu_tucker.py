@@ -77,10 +77,12 @@ def fake_device(monkeypatch):
     def array_module(x):
         return np if isinstance(x, Dev) else real(x)
 
+    import rankcore._gpu.kron
     import rankcore._gpu.svd
     import rankcore.flora
+    import rankcore.kron
 
-    for mod in (ga, tk, gt, rankcore._gpu.svd, rankcore.flora):
+    for mod in (ga, tk, gt, rankcore._gpu.svd, rankcore.flora, rankcore.kron, rankcore._gpu.kron):
         if hasattr(mod, "array_module"):
             monkeypatch.setattr(mod, "array_module", array_module)
     try:

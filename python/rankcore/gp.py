@@ -586,6 +586,18 @@ def _lml_offset(qs, lams, scale: float, noise: float, c: float, Y: np.ndarray, g
 # ---------------------------------------------------------------------------------------
 
 
+def _no_device_path(method: str, *arrays: Any) -> None:
+    """cupy input: the estimator's device path is not written yet (say so, never copy)."""
+    from rankcore._backend import namespace
+
+    if any(namespace(a) == "cupy" for a in arrays):
+        raise NotImplementedError(
+            f"GridGPRegressor.{method}: the GPU path (cupy arrays) is not implemented yet; "
+            "the device building blocks rankcore.kron_matvec / kron_solve / kron_logdet take "
+            "cupy arrays. Convert with cupy.asnumpy(...) to fit on the CPU"
+        )
+
+
 class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     """Gaussian-process regression on a Cartesian grid with a Kronecker-structured kernel.
 
@@ -691,6 +703,7 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             Every cell of the grid spanned by the unique coordinates per column, once.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
         """
+        _no_device_path("fit", X, y)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32])
         if y.dtype != X.dtype:
             y = y.astype(X.dtype)
@@ -713,6 +726,7 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             ``alpha`` of shape ``Y.shape``), solves use preconditioned conjugate gradients and
             the log-determinant the approximation of Wilson et al. (2014).
         """
+        _no_device_path("fit_grid", Y, *(axes if isinstance(axes, (list, tuple)) else ()))
         if isinstance(axes, np.ndarray) and axes.ndim == 1 or not isinstance(axes, (list, tuple, np.ndarray)):
             raise TypeError("axes must be a list of 1-D coordinate arrays, one per grid dimension")
         axs = []
@@ -975,6 +989,7 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         scikit-learn, the variance includes the WhiteKernel noise but not ``alpha``, and
         before ``fit`` the prior is returned (zero mean; ``n_targets`` outputs).
         """
+        _no_device_path("predict", X)
         if return_std and return_cov:
             raise RuntimeError("At most one of return_std or return_cov can be requested.")
         if not hasattr(self, "_model"):
