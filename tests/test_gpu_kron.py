@@ -100,15 +100,3 @@ def test_mixing_host_and_device_is_a_type_error(fake_device):
         kron.kron_solve([fake_device(k) for k in Ks], np.ones(6), 0.1)
     with pytest.raises(ValueError, match=r"Ks\[0\] must be symmetric"):
         kron.kron_solve([fake_device(np.array([[1.0, 2.0], [0.0, 1.0]]))], fake_device(np.ones(2)), 0.1)
-
-
-def test_grid_gp_regressor_says_its_device_path_is_owed(fake_device):
-    from rankcore.gp import GridGPRegressor
-
-    X = np.array([[a, b] for a in range(3) for b in range(4)], dtype=float)
-    with pytest.raises(NotImplementedError, match="GridGPRegressor.fit: the GPU path"):
-        GridGPRegressor().fit(fake_device(X), fake_device(np.ones(12)))
-    with pytest.raises(NotImplementedError, match="GridGPRegressor.fit_grid"):
-        GridGPRegressor().fit_grid([np.arange(3.0), np.arange(4.0)], fake_device(np.ones((3, 4))))
-    with pytest.raises(NotImplementedError, match="GridGPRegressor.predict"):
-        GridGPRegressor().predict(fake_device(X))
