@@ -684,6 +684,12 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     incomplete_ : bool
     n_iter_ : int
         Optimizer iterations (0 when the kernel is fixed).
+
+    Notes
+    -----
+    cupy input (``fit``, ``fit_grid``, ``predict``, ``sample_y``) runs on the device
+    (:mod:`rankcore._gpu.gp`): fitted grid-sized attributes are cupy arrays, the optimizer
+    reads back only scalars, and host and device arrays are never mixed (``TypeError``).
     """
 
     def __init__(
