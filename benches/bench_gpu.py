@@ -44,6 +44,8 @@ Cases (each in try/except: a failing tool is recorded in the JSON and the run go
    rankcore's CPU FasterPAM; every row reports its loss. Target: >= 20x the package at equal
    or better loss.
 
+5.-8. ``tucker_hooi``, ``flora``, ``kron_gp``, ``gp_hyper``: see ``benches/_gpu_tk_cases.py``.
+
 Timing: every callable is called once untimed (NVRTC compiles rankcore's kernels on first
 use; the first-call time is kept), then the median of 3 runs (1 when a call takes over 5 s),
 each between two device synchronisations. GEMM and copy ceilings are timed with CUDA events.
@@ -1079,6 +1081,13 @@ RUNNERS = dict(svd_dense=case_svd_dense, svd_sparse=case_svd_sparse, projection=
                kmedoids=case_kmedoids)
 # Rough seconds each case needs at full size (build + all tools, CPU comparisons included).
 ESTIMATE_S = dict(svd_dense=90, svd_sparse=40, projection=20, fastrp=90, kmedoids=150)
+
+# Issue 18's Tucker/FLoRA and Kronecker-GP cases live beside this file (see its docstring).
+import _gpu_tk_cases as _TK  # noqa: E402
+
+CASES = CASES + _TK.CASES
+RUNNERS.update(_TK.RUNNERS)
+ESTIMATE_S.update(_TK.ESTIMATE_S)
 
 
 # --------------------------------------------------------------------------------------

@@ -194,13 +194,14 @@ def test_bad_inputs():
         flora.compress(np.ones((6, 5)))
 
 
-def test_cupy_like_input_is_not_implemented():
+def test_cupy_like_input_goes_to_the_device_path():
     class FakeCupy:
         __module__ = "cupy"
 
-    with pytest.raises(NotImplementedError, match="GPU"):
+    # routed to rankcore._gpu.flora, whose device checks reject a non-array
+    with pytest.raises(TypeError, match="core must be an array"):
         flora.delta(FakeCupy(), [])
-    with pytest.raises(NotImplementedError, match="GPU"):
+    with pytest.raises(TypeError, match="core must be an array"):
         flora.delta_vjp(FakeCupy(), [], None)
 
 

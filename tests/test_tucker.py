@@ -463,11 +463,12 @@ def test_bad_inputs():
         tucker(np.array([["a", "b"], ["c", "d"]]), 1)
 
 
-def test_cupy_like_input_is_not_implemented():
+def test_cupy_like_input_goes_to_the_device_path():
     class FakeCupy:  # recognised by its module, as cupy arrays are
         __module__ = "cupy"
 
-    with pytest.raises(NotImplementedError, match="GPU"):
+    # routed to rankcore._gpu.tucker, whose device checks reject a non-array
+    with pytest.raises(TypeError, match="tensor must be an array, got FakeCupy"):
         tucker(FakeCupy(), 2)
 
 

@@ -586,6 +586,37 @@ def _lml_offset(qs, lams, scale: float, noise: float, c: float, Y: np.ndarray, g
 # ---------------------------------------------------------------------------------------
 
 
+def _on_device(*arrays: Any) -> bool:
+    """Whether any of the arrays is a cupy array (the device path; mixing is a TypeError there)."""
+    from rankcore._backend import namespace
+
+    return any(namespace(a) == "cupy" for a in arrays)
+
+
+def _gpu():
+    import rankcore._gpu.gp as g  # never at import time: rankcore does not import cupy
+
+    return g
+
+
+def _assemble_gradient(model: _Model, out: dict, fgrad: dict) -> np.ndarray:
+    """The gradient with respect to the log-hyperparameters (``model.entries``) from the
+    core's ``d_scale``/``d_noise``/``d_offset`` and the per-factor contractions `fgrad`."""
+    g = np.zeros(len(model.entries))
+    for i, targets in enumerate(model.entries):
+        for t in targets:
+            v = model._get(t)
+            if t[0] == "scale":
+                g[i] += model.scale * out["d_scale"]  # d/dlog c_i of Π c = s
+            elif t[0] == "noise":
+                g[i] += v * out["d_noise"]
+            elif t[0] == "offset":
+                g[i] += v * out["d_offset"]
+            else:
+                g[i] += v * fgrad[(t[1], t[2], t[3])]
+    return g
+
+
 class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     """Gaussian-process regression on a Cartesian grid with a Kronecker-structured kernel.
 
@@ -653,6 +684,12 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     incomplete_ : bool
     n_iter_ : int
         Optimizer iterations (0 when the kernel is fixed).
+
+    Notes
+    -----
+    cupy input (``fit``, ``fit_grid``, ``predict``, ``sample_y``) runs on the device
+    (:mod:`rankcore._gpu.gp`): fitted grid-sized attributes are cupy arrays, the optimizer
+    reads back only scalars, and host and device arrays are never mixed (``TypeError``).
     """
 
     def __init__(
@@ -691,6 +728,9 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             Every cell of the grid spanned by the unique coordinates per column, once.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
         """
+        if _on_device(X, y):
+            return _gpu().fit(self, X, y)
+        self.__dict__.pop("_on_device", None)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32])
         if y.dtype != X.dtype:
             y = y.astype(X.dtype)
@@ -713,6 +753,9 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             ``alpha`` of shape ``Y.shape``), solves use preconditioned conjugate gradients and
             the log-determinant the approximation of Wilson et al. (2014).
         """
+        if _on_device(Y, *(axes if isinstance(axes, (list, tuple)) else ())):
+            return _gpu().fit_grid(self, axes, Y)
+        self.__dict__.pop("_on_device", None)
         if isinstance(axes, np.ndarray) and axes.ndim == 1 or not isinstance(axes, (list, tuple, np.ndarray)):
             raise TypeError("axes must be a list of 1-D coordinate arrays, one per grid dimension")
         axs = []
@@ -756,11 +799,9 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self._flat = flat
         return self._fit(axs, np.where(obs, Y.ravel(), 0).astype(dtype), obs, X, y, alpha, flat)
 
-    def _fit(self, axes, Yfull, obs, X, y, alpha, flat) -> "GridGPRegressor":
-        D = len(axes)
-        model = _make_model(self.kernel, D)
+    def _check_fit_params(self, n_seen: int) -> None:
+        """n_targets against the targets seen, n_restarts_optimizer (both paths)."""
         self._check_n_targets()
-        n_seen = y.shape[1] if y.ndim > 1 else 1
         if self.n_targets is not None and n_seen != self.n_targets:
             raise ValueError(
                 "The number of targets seen in `y` is different from the parameter "
@@ -768,6 +809,11 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             )
         if not isinstance(self.n_restarts_optimizer, numbers.Integral) or self.n_restarts_optimizer < 0:
             raise ValueError(f"n_restarts_optimizer must be a non-negative integer, got {self.n_restarts_optimizer!r}")
+
+    def _fit(self, axes, Yfull, obs, X, y, alpha, flat) -> "GridGPRegressor":
+        D = len(axes)
+        model = _make_model(self.kernel, D)
+        self._check_fit_params(y.shape[1] if y.ndim > 1 else 1)
         a = np.asarray(alpha, dtype=np.float64)
         if np.any(~np.isfinite(a)) or np.any(a < 0):
             raise ValueError("alpha must be non-negative and finite")
@@ -808,7 +854,11 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         ygrid = np.zeros((len(obs),) + y.shape[1:], dtype=self._dtype)
         ygrid[flat] = y
         self._Y = np.ascontiguousarray(ygrid.reshape(len(obs), -1).T)  # (B, N)
+        return self._fit_model(model)
 
+    def _fit_model(self, model: _Model) -> "GridGPRegressor":
+        """The optimizer loop (on the host: it sees the LML and its gradient as scalars and
+        a hyperparameter-sized vector, whichever path computes them), then ``_finish``."""
         self.n_iter_ = 0
         opt_value = None
         theta0 = model.theta()
@@ -889,6 +939,8 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         return _core.gp_lml(qs, lams, model.scale, noise, self._Y, grad)
 
     def _lml(self, model: _Model, grad: bool) -> tuple[float, np.ndarray]:
+        if self.__dict__.get("_on_device"):
+            return _gpu().lml(self, model, grad)
         qs, lams = self._eig(model)
         out = self._core_lml(model, qs, lams, grad)
         if not grad:
@@ -905,21 +957,11 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
                         others *= m
                 for p, v in enumerate(k.grad_contract(ax, others * R)):
                     fgrad[(d, f, p)] = float(v)
-        g = np.zeros(len(model.entries))
-        for i, targets in enumerate(model.entries):
-            for t in targets:
-                v = model._get(t)
-                if t[0] == "scale":
-                    g[i] += model.scale * out["d_scale"]  # d/dlog c_i of Π c = s
-                elif t[0] == "noise":
-                    g[i] += v * out["d_noise"]
-                elif t[0] == "offset":
-                    g[i] += v * out["d_offset"]
-                else:
-                    g[i] += v * fgrad[(t[1], t[2], t[3])]
-        return out["value"], g
+        return out["value"], _assemble_gradient(model, out, fgrad)
 
     def _finish(self, model: _Model, opt_value: float | None) -> None:
+        if self.__dict__.get("_on_device"):
+            return _gpu().finish(self, model, opt_value)
         qs, lams = self._eig(model)
         out = self._core_lml(model, qs, lams, False)
         self._qs, self._lams = qs, lams
@@ -975,6 +1017,8 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         scikit-learn, the variance includes the WhiteKernel noise but not ``alpha``, and
         before ``fit`` the prior is returned (zero mean; ``n_targets`` outputs).
         """
+        if _on_device(X) or self.__dict__.get("_on_device"):
+            return _gpu().predict(self, X, return_std, return_cov)
         if return_std and return_cov:
             raise RuntimeError("At most one of return_std or return_cov can be requested.")
         if not hasattr(self, "_model"):
@@ -1179,6 +1223,8 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         :class:`_Offset`, and WhiteKernel noise, as scikit-learn's covariance includes it).
         Elsewhere, as scikit-learn, from the dense covariance.
         """
+        if _on_device(X) or self.__dict__.get("_on_device"):
+            return _gpu().sample_y(self, X, n_samples, random_state)
         rng = check_random_state(random_state)
         fitted = hasattr(self, "_model")
         if fitted:

@@ -4,6 +4,10 @@
 Vectorisation convention: a vector of length ``N`` is a grid of shape ``(n₁, …, n_D)``
 flattened in C order (the last index fastest), so ``kron_matvec(Ks, x)`` equals
 ``functools.reduce(numpy.kron, Ks) @ x``.
+
+cupy arrays (all of them: factors and vectors) run on the device through
+:mod:`rankcore._gpu.kron` (mode products as cuBLAS GEMMs, cuSOLVER ``eigh``) and return
+cupy arrays; mixing host and device arrays is a ``TypeError``.
 """
 
 from __future__ import annotations
@@ -13,32 +17,48 @@ from typing import Any, Sequence
 import numpy as np
 
 from rankcore import _core
-from rankcore._validation import check_array
+from rankcore._backend import namespace
+from rankcore._gpu._arrays import array_module
+from rankcore._validation import check_array as _check_host_array
+
+
+def check_array(a: Any, *, name: str, ndim: int | None = 2, where: str = "numpy") -> Any:
+    """Host ``check_array``, or its device twin for ``where="cupy"`` (a ``TypeError`` for
+    an array on the other side)."""
+    if where == "cupy":
+        from rankcore._gpu.tucker import check_tensor
+
+        return check_tensor(a, name, ndim=ndim)
+    return _check_host_array(a, name=name, ndim=ndim)
+
+
+def _where(a: Any) -> str:
+    return "cupy" if namespace(a) == "cupy" else "numpy"
 
 __all__ = ["kron_logdet", "kron_matvec", "kron_solve"]
 
 
-def _factors(Ks: Any, dtype: Any, square: bool) -> list[np.ndarray]:
+def _factors(Ks: Any, dtype: Any, square: bool, where: str = "numpy") -> list[Any]:
     if isinstance(Ks, np.ndarray) or not isinstance(Ks, Sequence) or len(Ks) == 0:
         raise TypeError("Ks must be a non-empty list of 2-D arrays")
     out = []
     for d, K in enumerate(Ks):
-        K = check_array(K, name=f"Ks[{d}]")
+        K = check_array(K, name=f"Ks[{d}]", where=where)
         if square and K.shape[0] != K.shape[1]:
-            raise ValueError(f"Ks[{d}] must be square, got shape {K.shape}")
-        out.append(np.ascontiguousarray(K, dtype=dtype))
+            raise ValueError(f"Ks[{d}] must be square, got shape {tuple(K.shape)}")
+        out.append(array_module(K).ascontiguousarray(K, dtype=dtype))
     return out
 
 
-def _rhs(y: Any, n: int, name: str) -> tuple[np.ndarray, bool]:
+def _rhs(y: Any, n: int, name: str, where: str = "numpy") -> tuple[Any, bool]:
     """``y`` of shape (N,) or (N, k) as a C-contiguous (k, N) batch."""
-    y = check_array(y, name=name, ndim=None)
+    y = check_array(y, name=name, ndim=None, where=where)
     if y.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got {y.ndim} dimensions")
     if y.shape[0] != n:
         raise ValueError(f"{name} has {y.shape[0]} rows, but the Kronecker product has {n} columns")
     vec = y.ndim == 1
-    return np.ascontiguousarray(y.reshape(n, -1).T), vec
+    return array_module(y).ascontiguousarray(y.reshape(n, -1).T), vec
 
 
 def _noise(noise: Any) -> float:
@@ -65,19 +85,29 @@ def kron_matvec(Ks: Sequence[Any], x: Any) -> np.ndarray:
     -------
     numpy.ndarray of shape (Π m_d,) or (Π m_d, k), the dtype of `x` (float32 or float64).
     """
-    x0 = check_array(x, name="x", ndim=None)
-    mats = _factors(Ks, x0.dtype, square=False)
+    where = _where(x)
+    x0 = check_array(x, name="x", ndim=None, where=where)
+    mats = _factors(Ks, x0.dtype, square=False, where=where)
     n = int(np.prod([K.shape[1] for K in mats]))
-    xb, vec = _rhs(x0, n, "x")
-    out = _core.kron_apply(mats, xb)
-    return out[0] if vec else np.ascontiguousarray(out.T)
+    xb, vec = _rhs(x0, n, "x", where)
+    if where == "cupy":
+        from rankcore._gpu.kron import kron_apply
+
+        out = kron_apply(mats, xb)
+    else:
+        out = _core.kron_apply(mats, xb)
+    return out[0] if vec else array_module(out).ascontiguousarray(out.T)
 
 
-def _eigh(Ks: Sequence[Any], dtype: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    mats = _factors(Ks, dtype, square=True)
+def _eigh(Ks: Sequence[Any], dtype: Any, where: str = "numpy") -> tuple[list[Any], list[Any]]:
+    mats = _factors(Ks, dtype, square=True, where=where)
     for d, K in enumerate(mats):
-        if not np.allclose(K, K.T, rtol=1e-10, atol=0):
+        if not bool(array_module(K).allclose(K, K.T, rtol=1e-10, atol=0)):
             raise ValueError(f"Ks[{d}] must be symmetric")
+    if where == "cupy":
+        from rankcore._gpu.kron import eigh
+
+        return eigh(mats)
     qs, lams = _core.kron_eigh(mats)
     return [np.ascontiguousarray(q) for q in qs], list(lams)
 
@@ -102,13 +132,19 @@ def kron_solve(Ks: Sequence[Any], y: Any, noise: float) -> np.ndarray:
     -------
     numpy.ndarray, same shape and dtype as `y`.
     """
-    y0 = check_array(y, name="y", ndim=None)
+    where = _where(y)
+    y0 = check_array(y, name="y", ndim=None, where=where)
     s2 = _noise(noise)
-    qs, lams = _eigh(Ks, y0.dtype)
+    qs, lams = _eigh(Ks, y0.dtype, where)
     n = int(np.prod([len(lam) for lam in lams]))
-    yb, vec = _rhs(y0, n, "y")
-    out = _core.kron_solve_eig(qs, lams, 1.0, s2, yb)
-    return out[0] if vec else np.ascontiguousarray(out.T)
+    yb, vec = _rhs(y0, n, "y", where)
+    if where == "cupy":
+        from rankcore._gpu.kron import kron_solve as device_solve
+
+        out = device_solve(qs, lams, 1.0, s2, yb)
+    else:
+        out = _core.kron_solve_eig(qs, lams, 1.0, s2, yb)
+    return out[0] if vec else array_module(out).ascontiguousarray(out.T)
 
 
 def kron_logdet(Ks: Sequence[Any], noise: float) -> float:
@@ -123,7 +159,14 @@ def kron_logdet(Ks: Sequence[Any], noise: float) -> float:
         σ² > 0.
     """
     s2 = _noise(noise)
-    first = np.asarray(Ks[0]) if isinstance(Ks, Sequence) and len(Ks) else None
-    dtype = np.float32 if first is not None and first.dtype == np.float32 else np.float64
-    qs, lams = _eigh(Ks, dtype)
+    first = Ks[0] if isinstance(Ks, Sequence) and len(Ks) else None
+    where = "numpy" if first is None else _where(first)
+    if first is not None and where == "numpy":
+        first = np.asarray(first)
+    dtype = np.float32 if first is not None and getattr(first, "dtype", None) == np.float32 else np.float64
+    qs, lams = _eigh(Ks, dtype, where)
+    if where == "cupy":
+        from rankcore._gpu.kron import kron_logdet as device_logdet
+
+        return device_logdet(lams, 1.0, s2)
     return float(_core.kron_logdet_eig(qs, lams, 1.0, s2, False))

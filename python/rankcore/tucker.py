@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from rankcore import _core
-from rankcore._backend import dispatch
+from rankcore._backend import dispatch, namespace
+from rankcore._gpu._arrays import array_module
 from rankcore._validation import (
     check_array,
     check_choice,
@@ -64,9 +65,17 @@ _METHODS = ("hooi", "hosvd", "sthosvd")
 
 
 def _check_tensor(
-    tensor: Any, name: str = "tensor", *, min_order: int = 1, finite: bool = True
-) -> np.ndarray:
-    t = check_array(tensor, name=name, ndim=None, ensure_finite=finite)
+    tensor: Any, name: str = "tensor", *, min_order: int = 1, finite: bool = True,
+    where: str = "numpy",
+) -> Any:
+    """A validated tensor on the host (``where="numpy"``) or the device (``"cupy"``; host
+    input there is a ``TypeError``, as device input is on the host)."""
+    if where == "cupy":
+        from rankcore._gpu.tucker import check_tensor as check_device_tensor
+
+        t = check_device_tensor(tensor, name, ensure_finite=finite)
+    else:
+        t = check_array(tensor, name=name, ndim=None, ensure_finite=finite)
     if not min_order <= t.ndim <= MAX_ORDER:
         raise ValueError(
             f"{name} must have order (ndim) between {min_order} and {MAX_ORDER}, got {t.ndim}"
@@ -74,8 +83,13 @@ def _check_tensor(
     return t
 
 
-def _check_matrix(m: Any, name: str, dtype: np.dtype) -> np.ndarray:
-    a = check_array(m, name=name, ndim=2, dtype_policy="float")
+def _check_matrix(m: Any, name: str, dtype: np.dtype, where: str = "numpy", ndim: int = 2) -> Any:
+    if where == "cupy":
+        from rankcore._gpu.tucker import check_tensor as check_device_tensor
+
+        a = check_device_tensor(m, name, ndim=ndim)
+    else:
+        a = check_array(m, name=name, ndim=ndim, dtype_policy="float")
     return a.astype(dtype, copy=False)
 
 
@@ -88,9 +102,9 @@ def _check_mode(mode: Any, ndim: int, name: str = "mode") -> int:
     return mode % ndim
 
 
-def _common_dtype(t: np.ndarray, mats: Sequence[Any]) -> np.dtype:
+def _common_dtype(t: Any, mats: Sequence[Any]) -> np.dtype:
     if t.dtype == np.float32 and all(
-        isinstance(m, np.ndarray) and m.dtype == np.float32 for m in mats
+        hasattr(m, "shape") and getattr(m, "dtype", None) == np.float32 for m in mats
     ):
         return np.dtype(np.float32)
     return np.dtype(np.float64)
@@ -114,10 +128,13 @@ def unfold(tensor: Any, mode: int) -> np.ndarray:
     Returns
     -------
     ndarray of shape (tensor.shape[mode], prod of the other sizes)
+        A cupy array for cupy input (a copy on the device unless the moved axes already
+        lie in C order).
     """
-    t = np.asarray(tensor)
+    xp = array_module(tensor)
+    t = xp.asarray(tensor)
     mode = _check_mode(mode, t.ndim)
-    return np.reshape(np.moveaxis(t, mode, 0), (t.shape[mode], -1))
+    return xp.reshape(xp.moveaxis(t, mode, 0), (t.shape[mode], -1))
 
 
 def fold(unfolded_tensor: Any, mode: int, shape: Sequence[int]) -> np.ndarray:
@@ -132,14 +149,15 @@ def fold(unfolded_tensor: Any, mode: int, shape: Sequence[int]) -> np.ndarray:
     """
     full = [int(s) for s in shape]
     mode = _check_mode(mode, len(full))
-    u = np.asarray(unfolded_tensor)
+    xp = array_module(unfolded_tensor)
+    u = xp.asarray(unfolded_tensor)
     if u.size != int(np.prod(full)) or u.ndim != 2 or u.shape[0] != full[mode]:
         raise ValueError(
             f"unfolded_tensor of shape {u.shape} cannot be folded along mode {mode} "
             f"into shape {tuple(full)}"
         )
     moved = [full[mode]] + full[:mode] + full[mode + 1 :]
-    return np.moveaxis(np.reshape(u, moved), 0, mode)
+    return xp.moveaxis(xp.reshape(u, moved), 0, mode)
 
 
 def _mode_dot_cpu(t: np.ndarray, mats: list[np.ndarray], modes: list[int]) -> np.ndarray:
@@ -173,12 +191,15 @@ def _mode_products(
     modes_name: str = "modes",
     mode_item_name: str = "modes[{i}]",
     skip_name: str = "skip",
-) -> np.ndarray:
-    """Validated CPU body of :func:`multi_mode_dot` (and of the functions built on it).
+    where: str = "numpy",
+) -> Any:
+    """Validated body of :func:`multi_mode_dot` (and of the functions built on it), on the
+    host (the Rust core) or, with ``where="cupy"``, on the device
+    (:func:`rankcore._gpu.tucker.multi_mode_product`; every matrix must be a cupy array too).
 
     The ``*_name`` arguments are the caller's parameter names, used in error messages.
     """
-    t = _check_tensor(t, tensor_name)
+    t = _check_tensor(t, tensor_name, where=where)
     if isinstance(matrix_or_vec_list, (str, bytes)):
         raise TypeError(f"{list_name} must be a sequence of matrices or vectors")
     try:
@@ -227,8 +248,7 @@ def _mode_products(
         m = mats[i]
         nd = np.ndim(m)
         if nd == 1:
-            a = check_array(m, name=name, ndim=1, dtype_policy="float")
-            a = a.astype(dtype, copy=False)[None, :]
+            a = _check_matrix(m, name, dtype, where, ndim=1)[None, :]
             vec_modes.append(md)
             if a.shape[1] != t.shape[md]:
                 raise ValueError(
@@ -236,7 +256,7 @@ def _mode_products(
                     f"mode {md} of {tensor_name} (size {t.shape[md]})"
                 )
         elif nd == 2:
-            a = _check_matrix(m, name, dtype)
+            a = _check_matrix(m, name, dtype, where)
             j = 0 if transpose else 1
             if a.shape[j] != t.shape[md]:
                 raise ValueError(
@@ -250,8 +270,13 @@ def _mode_products(
             raise ValueError(f"{name} must be a matrix (2-D) or a vector (1-D), got {nd}-D")
         arrays.append(a)
         used.append(md)
-    out = _mode_dot_cpu(t, arrays, used) if arrays else t.copy()
-    return np.squeeze(out, axis=tuple(vec_modes)) if vec_modes else out
+    if where == "cupy":
+        from rankcore._gpu.tucker import multi_mode_product
+
+        out = multi_mode_product(t, arrays, used)
+    else:
+        out = _mode_dot_cpu(t, arrays, used) if arrays else t.copy()
+    return out.squeeze(axis=tuple(vec_modes)) if vec_modes else out
 
 
 def mode_dot(
@@ -285,18 +310,21 @@ def mode_dot(
         match ``tensor.shape[mode]``.
     """
 
-    def cpu(t: Any) -> np.ndarray:
+    def cpu(t: Any, where: str = "numpy") -> Any:
         return _mode_products(
             t, [matrix_or_vector], [mode], None, transpose,
-            item_name="matrix_or_vector", mode_item_name="mode",
+            item_name="matrix_or_vector", mode_item_name="mode", where=where,
         )
+
+    def gpu(t: Any) -> Any:
+        return cpu(t, "cupy")
 
     def dask(t: Any) -> Any:
         from rankcore._dask.tucker import multi_mode_dot as dask_multi_mode_dot
 
         return dask_multi_mode_dot(t, [matrix_or_vector], [mode], None, transpose)
 
-    return dispatch(tensor, name="mode_dot", param="tensor", cpu=cpu, dask=dask)
+    return dispatch(tensor, name="mode_dot", param="tensor", cpu=cpu, gpu=gpu, dask=dask)
 
 
 def multi_mode_dot(
@@ -350,12 +378,15 @@ def multi_mode_dot(
     def cpu(t: Any) -> np.ndarray:
         return _mode_products(t, matrix_or_vec_list, modes, skip, transpose)
 
+    def gpu(t: Any) -> Any:
+        return _mode_products(t, matrix_or_vec_list, modes, skip, transpose, where="cupy")
+
     def dask(t: Any) -> Any:
         from rankcore._dask.tucker import multi_mode_dot as dask_multi_mode_dot
 
         return dask_multi_mode_dot(t, matrix_or_vec_list, modes, skip, transpose)
 
-    return dispatch(tensor, name="multi_mode_dot", param="tensor", cpu=cpu, dask=dask)
+    return dispatch(tensor, name="multi_mode_dot", param="tensor", cpu=cpu, gpu=gpu, dask=dask)
 
 
 # ---------------------------------------------------------------------------------------
@@ -369,6 +400,8 @@ class TuckerTensor:
     ----------
     core : ndarray
         The core; in a partial decomposition its undecomposed modes keep the tensor's sizes.
+        A cupy array when the decomposition ran on the device (the factors too); every
+        method then stays on the device.
     factors : list of ndarray
         One factor per decomposed mode, ``I_k × r_k`` (orthonormal columns when produced by
         :func:`tucker`).
@@ -392,8 +425,10 @@ class TuckerTensor:
         n_iter: int = 0,
         converged: bool = True,
     ) -> None:
-        self.core = np.asarray(core)
-        self.factors = [np.asarray(f) for f in factors]
+        # cupy arrays stay on the device; anything else becomes a NumPy array
+        xp = array_module(core)
+        self.core = xp.asarray(core)
+        self.factors = [array_module(f).asarray(f) for f in factors]
         self.modes = list(range(len(self.factors))) if modes is None else list(modes)
         self.errors = list(errors)
         self.n_iter = int(n_iter)
@@ -457,13 +492,14 @@ class TuckerTensor:
     def norm(self) -> float:
         """Frobenius norm of the full tensor; ``‖core‖`` when the factors are orthonormal
         (no reconstruction), else computed from the full tensor."""
+        xp = array_module(self.core)
         ortho = all(
-            np.allclose(f.T @ f, np.eye(f.shape[1]), atol=1e2 * np.finfo(f.dtype).eps)
+            bool(xp.allclose(f.T @ f, xp.eye(f.shape[1]), atol=1e2 * np.finfo(f.dtype).eps))
             for f in self.factors
         )
         if ortho:
-            return float(np.linalg.norm(self.core.astype(np.float64).ravel()))
-        return float(np.linalg.norm(self.to_tensor().astype(np.float64).ravel()))
+            return float(xp.linalg.norm(self.core.astype(xp.float64).ravel()))
+        return float(xp.linalg.norm(self.to_tensor().astype(xp.float64).ravel()))
 
 
 def _unpack_tucker(tucker_tensor: Any) -> tuple[Any, list[Any], list[int] | None]:
@@ -528,14 +564,17 @@ def tucker_to_tensor(
     if modes is None:
         modes = own_modes
 
-    def cpu(c: Any) -> np.ndarray:
+    def cpu(c: Any, where: str = "numpy") -> Any:
         return _mode_products(
             c, factors, modes, skip_factor, transpose_factors,
             tensor_name="tucker_tensor core", list_name="tucker_tensor factors",
-            item_name="tucker_tensor factors[{i}]", skip_name="skip_factor",
+            item_name="tucker_tensor factors[{i}]", skip_name="skip_factor", where=where,
         )
 
-    return dispatch(core, name="tucker_to_tensor", param="tucker_tensor core", cpu=cpu)
+    def gpu(c: Any) -> Any:
+        return cpu(c, "cupy")
+
+    return dispatch(core, name="tucker_to_tensor", param="tucker_tensor core", cpu=cpu, gpu=gpu)
 
 
 def tucker_to_unfolded(
@@ -602,7 +641,7 @@ def tucker_to_vec(
     full = tucker_to_tensor(
         tucker_tensor, skip_factor=skip_factor, transpose_factors=transpose_factors
     )
-    return np.reshape(full, (-1,))
+    return full.reshape(-1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -648,7 +687,7 @@ def _resolve_rank(rank: Any, shape: tuple[int, ...], modes: list[int]) -> list[i
     return out
 
 
-def _resolve_init(init: Any, t: np.ndarray, modes: list[int], ranks: list[int] | None):
+def _resolve_init(init: Any, t: Any, modes: list[int], ranks: list[int] | None, where: str = "numpy"):
     """Returns (init name, list of factor arrays or None, ranks)."""
     if isinstance(init, str):
         check_choice(init, "init", ("svd", "random"))
@@ -664,12 +703,12 @@ def _resolve_init(init: Any, t: np.ndarray, modes: list[int], ranks: list[int] |
         )
     mats = []
     for i, (f, m) in enumerate(zip(factors, modes)):
-        a = _check_matrix(f, f"init factors[{i}]", t.dtype)
+        a = _check_matrix(f, f"init factors[{i}]", t.dtype, where)
         if a.shape[0] != t.shape[m]:
             raise ValueError(
                 f"init factors[{i}] has {a.shape[0]} rows, mode {m} of the tensor has {t.shape[m]}"
             )
-        mats.append(np.array(a, order="F"))
+        mats.append(a if where == "cupy" else np.array(a, order="F"))
     given = [a.shape[1] for a in mats]
     if ranks is not None and ranks != given:
         raise ValueError(f"rank {ranks} does not match the init factors' ranks {given}")
@@ -679,7 +718,11 @@ def _resolve_init(init: Any, t: np.ndarray, modes: list[int], ranks: list[int] |
     return "given", mats, given
 
 
-def _check_mask(mask: Any, t: np.ndarray) -> np.ndarray:
+def _check_mask(mask: Any, t: Any, where: str = "numpy") -> Any:
+    if where == "cupy":
+        from rankcore._gpu.tucker import check_mask as check_device_mask
+
+        return check_device_mask(mask, t)
     m = np.asarray(mask)
     if m.shape != t.shape:
         raise ValueError(f"mask must have the tensor's shape {t.shape}, got {m.shape}")
@@ -800,7 +843,14 @@ def tucker(
             mask, verbose, method, modes, n_oversamples, n_power_iter, svd_mask_repeats,
         )
 
-    return dispatch(tensor, name="tucker", param="tensor", cpu=cpu, dask=dask)
+    def gpu(x: Any) -> Any:
+        return _tucker_cpu(
+            x, rank, fixed_factors, n_iter_max, init, return_errors, svd, tol, random_state,
+            mask, verbose, method, modes, n_oversamples, n_power_iter, svd_mask_repeats,
+            where="cupy",
+        )
+
+    return dispatch(tensor, name="tucker", param="tensor", cpu=cpu, gpu=gpu, dask=dask)
 
 
 def _tucker_dask(
@@ -856,9 +906,11 @@ def _tucker_dask(
 
 def _tucker_cpu(
     x, rank, fixed_factors, n_iter_max, init, return_errors, svd, tol, random_state, mask,
-    verbose, method, modes, n_oversamples, n_power_iter, svd_mask_repeats,
+    verbose, method, modes, n_oversamples, n_power_iter, svd_mask_repeats, where="numpy",
 ):
-    t = _check_tensor(x, min_order=2, finite=mask is None)
+    """The in-memory body of :func:`tucker`: validation, then the Rust core (host) or
+    :func:`rankcore._gpu.tucker.tucker` (``where="cupy"``: every array on the device)."""
+    t = _check_tensor(x, min_order=2, finite=mask is None, where=where)
     check_choice(method, "method", _METHODS)
     check_choice(svd, "svd", tuple(_SVD_ALIASES))
     svd = _SVD_ALIASES[svd]
@@ -869,7 +921,7 @@ def _tucker_cpu(
     tol = check_nonneg_float(tol, "tol")
     mds = _resolve_modes(modes, t.ndim)
     ranks = _resolve_rank(rank, t.shape, mds)
-    how, init_factors, ranks = _resolve_init(init, t, mds, ranks)
+    how, init_factors, ranks = _resolve_init(init, t, mds, ranks, where)
     error_tol = None
     if ranks is None:
         if not 0.0 < tol < 1.0:
@@ -884,7 +936,7 @@ def _tucker_cpu(
         if how != "given":
             raise ValueError("fixed_factors needs init=(core, factors) holding those factors")
         fixed[mds.index(m)] = True
-    m8 = None if mask is None else _check_mask(mask, t)
+    m8 = None if mask is None else _check_mask(mask, t, where)
     opts = {
         "method": method, "svd": svd, "seed": check_random_state_seed(random_state),
         "n_oversamples": n_oversamples, "n_power_iter": n_power_iter,
@@ -892,7 +944,12 @@ def _tucker_cpu(
         "error_tol": error_tol, "fixed": fixed, "n_iter_max": n_iter_max, "tol": tol,
         "mask_repeats": svd_mask_repeats, "verbose": bool(verbose),
     }
-    out = _core.tucker_decompose(t, opts, m8, init_factors)
+    if where == "cupy":
+        from rankcore._gpu.tucker import tucker as device_tucker
+
+        out = device_tucker(t, opts, m8, init_factors)
+    else:
+        out = _core.tucker_decompose(t, opts, m8, init_factors)
     tt = TuckerTensor(
         out["core"], out["factors"], mds, errors=out["errors"], n_iter=out["n_iter"],
         converged=out["converged"],

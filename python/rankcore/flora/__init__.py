@@ -22,7 +22,12 @@ What this module adds to the reference: merging for inference (:func:`merge` /
 shape), embeddings, real per-mode rank checks (``1 <= rₖ <= Iₖ``), gradients without autograd
 (:func:`delta_vjp`), and :func:`compress` of an existing full fine-tuning change.
 ``rankcore.flora.torch`` (importable when PyTorch is) wraps ``nn.Linear``, ``nn.Conv1d/2d/3d``
-(grouped too) and ``nn.Embedding``.
+(grouped too) and ``nn.Embedding``; it is device-agnostic (CPU or CUDA tensors).
+
+cupy arrays: :func:`delta`, :func:`delta_vjp`, :func:`merge`/:func:`unmerge` and
+:func:`compress` run on the device (:mod:`rankcore._gpu.flora`, the same algorithms as the
+Rust core, as cuBLAS GEMMs) and return cupy arrays; ``init(..., like=cupy_array)`` creates
+the adapter there. Host and device arrays are never mixed (``TypeError``).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from rankcore import _core
-from rankcore._backend import dispatch
+from rankcore._backend import dispatch, namespace
+from rankcore._gpu._arrays import array_module
 from rankcore._validation import check_array, check_nonneg_float, check_random_state_seed
 from rankcore.tucker import MAX_ORDER, tucker
 
@@ -99,6 +105,7 @@ def init(
     scale: float = 1.0,
     random_state: Any = None,
     dtype: Any = np.float32,
+    like: Any = None,
 ) -> FloraParams:
     """A FLoRA adapter initialised as the paper does: zero core, N(0, 1/(2rₖ)) factors.
 
@@ -113,6 +120,9 @@ def init(
     random_state : None, int, Generator or RandomState
         Seeds the factors (Philox stream k for mode k, so each factor is reproducible alone).
     dtype : float32 or float64, default=float32
+    like : array, optional
+        A cupy array: create the adapter on its device (cupy arrays, the factors drawn
+        there by the Philox kernel: the CPU's numbers within 2 ulp). Default: NumPy.
 
     Returns
     -------
@@ -126,6 +136,11 @@ def init(
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
     seed = check_random_state_seed(random_state)
+    if like is not None and namespace(like) == "cupy":
+        from rankcore._gpu.flora import init_factors
+
+        xp = array_module(like)
+        return FloraParams(xp.zeros(r, dtype=dtype), init_factors(xp, shape, r, seed, dtype), scale)
     factors = [
         (_core.random_matrix("normal", seed, k, 0, 0, s, rk) / np.sqrt(2.0 * rk)).astype(dtype)
         for k, (s, rk) in enumerate(zip(shape, r))
@@ -141,8 +156,18 @@ def _check_scale(scale: Any) -> float:
     return float(scale)
 
 
-def _check_adapter(core: Any, factors: Any) -> tuple[np.ndarray, list[np.ndarray]]:
-    c = check_array(core, name="core", ndim=None)
+def _check_nd(a: Any, name: str, ndim: int | None, where: str) -> Any:
+    """``check_array`` on the host, its device twin for ``where="cupy"`` (host input there,
+    or device input on the host, is a ``TypeError``)."""
+    if where == "cupy":
+        from rankcore._gpu.tucker import check_tensor
+
+        return check_tensor(a, name, ndim=ndim)
+    return check_array(a, name=name, ndim=ndim)
+
+
+def _check_adapter(core: Any, factors: Any, where: str = "numpy") -> tuple[Any, list[Any]]:
+    c = _check_nd(core, "core", None, where)
     if c.ndim > MAX_ORDER:
         raise ValueError(f"core must have order at most {MAX_ORDER}, got {c.ndim}")
     try:
@@ -156,7 +181,7 @@ def _check_adapter(core: Any, factors: Any) -> tuple[np.ndarray, list[np.ndarray
     dtype = c.dtype
     mats = []
     for k, f in enumerate(fs):
-        a = check_array(f, name=f"factors[{k}]", ndim=2)
+        a = _check_nd(f, f"factors[{k}]", 2, where)
         if a.dtype != dtype:
             dtype = np.dtype(np.float64)
         if a.shape[1] != c.shape[k]:
@@ -186,7 +211,13 @@ def delta(core: Any, factors: Sequence[Any], scale: float = 1.0) -> np.ndarray:
         c, fs = _check_adapter(c, factors)
         return _core.flora_delta(c, fs, _check_scale(scale))
 
-    return dispatch(core, name="flora.delta", param="core", cpu=cpu)
+    def gpu(c: Any) -> Any:
+        from rankcore._gpu import flora as device_flora
+
+        c, fs = _check_adapter(c, factors, "cupy")
+        return device_flora.delta(c, fs, _check_scale(scale))
+
+    return dispatch(core, name="flora.delta", param="core", cpu=cpu, gpu=gpu)
 
 
 def delta_vjp(
@@ -210,20 +241,36 @@ def delta_vjp(
     (grad_core, grad_factors)
     """
 
-    def cpu(c: Any) -> tuple[np.ndarray, list[np.ndarray]]:
-        c, fs = _check_adapter(c, factors)
-        g = check_array(grad_delta, name="grad_delta", ndim=None).astype(c.dtype, copy=False)
+    def cpu(c: Any, where: str = "numpy") -> tuple[Any, list[Any]]:
+        c, fs = _check_adapter(c, factors, where)
+        g = _check_nd(grad_delta, "grad_delta", None, where).astype(c.dtype, copy=False)
         want = tuple(f.shape[0] for f in fs)
-        if g.shape != want:
-            raise ValueError(f"grad_delta must have ΔW's shape {want}, got {g.shape}")
+        if tuple(g.shape) != want:
+            raise ValueError(f"grad_delta must have ΔW's shape {want}, got {tuple(g.shape)}")
+        if where == "cupy":
+            from rankcore._gpu import flora as device_flora
+
+            return device_flora.delta_vjp(c, fs, g, _check_scale(scale))
         gc, gf = _core.flora_delta_vjp(c, fs, g, _check_scale(scale))
         return gc, list(gf)
 
-    return dispatch(core, name="flora.delta_vjp", param="core", cpu=cpu)
+    def gpu(c: Any) -> tuple[Any, list[Any]]:
+        return cpu(c, "cupy")
+
+    return dispatch(core, name="flora.delta_vjp", param="core", cpu=cpu, gpu=gpu)
 
 
 def _apply(sign: float, name: str, weight, core, factors, scale, out):
+    from rankcore._gpu._arrays import check_same_device
+
+    try:
+        factors = list(factors)
+    except TypeError as exc:
+        raise TypeError("factors must be a sequence of matrices") from exc
+    adapter = [("core", core)] + [(f"factors[{k}]", f) for k, f in enumerate(factors)]
+
     def cpu(w: Any) -> np.ndarray:
+        check_same_device(name, "numpy", *adapter)
         w = check_array(w, name="weight", ndim=None)
         d = delta(core, factors, scale)
         if d.shape != w.shape:
@@ -237,7 +284,22 @@ def _apply(sign: float, name: str, weight, core, factors, scale, out):
         np.add(w, sign * d, out=out, casting="same_kind")
         return out
 
-    return dispatch(weight, name=name, param="weight", cpu=cpu)
+    def gpu(w: Any) -> Any:
+        check_same_device(name, "cupy", *adapter)
+        w = _check_nd(w, "weight", None, "cupy")
+        d = delta(core, factors, scale)
+        if tuple(d.shape) != tuple(w.shape):
+            raise ValueError(f"ΔW has shape {tuple(d.shape)}, weight has shape {tuple(w.shape)}")
+        xp = array_module(w)
+        if out is None:
+            return w + w.dtype.type(sign) * d.astype(w.dtype, copy=False)
+        check_same_device(name, "cupy", ("out", out))
+        if tuple(out.shape) != tuple(w.shape):
+            raise ValueError(f"out must be a cupy array of the weight's shape {tuple(w.shape)}")
+        xp.add(w, w.dtype.type(sign) * d.astype(w.dtype, copy=False), out=out)
+        return out
+
+    return dispatch(weight, name=name, param="weight", cpu=cpu, gpu=gpu)
 
 
 def merge(
@@ -336,8 +398,8 @@ def compress(
     if scale == 0.0:
         raise ValueError("scale must be non-zero to express a change")
 
-    def cpu(d: Any) -> FloraCompression:
-        d = check_array(d, name="delta_w", ndim=None)
+    def cpu(d: Any, where: str = "numpy") -> FloraCompression:
+        d = _check_nd(d, "delta_w", None, where)
         if not 2 <= d.ndim <= MAX_ORDER:
             raise ValueError(f"delta_w must have order 2 to {MAX_ORDER}, got {d.ndim}")
         if tol is not None:
@@ -348,7 +410,7 @@ def compress(
             tt = tucker(d, r, tol=1e-7, n_iter_max=n_iter_max, random_state=random_state)
         else:
             raise ValueError("compress needs ranks or tol")
-        core = tt.core / np.asarray(scale, dtype=tt.core.dtype)
+        core = tt.core / tt.core.dtype.type(scale)
         n_params = tt.n_params
         m, n = d.shape[0], d.size // d.shape[0]
         lora_rank = max(1, min(n_params // (m + n), min(m, n)))
@@ -363,7 +425,10 @@ def compress(
             lora_rank * (m + n),
         )
 
-    return dispatch(delta_w, name="flora.compress", param="delta_w", cpu=cpu)
+    def gpu(d: Any) -> FloraCompression:
+        return cpu(d, "cupy")
+
+    return dispatch(delta_w, name="flora.compress", param="delta_w", cpu=cpu, gpu=gpu)
 
 
 def chain_order(shape: Sequence[int], mats: Sequence[tuple[int, int]]) -> list[int]:

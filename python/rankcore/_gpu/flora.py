@@ -1,0 +1,82 @@
+"""FLoRA's ΔW and its vector-Jacobian product on the device, written once for cupy and NumPy.
+
+The same algorithms as ``rust/rankcore/src/flora.rs``: ``ΔW = (scale·G) ×ₖ Uₖ`` in the
+flop-optimal mode order, and the gradients through leave-one-out products that split off
+the most-shrinking mode recursively (``R = ∂L/∂ΔW`` is read twice, not N times, and nothing
+larger than ΔW is formed). Every product is a (batched) GEMM of
+:func:`rankcore._gpu.tucker.mode_product`; the cross products ``A₍ₖ₎ G₍ₖ₎ᵀ`` are batched
+GEMMs over the leading modes, summed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from rankcore._gpu._arrays import array_module
+from rankcore._gpu.tucker import _split, mode_product, multi_mode_product
+
+__all__ = ["delta", "delta_vjp", "init_factors"]
+
+
+def delta(core: Any, factors: Sequence[Any], scale: float) -> Any:
+    """``ΔW = scale · core ×ₖ factors[k]`` (the scale applied to the core, the smallest
+    tensor)."""
+    scaled = core * core.dtype.type(scale)
+    return multi_mode_product(scaled, list(factors), list(range(core.ndim)))
+
+
+def _cross(a: Any, b: Any, k: int) -> Any:
+    """``A₍ₖ₎ B₍ₖ₎ᵀ`` for two tensors equal in shape except along mode `k`."""
+    xp = array_module(a)
+    a, b = xp.ascontiguousarray(a), xp.ascontiguousarray(b)
+    P, Ia, Q = _split(a.shape, k)
+    Ib = int(b.shape[k])
+    if P == 1:
+        return a.reshape(Ia, Q) @ b.reshape(Ib, Q).T
+    if Q == 1:
+        return a.reshape(P, Ia).T @ b.reshape(P, Ib)
+    bt = xp.ascontiguousarray(b.reshape(P, Ib, Q).transpose(0, 2, 1))
+    return xp.matmul(a.reshape(P, Ia, Q), bt).sum(axis=0)
+
+
+def _leave_one_out(t: Any, factors: Sequence[Any], rest: list[int], out: dict) -> None:
+    """``out[k] = t ×_{m ∈ rest, m≠k} U_mᵀ`` for every `k` in `rest`
+    (``flora::leave_one_out``: split off the most-shrinking mode, recurse on the rest)."""
+    if len(rest) == 1:
+        out[rest[0]] = t
+        return
+    ratio = {m: t.shape[m] / factors[m].shape[1] for m in rest}
+    # the largest ratio; ties to the lowest mode (Rust's max_by with `then(b.cmp(a))`)
+    big = max(rest, key=lambda m: (ratio[m], -m))
+    right = [m for m in rest if m != big]
+    for keep, contract in (([big], right), (right, [big])):
+        part = multi_mode_product(t, [factors[m].T for m in contract], contract)
+        if len(keep) == 1:
+            out[keep[0]] = part
+        else:
+            _leave_one_out(part, factors, keep, out)
+
+
+def delta_vjp(core: Any, factors: Sequence[Any], grad: Any, scale: float) -> tuple[Any, list[Any]]:
+    """``(∂L/∂core, [∂L/∂Uₖ])`` given ``grad = ∂L/∂ΔW`` (``flora::delta_vjp``)."""
+    n = core.ndim
+    s = core.dtype.type(scale)
+    loo: dict = {}
+    _leave_one_out(grad, list(factors), list(range(n)), loo)
+    grads = [_cross(loo[k], core, k) * s for k in range(n)]
+    # ∂L/∂G from the leave-one-out product whose last contraction is cheapest
+    k0 = min(range(n), key=lambda k: (loo[k].size * factors[k].shape[1], k))
+    gc = mode_product(loo[k0], factors[k0].T, k0) * s
+    return gc, grads
+
+
+def init_factors(xp: Any, shape: Sequence[int], ranks: Sequence[int], seed: int, dtype: Any) -> list[Any]:
+    """The paper's factors N(0, 1/(2rₖ)) from Philox stream k (the CPU's numbers: the
+    device generator gives the same normals within 2 ulp), generated where `xp` lives."""
+    from rankcore._gpu._ops import ops_for
+
+    ops = ops_for(xp)
+    return [ops.normal(int(s), int(r), 0, 0, seed, k, np.float64, 1.0 / np.sqrt(2.0 * r)).astype(dtype)
+            for k, (s, r) in enumerate(zip(shape, ranks))]
