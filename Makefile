@@ -22,7 +22,7 @@ $(VPY):
 # cupy-cuda13x with CUDA 13's NVRTC and headers (~150 MB): tests/test_cuda_compile.py compiles
 # every kernel without a GPU.
 $(STAMP): $(VPY) $(SOURCES)
-	$(VPY) -m pip install -q "maturin>=1.7,<2" numpy scipy scikit-learn pytest hypothesis pandas threadpoolctl "dask[array]" distributed fbpca matplotlib psutil networkx tensorly cupy-cuda13x nvidia-cuda-nvrtc nvidia-cuda-runtime mypy
+	$(VPY) -m pip install -q "maturin>=1.7,<2" numpy scipy scikit-learn pytest hypothesis pandas threadpoolctl "dask[array,dataframe]" distributed fbpca matplotlib psutil networkx tensorly cupy-cuda13x nvidia-cuda-nvrtc nvidia-cuda-runtime mypy
 	rm -rf $(WHEELS) python/rankcore/_core*.so
 	MATURIN_PEP517_ARGS="--profile $(PROFILE)" $(VPY) -m pip wheel -q --no-build-isolation --no-deps -w $(WHEELS) .
 	$(VPY) -m pip install -q --force-reinstall --no-deps $(WHEELS)/rankcore-*.whl
