@@ -36,6 +36,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from rankcore import _core
+from rankcore._gpu._arrays import array_module
 
 __all__ = [
     "GridGPRegressor",
@@ -1029,7 +1030,7 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             raise ValueError(f"X has {X.shape[1]} features, but the grid has {len(self.axes_)} dimensions")
         mean, var, p = self._predict_mean_var(model, X, return_std)
         cov = self._predict_cov(model, X, p) if return_cov else None
-        return self._denormalise(model, len(X), mean, var, cov)
+        return _denormalise(self, model, len(X), mean, var, cov)
 
     def _predict_prior(self, X, return_std, return_cov):
         """The prior, shaped as scikit-learn's: mean ``zeros((M, n_targets)).squeeze()``,
@@ -1044,38 +1045,6 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         else:
             out = np.full(X.shape[0], np.sqrt(model.prior_diag() + model.offset + model.white))
         return mean, (np.repeat(out[..., None], T, axis=-1) if T > 1 else out)
-
-    def _denormalise(self, model, M, mean, var, cov):
-        """Undo the target normalisation and shape the outputs as scikit-learn (≥ 1.6) does:
-        mean (M,) or (M, B) (given as (B, M)), std (M,) or (M, B), cov (M, M) or (M, M, B),
-        where a single target given as y of shape (n, 1) is squeezed to the 1-D forms."""
-        dt = self._dtype
-        multi = self.y_train_.ndim > 1
-        B = self.y_train_.shape[1] if multi else 1
-        std_y = np.broadcast_to(np.asarray(self._y_train_std, np.float64), (B,)) if multi else self._y_train_std
-        squeeze = multi and B == 1
-        if multi:
-            mean = mean.T * std_y + self._y_train_mean
-            mean = mean[:, 0] if squeeze else mean
-        else:
-            mean = mean[0] * std_y + self._y_train_mean
-        if cov is not None:
-            cov = cov + model.white * np.eye(M)
-            if multi:
-                cov = cov[:, :, None] * std_y**2
-                cov = cov[:, :, 0] if squeeze else cov
-            else:
-                cov = cov * std_y**2
-            return mean.astype(dt), cov.astype(dt)
-        if var is not None:
-            std = np.sqrt(np.maximum(var + model.white, 0.0))
-            if multi:
-                std = std[:, None] * std_y
-                std = std[:, 0] if squeeze else std
-            else:
-                std = std * std_y
-            return mean.astype(dt), std.astype(dt)
-        return mean.astype(dt)
 
     def _predict_mean_var(self, model, X, want_var):
         """Mean (B, M) and latent variance (M,) (or None) of the normalised targets, and with a
@@ -1260,3 +1229,38 @@ class GridGPRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+def _denormalise(est, model, M, mean, var, cov):
+    """Undo the target normalisation and shape the outputs as scikit-learn (≥ 1.6) does:
+    mean (M,) or (M, B) (given as (B, M)), std (M,) or (M, B), cov (M, M) or (M, M, B),
+    where a single target given as y of shape (n, 1) is squeezed to the 1-D forms. Host and
+    device arrays alike (``xp`` is their namespace)."""
+    xp = array_module(mean)
+    dt = est._dtype
+    multi = est.y_train_.ndim > 1
+    B = int(est.y_train_.shape[1]) if multi else 1
+    std_y = xp.broadcast_to(xp.asarray(est._y_train_std, dtype=np.float64), (B,)) if multi else est._y_train_std
+    squeeze = multi and B == 1
+    if multi:
+        mean = mean.T * std_y + est._y_train_mean
+        mean = mean[:, 0] if squeeze else mean
+    else:
+        mean = mean[0] * std_y + est._y_train_mean
+    if cov is not None:
+        cov = cov + model.white * xp.eye(M)
+        if multi:
+            cov = cov[:, :, None] * std_y**2
+            cov = cov[:, :, 0] if squeeze else cov
+        else:
+            cov = cov * std_y**2
+        return mean.astype(dt), cov.astype(dt)
+    if var is not None:
+        std = xp.sqrt(xp.maximum(var + model.white, 0.0))
+        if multi:
+            std = std[:, None] * std_y
+            std = std[:, 0] if squeeze else std
+        else:
+            std = std * std_y
+        return mean.astype(dt), std.astype(dt)
+    return mean.astype(dt)

@@ -413,7 +413,11 @@ def _fit(
         opts["init"] = check_choice(init, "init", INITS)
     else:
         opts["medoids"] = _check_indices(init, "init", n, k)
-    out = _core.kmedoids_fit(kind, data, metric, opts)
+    return _result(_core.kmedoids_fit(kind, data, metric, opts), method)
+
+
+def _result(out: dict, method: str) -> "KMedoidsResult":
+    """The :class:`KMedoidsResult` of a fit's output dictionary (CPU core or device)."""
     return KMedoidsResult(
         medoids=out["medoids"],
         labels=out["labels"],
@@ -508,17 +512,7 @@ def _fit_device(
         start = check_choice(init, "init", INITS)
     else:
         start = _device_indices(xp, init, "init", n, k)
-    out = device.fit(data, kind, core_metric, opts, weights, start)
-    return KMedoidsResult(
-        medoids=out["medoids"],
-        labels=out["labels"],
-        loss=float(out["loss"]),
-        n_iter=int(out["n_iter"]),
-        n_swap=int(out["n_swap"]),
-        converged=bool(out["converged"]),
-        init_medoids=out["init_medoids"],
-        method=method,
-    )
+    return _result(device.fit(data, kind, core_metric, opts, weights, start), method)
 
 
 def _device_square(xp: Any, D: Any) -> Any:

@@ -781,6 +781,8 @@ def predict(est: Any, X: Any, return_std: bool = False, return_cov: bool = False
     model = est._model
     mean, var, p = _predict_mean_var(est, model, X, return_std)
     cov = _predict_cov(est, model, X, p) if return_cov else None
+    from rankcore.gp import _denormalise
+
     return _denormalise(est, model, int(X.shape[0]), mean, var, cov)
 
 
@@ -913,37 +915,6 @@ def _predict_cov(est, model, X, p=None):
     if p is not None:
         cov = cov + est._offset.gain * xp.outer(1.0 - p, 1.0 - p)
     return cov
-
-
-def _denormalise(est, model, M, mean, var, cov):
-    xp = array_module(mean)
-    dt = est._dtype
-    multi = est.y_train_.ndim > 1
-    B = int(est.y_train_.shape[1]) if multi else 1
-    std_y = xp.broadcast_to(xp.asarray(est._y_train_std, dtype=_F64), (B,)) if multi else est._y_train_std
-    squeeze = multi and B == 1
-    if multi:
-        mean = mean.T * std_y + est._y_train_mean
-        mean = mean[:, 0] if squeeze else mean
-    else:
-        mean = mean[0] * std_y + est._y_train_mean
-    if cov is not None:
-        cov = cov + model.white * xp.eye(M)
-        if multi:
-            cov = cov[:, :, None] * std_y**2
-            cov = cov[:, :, 0] if squeeze else cov
-        else:
-            cov = cov * std_y**2
-        return mean.astype(dt), cov.astype(dt)
-    if var is not None:
-        std = xp.sqrt(xp.maximum(var + model.white, 0.0))
-        if multi:
-            std = std[:, None] * std_y
-            std = std[:, 0] if squeeze else std
-        else:
-            std = std * std_y
-        return mean.astype(dt), std.astype(dt)
-    return mean.astype(dt)
 
 
 def _device_rng(xp: Any, random_state: Any) -> Any:

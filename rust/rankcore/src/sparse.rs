@@ -192,17 +192,23 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
         debug_assert!(stride % PANEL == 0 && stride >= l);
         debug_assert_eq!(x_rows.len(), self.ncols * stride);
         let avx2 = crate::projection::has_avx2();
+        let far = std::mem::size_of_val(x_rows) > FAR_BYTES;
         par_row_blocks(out, 512, &|row0, mut block: MatMut<'_, T>| {
             for c0 in (0..l).step_by(PANEL) {
                 let width = PANEL.min(l - c0);
                 let panel = &x_rows[c0..];
                 for r in 0..block.nrows() {
                     let (cols, vals) = self.row(row0 + r);
-                    let acc = if avx2 {
-                        // SAFETY: the CPU has AVX2 and FMA.
-                        unsafe { panel_row_avx2(cols, vals, panel, stride) }
-                    } else {
-                        panel_row(cols, vals, panel, stride)
+                    // SAFETY (both AVX2 calls): the CPU has AVX2 and FMA.
+                    let acc = match (avx2, far) {
+                        (true, true) => unsafe {
+                            panel_row_avx2::<T, I, true>(cols, vals, panel, stride)
+                        },
+                        (true, false) => unsafe {
+                            panel_row_avx2::<T, I, false>(cols, vals, panel, stride)
+                        },
+                        (false, true) => panel_row::<T, I, true>(cols, vals, panel, stride),
+                        (false, false) => panel_row::<T, I, false>(cols, vals, panel, stride),
                     };
                     for (c, &v) in acc[..width].iter().enumerate() {
                         block[(r, c0 + c)] = v;
@@ -294,6 +300,29 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
 /// non-zeros stream past, instead of loading and storing the whole sum row per non-zero.
 pub const PANEL: usize = 16;
 
+/// Non-zeros between a gathered row's prefetch and its use.
+const PREFETCH_AHEAD: usize = 8;
+/// Gathered operands larger than this (bytes) are prefetched.
+const FAR_BYTES: usize = 2 << 20;
+
+/// Hints the [`PANEL`] entries at `data[start..]` into the cache (a hint: no effect on
+/// results; x86-64 only).
+#[inline(always)]
+fn prefetch<T>(data: &[T], start: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let bytes = PANEL * std::mem::size_of::<T>();
+        for off in (0..bytes).step_by(64) {
+            let i = start + off / std::mem::size_of::<T>();
+            if i < data.len() {
+                // SAFETY: `i` is inside the slice; prefetching never faults.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(data.as_ptr().add(i) as *const i8) };
+            }
+        }
+    }
+}
+
 /// Largest `Aᵀ·Y` output (bytes, padded row-major) that [`CsrRef::mul_t_dense_rows`]
 /// computes by scattering; wider ones are better gathered over an explicit transpose.
 pub const SCATTER_BYTES: usize = 4 << 20;
@@ -313,16 +342,9 @@ unsafe fn scatter_rows_avx2<T: Float, I: SpIndex>(
     scatter_rows(a, rows, y, stride, part)
 }
 
+// Elsewhere `has_avx2()` is false and these names only have to exist.
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn scatter_rows_avx2<T: Float, I: SpIndex>(
-    a: &CsrRef<'_, T, I>,
-    rows: std::ops::Range<usize>,
-    y: MatRef<'_, T>,
-    stride: usize,
-    part: &mut [T],
-) {
-    scatter_rows(a, rows, y, stride, part)
-}
+use {panel_row as panel_row_avx2, scatter_rows as scatter_rows_avx2};
 
 /// `part[j, :] += a_ij · y[i, :]` for the rows `i` of `a` in `rows`, in order; a panel of
 /// `y[i, :]` stays in registers while row `i`'s non-zeros are applied.
@@ -363,36 +385,33 @@ fn scatter_rows<T: Float, I: SpIndex>(
 /// so the sums are those of the portable build).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn panel_row_avx2<T: Float, I: SpIndex>(
+unsafe fn panel_row_avx2<T: Float, I: SpIndex, const FAR: bool>(
     cols: &[I],
     vals: &[T],
     panel: &[T],
     stride: usize,
 ) -> [T; PANEL] {
-    panel_row(cols, vals, panel, stride)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn panel_row_avx2<T: Float, I: SpIndex>(
-    cols: &[I],
-    vals: &[T],
-    panel: &[T],
-    stride: usize,
-) -> [T; PANEL] {
-    panel_row(cols, vals, panel, stride)
+    panel_row::<T, I, FAR>(cols, vals, panel, stride)
 }
 
 /// `Σ v · x[j, c0 .. c0 + PANEL]` over one sparse row, in storage order (`panel` starts at
 /// column `c0` of row 0).
 #[inline(always)]
-fn panel_row<T: Float, I: SpIndex>(
+fn panel_row<T: Float, I: SpIndex, const FAR: bool>(
     cols: &[I],
     vals: &[T],
     panel: &[T],
     stride: usize,
 ) -> [T; PANEL] {
     let mut acc = [T::ZERO; PANEL];
-    for (&j, &v) in cols.iter().zip(vals) {
+    for (e, (&j, &v)) in cols.iter().zip(vals).enumerate() {
+        if FAR {
+            // The rows gathered lie beyond the core's cache: ask for the one a few
+            // non-zeros ahead while this one is summed.
+            if let Some(&ahead) = cols.get(e + PREFETCH_AHEAD) {
+                prefetch(panel, ahead.to_usize() * stride);
+            }
+        }
         let start = j.to_usize() * stride;
         let xr: &[T; PANEL] = panel[start..start + PANEL]
             .try_into()
