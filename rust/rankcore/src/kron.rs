@@ -173,9 +173,7 @@ fn apply_chain<T: Float>(
         let pre = batch * shape[..d].iter().product::<usize>();
         let post: usize = shape[d + 1..].iter().product();
         let len = pre * a.nrows() * post;
-        if scratch.len() < len {
-            scratch.resize(len, T::ZERO);
-        }
+        grow(scratch, len);
         let src: &[T] = match (d, x) {
             (0, Some(x)) => x,
             _ => buf,
@@ -277,26 +275,30 @@ impl<T: Float> KronEig<T> {
     /// The eigenvalues of `scale · K₁ ⊗ … ⊗ K_D` as a C-order grid tensor; factor `skip`
     /// (if any) contributes ones, which gives the eigenvalues with one dimension left out.
     pub fn grid_eigenvalues(&self, scale: T, skip: Option<usize>) -> Vec<T> {
-        let mut out = vec![scale];
-        for (d, l) in self.lam.iter().enumerate() {
-            let ones;
-            let l: &[T] = if skip == Some(d) {
-                ones = vec![T::ONE; l.len()];
-                &ones
-            } else {
-                l
-            };
-            let mut next = vec![T::ZERO; out.len() * l.len()];
-            next.par_chunks_mut(l.len())
-                .zip(out.par_iter())
-                .for_each(|(row, &a)| {
-                    for (r, &b) in row.iter_mut().zip(l) {
-                        *r = a * b;
-                    }
-                });
-            out = next;
+        let ones: Vec<Vec<T>> = self.lam.iter().map(|l| vec![T::ONE; l.len()]).collect();
+        let lams: Vec<&[T]> = (0..self.lam.len())
+            .map(|d| {
+                if skip == Some(d) {
+                    &ones[d][..]
+                } else {
+                    &self.lam[d][..]
+                }
+            })
+            .collect();
+        outer_products(scale, &lams)
+    }
+
+    /// [`grid_eigenvalues`](Self::grid_eigenvalues) (no skip) without materialising the
+    /// `N` values: `(prefix, last)` with entry `j` equal to
+    /// `prefix[j / last.len()] * last[j % last.len()]`, the same products in the same order.
+    pub fn grid_eigenvalues_split(&self, scale: T) -> (Vec<T>, Vec<T>) {
+        match self.lam.split_last() {
+            Some((last, rest)) => {
+                let rest: Vec<&[T]> = rest.iter().map(|l| &l[..]).collect();
+                (outer_products(scale, &rest), last.clone())
+            }
+            None => (vec![scale], vec![T::ONE]),
         }
-        out
     }
 
     fn q_refs(&self, transpose: bool) -> Vec<MatRef<'_, T>> {
@@ -333,6 +335,37 @@ impl<T: Float> KronEig<T> {
             .collect();
         let refs: Vec<MatRef<'_, T>> = sq.iter().map(|m| m.as_ref()).collect();
         kron_apply_unchecked(&refs, x, 1)
+    }
+}
+
+/// `scale · λ₁ ⊗ λ₂ ⊗ …` as a flat vector (last factor fastest), multiplied left to right.
+fn outer_products<T: Float>(scale: T, lams: &[&[T]]) -> Vec<T> {
+    let mut out = vec![scale];
+    for l in lams {
+        let mut next = vec![T::ZERO; out.len() * l.len()];
+        next.par_chunks_mut(l.len().max(1))
+            .zip(out.par_iter())
+            .for_each(|(row, &a)| {
+                for (r, &b) in row.iter_mut().zip(l.iter()) {
+                    *r = a * b;
+                }
+            });
+        out = next;
+    }
+    out
+}
+
+/// Grows `v` to `len` values (contents unspecified beyond the old length), allocating with
+/// [`crate::projection::huge_zeroed`] when it must reallocate: a grid-sized buffer costs a
+/// page fault per 4 KiB on first touch otherwise.
+fn grow<T: Float>(v: &mut Vec<T>, len: usize) {
+    if v.capacity() < len {
+        let mut fresh = crate::projection::huge_zeroed(len);
+        let keep = v.len().min(len);
+        fresh[..keep].copy_from_slice(&v[..keep]);
+        *v = fresh;
+    } else if v.len() < len {
+        v.resize(len, T::ZERO);
     }
 }
 
@@ -423,22 +456,28 @@ pub fn kron_solve<T: Float>(
             y.len()
         )));
     }
-    let lam = eig.grid_eigenvalues(scale, None);
+    let (prefix, last) = eig.grid_eigenvalues_split(scale);
     let s2 = T::from_f64(noise);
     Ok(eig.sandwich(y, batch, |t| {
-        t.par_chunks_mut(n).for_each(|c| {
-            for (v, &l) in c.iter_mut().zip(&lam) {
-                *v = *v / (l + s2);
-            }
-        })
+        t.par_chunks_mut(last.len())
+            .enumerate()
+            .for_each(|(r, row)| {
+                let p = prefix[r % prefix.len()];
+                for (v, &l) in row.iter_mut().zip(&last) {
+                    *v = *v / (p * l + s2);
+                }
+            })
     }))
 }
 
 /// `log det(scale · K + σ²I) = Σ_j log(λ_j + σ²)`, summed in f64.
 pub fn kron_logdet<T: Float>(eig: &KronEig<T>, scale: T, noise: f64) -> Result<f64> {
     check_noise(noise)?;
-    let lam = eig.grid_eigenvalues(scale, None);
-    Ok(sum_ln(lam.len(), |j| lam[j].to_f64() + noise))
+    let (prefix, last) = eig.grid_eigenvalues_split(scale);
+    let nl = last.len();
+    Ok(sum_ln(prefix.len() * nl, |j| {
+        (prefix[j / nl] * last[j % nl]).to_f64() + noise
+    }))
 }
 
 /// The exact diagonal of `(scale · K + σ²I)⁻¹`: `Σ_j Q_ij² / (λ_j + σ²)`, one Kronecker
