@@ -6,7 +6,7 @@ Cases (all tools on the same data, in one process, at the same thread count):
    N = 4096: scikit-learn's dense ``GaussianProcessRegressor.fit`` (Cholesky of the 4096² K)
    vs ``GridGPRegressor.fit``. Accuracy: relative difference of the log marginal likelihoods.
    Target: same LML to 1e-8, ≥ 100× faster.
-2. ``solve+logdet 64^3``: N = 262,144, RBF factors: ``(K + σ²I)⁻¹y`` and ``log det`` by a
+2. ``solve+logdet 64^3`` and ``128^3`` (N = 262,144 and 2,097,152), RBF factors: ``(K + σ²I)⁻¹y`` and ``log det`` by a
    plain numpy eigen-Kronecker implementation written here (eigh per factor, tensordot mode
    products), by GPyTorch's ``KroneckerProductLinearOperator`` when torch/gpytorch import,
    and by ``rankcore.kron_solve`` + ``rankcore.kron_logdet``. Accuracy: relative difference
@@ -37,8 +37,8 @@ import _harness as H  # noqa: E402
 
 Row = H.Row
 SEED = 0
-FULL = dict(fit_n=64, cube_n=64, learn_n=64, big_n=1000, repeat=3)
-QUICK = dict(fit_n=24, cube_n=24, learn_n=12, big_n=150, repeat=2)
+FULL = dict(fit_n=64, cube_ns=(64, 128), learn_n=64, big_n=1000, repeat=3)
+QUICK = dict(fit_n=24, cube_ns=(24,), learn_n=12, big_n=150, repeat=2)
 
 
 def grid_points(*axes):
@@ -98,8 +98,7 @@ def case_fit(rc, cfg, threads, out):
     return rows
 
 
-def case_cube(rc, cfg, threads, optional, out):
-    n = cfg["cube_n"]
+def case_cube(rc, cfg, threads, optional, out, n):
     rng = np.random.default_rng(SEED)
     axes = [np.linspace(0, 1, n)] * 3
     Ks = [rbf(a, ls) for a, ls in zip(axes, (0.1, 0.2, 0.3))]
@@ -137,7 +136,7 @@ def case_cube(rc, cfg, threads, optional, out):
         xg, lg = g["result"]
         acc = f"x rel {np.abs(xg.numpy()[:, 0] - xr).max() / np.abs(xr).max():.1e}, logdet rel {abs(float(lg) - lr) / abs(lr):.1e}"
         rows.append(Row(case, "GPyTorch Kronecker", threads, g["best"], g["median"], g["times"], accuracy=acc))
-    out["cube"] = dict(n=n)
+    out.setdefault("cube", []).append(dict(n=n))
     return rows
 
 
@@ -202,7 +201,8 @@ def main(argv=None) -> int:
     out: dict = dict(config=dict(cfg, quick=args.quick, threads=threads, seed=SEED))
     rows = []
     rows += case_fit(rc, cfg, threads, out)
-    rows += case_cube(rc, cfg, threads, optional, out)
+    for n in cfg["cube_ns"]:
+        rows += case_cube(rc, cfg, threads, optional, out, n)
     rows += case_learn(rc, cfg, threads, out)
     rows += case_big(rc, cfg, threads, out)
     H.fill_ratios(rows)
