@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import scipy.sparse
 
 __all__ = ["dispatch", "namespace"]
@@ -17,9 +18,19 @@ _CUPY_MODULES = ("cupy", "cupyx")
 _DASK_MODULES = ("dask", "dask_expr")
 
 
-def _top_modules(x: Any) -> set[str]:
-    """Top-level module names of ``type(x)`` and its base classes."""
-    return {(cls.__module__ or "").partition(".")[0] for cls in type(x).__mro__}
+_MODULES_OF: dict[type, frozenset[str]] = {}
+
+
+def _top_modules(x: Any) -> frozenset[str]:
+    """Top-level module names of ``type(x)`` and its base classes (cached per type: every
+    public call asks, and the answer cannot change)."""
+    t = type(x)
+    found = _MODULES_OF.get(t)
+    if found is None:
+        found = frozenset((cls.__module__ or "").partition(".")[0] for cls in t.__mro__)
+        if len(_MODULES_OF) < 1024:  # types made on the fly must not grow it without bound
+            _MODULES_OF[t] = found
+    return found
 
 
 def namespace(x: Any) -> str:
@@ -43,6 +54,8 @@ def namespace(x: Any) -> str:
     CuPy and Dask are detected from the module of ``type(x)`` or any of its base classes,
     without importing either library.
     """
+    if type(x) is np.ndarray:
+        return "numpy"
     modules = _top_modules(x)
     if modules.intersection(_CUPY_MODULES):
         return "cupy"
