@@ -1,9 +1,11 @@
 //! Compressed sparse row matrices over borrowed buffers, and their products with dense
 //! blocks.
 //!
-//! A CSC matrix is the CSR matrix of its transpose, so one kernel serves both; `Aᵀ·X` for a CSR
-//! `A` runs as a gather over an owned transposed copy (built once per call, O(nnz)) rather than
-//! a scatter, because a gather is parallel without atomics and its sums run in a fixed order.
+//! A CSC matrix is the CSR matrix of its transpose, so one kernel serves both. `A·X` gathers
+//! rows of `X` (16-column panels summed in registers). `Aᵀ·Y` scatters the rows of `A` into
+//! per-block partial outputs summed in block order when the output fits in cache, and
+//! otherwise gathers over an owned transposed copy (built once, O(nnz)); both run without
+//! atomics and sum in a fixed order, so results do not depend on the thread count.
 
 use crate::linalg::par_row_blocks;
 use crate::{invalid, Float, Result};
