@@ -330,6 +330,7 @@ def test_problem_catalogue_sources_are_consistent():
             up = p.exact(*[m + de for m, de in zip(mesh, e)])
             dn = p.exact(*[m - de for m, de in zip(mesh, e)])
             lap = lap + (up - 2 * p.exact(*mesh) + dn) / h**2
+        lap = lap + sum(c * p.exact(*mesh) for c, o in p.operator if not any(o))  # Helmholtz
         if p.nonlinearity == "allen_cahn":
             v = p.exact(*mesh)
             lap = lap + v * (v * v - 1)
