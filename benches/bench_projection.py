@@ -220,7 +220,7 @@ def csr_cases(rc, cfg, threads, bw, out):
     return rows
 
 
-def fastrp_case(rc, cfg, threads, out):
+def fastrp_case(rc, cfg, threads, bw, out):
     n, m, k = cfg["graph_nodes"], cfg["graph_edges"], cfg["fastrp_k"]
     t0 = time.perf_counter()
     A = power_law_graph(n, m)
@@ -246,6 +246,43 @@ def fastrp_case(rc, cfg, threads, out):
     rows.append(r)
     del U
     out["fastrp"] = dict(n=n, nnz=int(A.nnz), k=k, weights=WEIGHTS, beta=BETA)
+    rows += fastrp_package_case(rc, A, k, threads, cfg, bw)
+    return rows
+
+
+def fastrp_package_case(rc, A, k, threads, cfg, bw):
+    """The GDS variant beside the ``fastrp`` package (Rust): the graph symmetrised (about
+    2 m non-zeros), iteration weights (0, 1, 1), float32. Ceiling: the rows gathered (one
+    k-vector per non-zero and iteration) at the measured read bandwidth; gathers of 512-byte
+    rows scattered over a 512 MB matrix run below it."""
+    S = (A + A.T).tocsr()
+    S.sum_duplicates()
+    S.data[:] = 1.0
+    S = sp.csr_matrix(S)
+    n = S.shape[0]
+    weights = (0.0, 1.0, 1.0)
+    case = f"FastRP gds {n} nodes {S.nnz} nnz k={k} q=3"
+    cfg1 = dict(cfg, warmup=1)
+    rows = []
+    r, _ = run(case, "rankcore gds float32",
+               lambda: rc.fastrp(S, k, variant="gds", iteration_weights=weights, dtype=np.float32,
+                                 random_state=SEED),
+               threads, lambda nt: H.rankcore_threads(rc, nt), cfg1, ours=True, repeat=3)
+    rows.append(r)
+    try:
+        import fastrp
+    except ImportError:
+        print("  fastrp package not installed: pip install fastrp", flush=True)
+    else:
+        data32 = S.data.astype(np.float32)
+        r, _ = run(case, f"fastrp {getattr(fastrp, '__version__', '')}".strip(),
+                   lambda: fastrp.fit_csr(S.indptr, S.indices, data32, n, k, weights=list(weights), seed=SEED,
+                                          undirected=False),
+                   threads, H.anchor_threads, cfg1, repeat=3)
+        rows.append(r)
+    gathered = S.nnz * k * 4 * len(weights)
+    rows.append(H.Row(case=case, tool="ceiling", threads=threads, best=gathered / bw,
+                      note=f"gather {gathered / 1e9:.1f} GB at read bandwidth"))
     return rows
 
 
@@ -316,7 +353,7 @@ def main(argv=None) -> int:
     if "csr" in cases:
         rows += csr_cases(rc, cfg, threads, bw, out)
     if "fastrp" in cases:
-        rows += fastrp_case(rc, cfg, threads, out)
+        rows += fastrp_case(rc, cfg, threads, bw, out)
     if "quality" in cases:
         rows += quality_case(rc, cfg, out)
     H.fill_ratios(rows)
