@@ -172,6 +172,9 @@ def scale_case(rc, cfg, threads, km) -> list[H.Row]:
     rows.append(timed(case, "rankcore onebatch", threads, H.rankcore_threads(rc, threads),
                       lambda: rc.kmedoids(X, k, metric="euclidean", method="onebatch",
                                           random_state=0), 1))
+    rows.append(timed(case, "rankcore onebatch m=300", threads, H.rankcore_threads(rc, threads),
+                      lambda: rc.kmedoids(X, k, metric="euclidean", method="onebatch", sample_size=300,
+                                          random_state=0), 1))
     rows.append(timed(case, "rankcore fasterpam", threads, H.rankcore_threads(rc, threads),
                       lambda: rc.kmedoids(X, k, metric="euclidean", method="fasterpam",
                                           random_state=0), 1))

@@ -260,12 +260,15 @@ def kmedoids(
         the ``precompute`` budget (256 MiB: n ≤ 8192 in float32, 5792 in float64), else
         "onebatch" (so the default scales to any n; ``KMedoidsResult.method`` says which
         ran). "onebatch": OneBatchPAM (de Mathelin et al. 2025), FasterPAM's eager swaps with
-        the loss estimated on one random batch of ``sample_size`` points (default 1000,
-        fewer when the n × batch matrix would pass 512 MiB, never below 2 n_clusters): O(n·m)
-        per pass and memory instead of O(n²); then exact Voronoi steps (each medoid moved to
-        the best member of its cluster, while that costs no more than the batch phase), and
-        the final medoids are scored on all points. A few percent above FasterPAM's loss at
-        a fraction of its time on large n (see the README's k-medoids bench).
+        the loss estimated on one random batch of ``sample_size`` points (default
+        ``max(100 ln(n · n_clusters), n_clusters)``, fewer when the n × batch matrix would
+        pass 512 MiB, never below 2 n_clusters): O(n·m) per pass and memory instead of
+        O(n²); then exact Voronoi steps (each medoid moved to the best member of its cluster,
+        while that costs no more than the batch phase), and one pass of exact FasterPAM swaps
+        whose candidates are the ``2m / n_clusters`` members nearest to each medoid (O(n·m)
+        again). Measured at 20000 × 64, k = 100: 0.17 % above FasterPAM's loss in a fifth of
+        its time; ``sample_size=300``: 0.6 % above in a ninth (see the README's k-medoids
+        bench).
         "fastermsc": FasterMSC, eager swaps that maximise the medoid silhouette
         (:func:`medoid_silhouette`) instead of minimising the loss (n_clusters >= 2, no
         sample_weight; Lenssen & Schubert 2022). "fasterpam": eager swaps (first improving swap, pass after pass; fastest, the

@@ -14,6 +14,7 @@ use super::dissimilarity::Dissimilarity;
 use super::state::State;
 use super::{eval_rows, row_of, Progress};
 use crate::{Float, Interrupt, Result};
+use rayon::prelude::*;
 
 /// An objective optimised by eager swaps.
 pub trait Eager<T: Float>: Sync {
@@ -68,7 +69,32 @@ pub fn fasterpam<T: Float, D: Dissimilarity<T>>(
     eager(src, &mut Loss { st, w }, max_iter, verbose, stop)
 }
 
-/// The eager swap loop (see the module documentation).
+/// Bytes of computed rows [`eager_over`] keeps for a block.
+const ROW_CACHE_BYTES: usize = 64 << 20;
+
+/// The rows of `cands` computed into `rows` (one after another), in the source's blocks.
+fn block_rows<T: Float, D: Dissimilarity<T>>(src: &D, cands: &[usize], rows: &mut Vec<T>) {
+    let (n, pb) = (src.len(), src.preferred_block());
+    rows.resize(cands.len() * n, T::ZERO);
+    rows.par_chunks_mut(pb * n)
+        .zip(cands.par_chunks(pb))
+        .for_each(|(out, c)| src.rows_into(c, out));
+}
+
+/// FasterPAM's eager swaps with only the candidates `order` (see [`eager_over`]).
+pub fn fasterpam_over<T: Float, D: Dissimilarity<T>>(
+    src: &D,
+    st: &mut State<T>,
+    w: &[f64],
+    order: &[usize],
+    max_iter: usize,
+    verbose: bool,
+    stop: &dyn Interrupt,
+) -> Result<Progress> {
+    eager_over(src, &mut Loss { st, w }, order, max_iter, verbose, stop)
+}
+
+/// The eager swap loop (see the module documentation) over all objects as candidates.
 pub fn eager<T: Float, D: Dissimilarity<T>, E: Eager<T>>(
     src: &D,
     prob: &mut E,
@@ -76,9 +102,24 @@ pub fn eager<T: Float, D: Dissimilarity<T>, E: Eager<T>>(
     verbose: bool,
     stop: &dyn Interrupt,
 ) -> Result<Progress> {
-    let n = src.len();
+    let all: Vec<usize> = (0..src.len()).collect();
+    eager_over(src, prob, &all, max_iter, verbose, stop)
+}
+
+/// The eager swap loop with the candidates `order` (distinct objects), visited in that
+/// order pass after pass; a pass ends at the candidate after the last swap, as in
+/// [`eager`]. Every object still counts in the objective.
+pub fn eager_over<T: Float, D: Dissimilarity<T>, E: Eager<T>>(
+    src: &D,
+    prob: &mut E,
+    order: &[usize],
+    max_iter: usize,
+    verbose: bool,
+    stop: &dyn Interrupt,
+) -> Result<Progress> {
+    let n = order.len();
     let mut p = Progress::default();
-    if prob.state().k == n {
+    if prob.state().k == src.len() || n == 0 {
         p.converged = true;
         return Ok(p);
     }
@@ -91,8 +132,21 @@ pub fn eager<T: Float, D: Dissimilarity<T>, E: Eager<T>>(
         4 * threads * src.preferred_block()
     };
     let max_block = (64 * min_block).max(256);
+    // A block's computed rows are kept until it is done: at most ROW_CACHE_BYTES of them.
+    let stored = src.stored_row(0).is_some();
+    let cap = if stored {
+        usize::MAX
+    } else {
+        let row_bytes = (src.len() * std::mem::size_of::<T>()).max(1);
+        (ROW_CACHE_BYTES / row_bytes).max(threads * src.preferred_block())
+    };
+    let (min_block, max_block) = (min_block.min(cap), max_block.min(cap));
     let mut block = min_block;
+    // Positions in `order`: the loop runs from `j` until it comes back to `lastswap`.
     let mut lastswap = n;
+    let mut at = vec![usize::MAX; src.len()];
+    order.iter().enumerate().for_each(|(i, &x)| at[x] = i);
+    let mut rows: Vec<T> = Vec::new();
     let mut buf = Vec::new();
     while p.n_iter < max_iter {
         p.n_iter += 1;
@@ -102,23 +156,57 @@ pub fn eager<T: Float, D: Dissimilarity<T>, E: Eager<T>>(
             stop.check()?;
             let limit = if lastswap > j { lastswap.min(n) } else { n };
             let end = (j + block).min(limit);
-            let cands: Vec<usize> = (j..end).filter(|&x| !prob.state().is_medoid[x]).collect();
-            let view = &*prob;
-            let gains = eval_rows(src, &cands, |_, row| view.best(row));
-            let tol = prob.min_gain();
-            match gains.iter().position(|g| g.0 < -tol) {
-                Some(i) => {
-                    let (x, slot) = (cands[i], gains[i].1);
-                    let row = row_of(src, x, &mut buf).to_vec();
-                    prob.apply(slot, x, &row);
-                    p.n_swap += 1;
-                    lastswap = x;
-                    j = x + 1;
-                    block = (block / 2).max(min_block);
-                }
-                None => {
-                    j = end;
-                    block = (block * 2).min(max_block);
+            let pos: Vec<usize> = (j..end)
+                .filter(|&i| !prob.state().is_medoid[order[i]])
+                .collect();
+            let cands: Vec<usize> = pos.iter().map(|&i| order[i]).collect();
+            if !stored {
+                block_rows(src, &cands, &mut rows);
+            }
+            // The rows do not depend on the medoids: after a swap, the rest of the block is
+            // evaluated again from the same rows (unless the medoid swapped out is one of
+            // its candidates; then the next block starts right after the swap).
+            let mut i0 = 0;
+            j = end;
+            loop {
+                let view = &*prob;
+                let row = |i: usize| -> &[T] {
+                    match src.stored_row(cands[i]) {
+                        Some(r) => r,
+                        None => &rows[i * src.len()..(i + 1) * src.len()],
+                    }
+                };
+                let gains: Vec<(f64, usize)> = if stored {
+                    eval_rows(src, &cands[i0..], |_, r| view.best(r))
+                } else {
+                    (i0..cands.len())
+                        .into_par_iter()
+                        .map(|i| view.best(row(i)))
+                        .collect()
+                };
+                let tol = prob.min_gain();
+                let Some(r) = gains.iter().position(|g| g.0 < -tol) else {
+                    if i0 == 0 {
+                        block = (block * 2).min(max_block);
+                    }
+                    break;
+                };
+                let (i, slot) = (i0 + r, gains[r].1);
+                let out = prob.state().med[slot];
+                let x = cands[i];
+                let new_row = if stored {
+                    row_of(src, x, &mut buf).to_vec()
+                } else {
+                    row(i).to_vec()
+                };
+                prob.apply(slot, x, &new_row);
+                p.n_swap += 1;
+                lastswap = pos[i];
+                block = (block / 2).max(min_block);
+                i0 = i + 1;
+                if i0 == cands.len() || (at[out] > pos[i] && at[out] < end) {
+                    j = pos[i] + 1;
+                    break;
                 }
             }
         }

@@ -409,6 +409,44 @@ mod tests {
     }
 
     #[test]
+    fn computed_rows_make_the_swaps_of_stored_rows() {
+        // Computed rows are kept for a block and re-evaluated after a swap; stored rows are
+        // read in place: the swap sequence must be the sequential one either way.
+        let x = points(500);
+        let f = Features::new(&x, 500, 2, Metric::Euclidean).unwrap();
+        let m = Owned {
+            data: f.to_matrix(),
+            n: 500,
+        };
+        let params = |k: usize, method: Method, seed: u64| {
+            let mut p = Params::new(k);
+            (p.method, p.init, p.seed) = (method, Init::Random, seed);
+            p
+        };
+        for (t, method) in [
+            (1, Method::FasterPam),
+            (3, Method::FasterPam),
+            (3, Method::OneBatch),
+        ] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap();
+            for (k, seed) in [(9, 0), (40, 1), (40, 2), (120, 3)] {
+                let p = params(k, method, seed);
+                let (a, b) = pool.install(|| {
+                    let a = kmedoids(&f, &p, None, &NeverInterrupt).unwrap();
+                    (a, kmedoids(&m, &p, None, &NeverInterrupt).unwrap())
+                });
+                assert_eq!(
+                    (&a.medoids, a.loss, a.n_swap, a.n_iter),
+                    (&b.medoids, b.loss, b.n_swap, b.n_iter)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn bad_inputs_are_errors_not_panics() {
         let c = Condensed::new(&[1.0f64, 2.0, 3.0]).unwrap();
         let p = Params::new(4);

@@ -8,8 +8,11 @@
 //! nearest batch point it is (the reference implementation's default weighting: the batch
 //! becomes a coreset of the data, so clusters the batch samples thinly still count in full).
 //! The batch result is then polished by exact Voronoi steps (each medoid moved to the best
-//! member of its cluster, while that costs no more than the batch phase), and the final
-//! medoids are assigned to all points with their exact loss.
+//! member of its cluster, while that costs no more than the batch phase) and by one pass of
+//! exact FasterPAM swaps over a few candidates per cluster (the members nearest to its
+//! medoid; [`LOCAL_WORK`]), and the final medoids are assigned to all points with their
+//! exact loss. The two exact steps are ours, not the paper's: the batch estimate cannot rank
+//! medoid sets whose losses differ by less than its noise, the exact loss can.
 
 use super::dissimilarity::Dissimilarity;
 use super::init::{initialize, sample, Init, STREAM_ONEBATCH};
@@ -161,7 +164,53 @@ pub fn onebatch<T: Float, D: Dissimilarity<T>>(
             full.loss
         );
     }
+    let order = local_candidates(&full, LOCAL_WORK * m);
+    // One pass: the next ones found 2 swaps and 0.001 % of loss on the bench, at its cost.
+    let passes = params.max_iter.min(1);
+    let local = fasterpam::fasterpam_over(src, &mut full, w, &order, passes, params.verbose, stop)?;
+    p.n_swap += local.n_swap;
+    if params.verbose {
+        eprintln!(
+            "kmedoids: OneBatchPAM loss {:.6e} after exact swaps over {} candidates",
+            full.loss,
+            order.len()
+        );
+    }
     Ok(finish(full, p, start))
+}
+
+/// Candidates of the exact swap pass per batch point: the pass reads `LOCAL_WORK · m · n`
+/// pairs (a few times the batch matrix). Measured at 20000 × 64, k = 100 (m = 1450): the
+/// batch result (+2.2 % above FasterPAM's loss) comes to +0.3 % with 20 candidates per
+/// cluster and +0.08 % with 40; as many random candidates give +1.0 %.
+const LOCAL_WORK: usize = 2;
+
+/// The `total / k` (at least one) members nearest to their medoid in each cluster, medoids
+/// excluded, in index order: swaps that re-centre a cluster while the points on its border
+/// move between clusters, which the batch estimate is too noisy to rank and the Voronoi
+/// polish does not consider.
+fn local_candidates<T: Float>(st: &State<T>, total: usize) -> Vec<usize> {
+    let per = total.div_ceil(st.k).max(1);
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); st.k];
+    for o in (0..st.n).filter(|&o| !st.is_medoid[o]) {
+        members[st.near[o] as usize].push(o);
+    }
+    let mut out: Vec<usize> = members
+        .into_iter()
+        .flat_map(|mut c| {
+            // by distance to the medoid, ties by index (a total order: the same set always)
+            c.sort_by(|&a, &b| {
+                st.dn[a]
+                    .partial_cmp(&st.dn[b])
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then(a.cmp(&b))
+            });
+            c.truncate(per);
+            c
+        })
+        .collect();
+    out.sort_unstable();
+    out
 }
 
 /// The exact Voronoi polish may read `POLISH_WORK · n · m` pairs per step (the batch
