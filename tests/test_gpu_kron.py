@@ -88,6 +88,9 @@ def test_public_functions_route_device_arrays(fake_device, no_host_path):
     A = K + 0.2 * np.eye(20)
     np.testing.assert_allclose(kron.kron_solve(dK, fake_device(y), 0.2), np.linalg.solve(A, y), rtol=1e-10)
     assert kron.kron_logdet(dK, 0.2) == pytest.approx(np.linalg.slogdet(A)[1], rel=1e-12)
+    xf, ldf = kron.kron_solve_logdet(dK, fake_device(y), 0.2)
+    np.testing.assert_allclose(xf, np.linalg.solve(A, y), rtol=1e-10)
+    assert ldf == pytest.approx(np.linalg.slogdet(A)[1], rel=1e-12)
     x32 = kron.kron_solve([fake_device(k.astype(np.float32)) for k in Ks], fake_device(y.astype(np.float32)), 0.2)
     assert x32.dtype == np.float32
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rankcore
-from rankcore import kron_logdet, kron_matvec, kron_solve
+from rankcore import kron_logdet, kron_matvec, kron_solve, kron_solve_logdet
 
 
 def spd(n, ls, seed=0, dtype=np.float64):
@@ -62,6 +62,12 @@ def test_solve_and_logdet_match_dense(dtype):
     sign, ref_ld = np.linalg.slogdet(A)
     assert sign > 0
     assert abs(ld - ref_ld) <= (1e-10 if dtype == np.float64 else 1e-4) * abs(ref_ld)
+    # the fused call: the same factorisation, so the same bits as the two calls
+    for rhs in (y, y[:, 0]):
+        xf, ldf = kron_solve_logdet(Ks, rhs, noise)
+        assert xf.dtype == dtype and xf.shape == rhs.shape
+        np.testing.assert_array_equal(xf, kron_solve(Ks, rhs, noise))
+        assert ldf == ld
 
 
 def test_convention_is_c_order():
@@ -95,7 +101,8 @@ def test_indefinite_factor_raises(dtype):
     K1 = np.array([[1.0, 2.0], [2.0, 1.0]], dtype=dtype)
     I2 = np.eye(2, dtype=dtype)
     y = np.arange(4.0, dtype=dtype)
-    for f in (lambda: kron_solve([I2, K1], y, 0.5), lambda: kron_logdet([I2, K1], 0.5)):
+    for f in (lambda: kron_solve([I2, K1], y, 0.5), lambda: kron_logdet([I2, K1], 0.5),
+              lambda: kron_solve_logdet([I2, K1], y, 0.5)):
         with pytest.raises(ValueError, match=r"Ks\[1\] is not positive semi-definite: eigenvalue -1\.0"):
             f()
     # A single indefinite factor is named by its index too.
@@ -117,6 +124,12 @@ def test_bad_inputs():
         kron_solve([np.ones((3, 4))], np.ones(4), 0.1)
     with pytest.raises(ValueError, match="symmetric"):
         kron_solve([np.triu(K) + 0.1], np.ones(4), 0.1)
+    with pytest.raises(ValueError, match="noise"):
+        kron_solve_logdet([K], np.ones(4), 0.0)
+    with pytest.raises(ValueError, match="rows"):
+        kron_solve_logdet([K, K], np.ones(5), 0.1)
+    with pytest.raises(ValueError, match="symmetric"):
+        kron_solve_logdet([np.triu(K) + 0.1], np.ones(4), 0.1)
     with pytest.raises(TypeError, match="list"):
         kron_matvec([], np.ones(4))
     with pytest.raises(TypeError, match="list"):

@@ -89,6 +89,7 @@ NO_ANCHOR: dict[str, str] = {
     "kron_logdet": "Kronecker algebra, no anchor",
     "kron_matvec": "Kronecker algebra, no anchor",
     "kron_solve": "Kronecker algebra, no anchor",
+    "kron_solve_logdet": "Kronecker algebra, no anchor",
     "flora": "module",
     "pde": "module",
     "get_num_threads": "thread control, no anchor",

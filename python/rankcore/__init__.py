@@ -16,7 +16,7 @@ from rankcore.kmedoids import (
     kmedoids,
     medoid_silhouette,
 )
-from rankcore.kron import kron_logdet, kron_matvec, kron_solve
+from rankcore.kron import kron_logdet, kron_matvec, kron_solve, kron_solve_logdet
 from rankcore.projection import (
     GaussianRandomProjection,
     SparseRandomProjection,
@@ -64,6 +64,7 @@ __all__ = [
     "kron_logdet",
     "kron_matvec",
     "kron_solve",
+    "kron_solve_logdet",
     "medoid_silhouette",
     "mode_dot",
     "multi_mode_dot",

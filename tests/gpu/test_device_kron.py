@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rankcore import kron_logdet, kron_matvec, kron_solve
+from rankcore import kron_logdet, kron_matvec, kron_solve, kron_solve_logdet
 
 
 def _spd(n, seed, length=0.2):
@@ -27,6 +27,8 @@ def test_kron_matches_cpu(cp, no_host_transfer, dtype):
         mv = kron_matvec(dK, dy)
         x = kron_solve(dK, dy, 0.1)
         ld = kron_logdet(dK, 0.1)
+        xf, ldf = kron_solve_logdet(dK, dy, 0.1)
+    assert isinstance(xf, cp.ndarray) and bool((xf == x).all()) and ldf == ld
     assert isinstance(mv, cp.ndarray) and mv.dtype == dtype and isinstance(x, cp.ndarray) and x.dtype == dtype
     want = kron_matvec(Ks, y)
     tol = 1e-12 if dtype == np.float64 else 1e-5
