@@ -132,19 +132,7 @@ def kron_solve(Ks: Sequence[Any], y: Any, noise: float) -> np.ndarray:
     -------
     numpy.ndarray, same shape and dtype as `y`.
     """
-    where = _where(y)
-    y0 = check_array(y, name="y", ndim=None, where=where)
-    s2 = _noise(noise)
-    qs, lams = _eigh(Ks, y0.dtype, where)
-    n = int(np.prod([len(lam) for lam in lams]))
-    yb, vec = _rhs(y0, n, "y", where)
-    if where == "cupy":
-        from rankcore._gpu.kron import kron_solve as device_solve
-
-        out = device_solve(qs, lams, 1.0, s2, yb)
-    else:
-        out = _core.kron_solve_eig(qs, lams, 1.0, s2, yb)
-    return out[0] if vec else array_module(out).ascontiguousarray(out.T)
+    return _solve(Ks, y, noise, logdet=False)[0]
 
 
 def kron_solve_logdet(Ks: Sequence[Any], y: Any, noise: float) -> tuple[Any, float]:
@@ -155,21 +143,30 @@ def kron_solve_logdet(Ks: Sequence[Any], y: Any, noise: float) -> tuple[Any, flo
     Parameters and results as in :func:`kron_solve` and :func:`kron_logdet`; the matrices
     follow ``y`` (numpy or cupy).
     """
+    x, logdet = _solve(Ks, y, noise, logdet=True)
+    return x, float(logdet)
+
+
+def _solve(Ks: Sequence[Any], y: Any, noise: float, *, logdet: bool) -> tuple[Any, float | None]:
+    """The solve, and the log-determinant when `logdet`, from one factorisation."""
     where = _where(y)
     y0 = check_array(y, name="y", ndim=None, where=where)
     s2 = _noise(noise)
     qs, lams = _eigh(Ks, y0.dtype, where)
     n = int(np.prod([len(lam) for lam in lams]))
     yb, vec = _rhs(y0, n, "y", where)
+    ld = None
     if where == "cupy":
-        from rankcore._gpu.kron import kron_logdet as device_logdet
-        from rankcore._gpu.kron import kron_solve as device_solve
+        from rankcore._gpu import kron as device
 
-        out, logdet = device_solve(qs, lams, 1.0, s2, yb), device_logdet(lams, 1.0, s2)
+        out = device.kron_solve(qs, lams, 1.0, s2, yb)
+        if logdet:
+            ld = device.kron_logdet(lams, 1.0, s2)
     else:
         out = _core.kron_solve_eig(qs, lams, 1.0, s2, yb)
-        logdet = float(_core.kron_logdet_eig(qs, lams, 1.0, s2, False))
-    return (out[0] if vec else array_module(out).ascontiguousarray(out.T)), logdet
+        if logdet:
+            ld = _core.kron_logdet_eig(qs, lams, 1.0, s2, False)
+    return (out[0] if vec else array_module(out).ascontiguousarray(out.T)), ld
 
 
 def kron_logdet(Ks: Sequence[Any], noise: float) -> float:
