@@ -59,13 +59,14 @@ def fake_device(monkeypatch):
     """:class:`Dev` arrays take the device path, with NumPy as their namespace."""
     import rankcore._gpu._arrays as ga
     import rankcore._gpu.tucker as gt
+    import rankcore.gp as cpu_gp
 
     real = ga.array_module
 
     def array_module(x):
         return np if isinstance(x, Dev) else real(x)
 
-    for mod in (ga, gt, gkm, gg):
+    for mod in (ga, gt, gkm, gg, cpu_gp):
         monkeypatch.setattr(mod, "array_module", array_module)
     return dev
 

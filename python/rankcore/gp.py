@@ -476,28 +476,31 @@ def _make_model(kernel: Any, D: int) -> _Model:
 # ---------------------------------------------------------------------------------------
 
 
-def _detect_grid(X: np.ndarray, name: str = "X") -> tuple[list[np.ndarray], np.ndarray] | None:
+def _detect_grid(X: Any) -> tuple[list[Any], Any] | None:
     """Sorted unique coordinates per column and each row's C-order cell index, or None when
-    the rows are not exactly the cells of the grid those coordinates span."""
+    the rows are not exactly the cells of the grid those coordinates span (numpy or cupy;
+    on the device two scalar reads: counts)."""
+    xp = array_module(X)
     axes, idx = [], []
     for d in range(X.shape[1]):
-        u, inv = np.unique(X[:, d], return_inverse=True)
+        u, inv = xp.unique(X[:, d], return_inverse=True)
         axes.append(u)
         idx.append(inv.ravel())
-    shape = tuple(len(a) for a in axes)
+    shape = tuple(int(a.shape[0]) for a in axes)
     if int(np.prod(shape, dtype=np.float64)) != X.shape[0]:
         return None
-    flat = np.ravel_multi_index(idx, shape)
-    if len(np.unique(flat)) != X.shape[0]:
+    flat = xp.ravel_multi_index(tuple(idx), shape)
+    if int(xp.unique(flat).shape[0]) != X.shape[0]:
         return None
     return axes, flat
 
 
-def _grid_or_error(X: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+def _grid_or_error(X: Any) -> tuple[list[Any], Any]:
+    """:func:`_detect_grid`, or a ValueError saying why ``X`` is not a full grid."""
+    xp = array_module(X)
     if X.shape[0] < 2:
         raise ValueError(f"X has n_samples={X.shape[0]}; a grid needs at least 2 coordinates per dimension")
-    axes = [np.unique(X[:, d]) for d in range(X.shape[1])]
-    shape = tuple(len(a) for a in axes)
+    shape = tuple(int(xp.unique(X[:, d]).shape[0]) for d in range(X.shape[1]))
     for d, n in enumerate(shape):
         if n < 2:
             raise ValueError(
@@ -506,7 +509,7 @@ def _grid_or_error(X: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
             )
     g = _detect_grid(X)
     if g is None:
-        n_unique = len(np.unique(X, axis=0))
+        n_unique = _count_unique_rows(X)
         if n_unique < X.shape[0]:
             raise ValueError(f"X has {X.shape[0] - n_unique} duplicate point(s); a grid GP needs each cell once")
         cells = float(np.prod(shape, dtype=np.float64))
@@ -515,6 +518,15 @@ def _grid_or_error(X: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
             f"the unique coordinates per column {shape}. Use fit_grid(axes, Y) with NaN in the missing cells."
         )
     return g
+
+
+def _count_unique_rows(X: Any) -> int:
+    """Distinct rows (cupy's ``unique`` has no ``axis``): lexicographic sort, then compare
+    neighbours."""
+    xp = array_module(X)
+    order = xp.lexsort(X.T[::-1])
+    S = X[order]
+    return int(1 + (S[1:] != S[:-1]).any(axis=1).sum())
 
 
 # ---------------------------------------------------------------------------------------

@@ -457,58 +457,6 @@ def row_kron(C: Sequence[Any]) -> Any:
 # ---------------------------------------------------------------------------------------
 
 
-def detect_grid(X: Any) -> tuple[list[Any], Any] | None:
-    """``rankcore.gp._detect_grid`` on the device: sorted unique coordinates per column and
-    each row's C-order cell index, or None (two scalar reads: counts)."""
-    xp = array_module(X)
-    axes, idx = [], []
-    for d in range(X.shape[1]):
-        u, inv = xp.unique(X[:, d], return_inverse=True)
-        axes.append(u)
-        idx.append(inv.ravel())
-    shape = tuple(int(a.shape[0]) for a in axes)
-    if int(np.prod(shape, dtype=np.float64)) != X.shape[0]:
-        return None
-    flat = xp.ravel_multi_index(tuple(idx), shape)
-    if int(xp.unique(flat).shape[0]) != X.shape[0]:
-        return None
-    return axes, flat
-
-
-def grid_or_error(X: Any) -> tuple[list[Any], Any]:
-    """``rankcore.gp._grid_or_error`` on the device (same messages)."""
-    xp = array_module(X)
-    if X.shape[0] < 2:
-        raise ValueError(f"X has n_samples={X.shape[0]}; a grid needs at least 2 coordinates per dimension")
-    shape = tuple(int(xp.unique(X[:, d]).shape[0]) for d in range(X.shape[1]))
-    for d, n in enumerate(shape):
-        if n < 2:
-            raise ValueError(
-                f"grid dimension {d} of X has a single coordinate; drop that column (a size-1 "
-                "dimension carries no information for a stationary kernel)"
-            )
-    g = detect_grid(X)
-    if g is None:
-        n_unique = int(xp.unique(X, axis=0).shape[0]) if xp is np else _count_unique_rows(X)
-        if n_unique < X.shape[0]:
-            raise ValueError(f"X has {X.shape[0] - n_unique} duplicate point(s); a grid GP needs each cell once")
-        cells = float(np.prod(shape, dtype=np.float64))
-        raise ValueError(
-            f"X is not a full grid: its {X.shape[0]} points do not fill the {cells:.0f} cells spanned by "
-            f"the unique coordinates per column {shape}. Use fit_grid(axes, Y) with NaN in the missing cells."
-        )
-    return g
-
-
-def _count_unique_rows(X: Any) -> int:
-    """Distinct rows (cupy's ``unique`` has no ``axis``): lexicographic sort, then compare
-    neighbours."""
-    xp = array_module(X)
-    order = xp.lexsort(X.T[::-1])
-    S = X[order]
-    return int(1 + (S[1:] != S[:-1]).any(axis=1).sum())
-
-
 def check_targets(y: Any, n: int) -> Any:
     """``y`` (n,) or (n, T) on the device: numeric, finite; float32/float64 kept."""
     if not hasattr(y, "shape") or not hasattr(y, "dtype"):
@@ -648,7 +596,9 @@ def fit(est: Any, X: Any, y: Any) -> Any:
     y = check_targets(y, int(X.shape[0]))
     if y.dtype != X.dtype:
         y = y.astype(X.dtype)
-    axes, flat = grid_or_error(X)
+    from rankcore.gp import _grid_or_error
+
+    axes, flat = _grid_or_error(X)
     xp = array_module(X)
     N = int(np.prod([int(a.shape[0]) for a in axes]))
     est.n_features_in_ = int(X.shape[1])
@@ -801,7 +751,9 @@ def _predict_mean_var(est, model, X, want_var):
 def _product_mean_var(est, model, X, rows, want_var):
     xp = array_module(X)
     s = model.scale
-    g = detect_grid(X) if X.shape[0] > 1 else None
+    from rankcore.gp import _detect_grid
+
+    g = _detect_grid(X) if X.shape[0] > 1 else None
     if g is None:  # scattered points: row-wise Kronecker contractions, O(N) per point
         C = [factor_matrix(model, d, X[:, d], est.axes_[d]).astype(est._dtype) for d in range(X.shape[1])]
         mean = xp.stack([s * rowwise_contract(rows[i], C) for i in range(int(rows.shape[0]))])
