@@ -395,21 +395,8 @@ def _fit(
     if k > n:
         raise ValueError(f"n_clusters must be in [1, n_samples = {n}], got {k}")
     method = _resolve_method(check_choice(method, "method", METHODS), kind, data, n, precompute)
-    opts: dict[str, Any] = {
-        "n_clusters": k,
-        "method": method,
-        "init": "build",
-        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0, maximum=_INT_MAX),
-        "seed": check_random_state_seed(random_state),
-        "verbose": _check_bool(verbose, "verbose"),
-        "n_samples": check_positive_int(n_samples, "n_samples", maximum=_INT_MAX),
-        "sample_size": check_positive_int(
-            sample_size, "sample_size", allow_none=True, maximum=_INT_MAX
-        )
-        or 0,
-        "sample_weight": _check_weights(sample_weight, n),
-        "matrix_budget": _matrix_budget(precompute),
-    }
+    opts = _options(k, method, max_iter, random_state, verbose, n_samples, sample_size, precompute)
+    opts.update(init="build", sample_weight=_check_weights(sample_weight, n))
     if medoid_indices is not None:
         opts["medoids"] = _check_indices(medoid_indices, "medoid_indices", n, k)
     elif isinstance(init, str):
@@ -417,6 +404,21 @@ def _fit(
     else:
         opts["medoids"] = _check_indices(init, "init", n, k)
     return _result(_core.kmedoids_fit(kind, data, metric, opts), method)
+
+
+def _options(k: int, method: str, max_iter: Any, random_state: Any, verbose: Any, n_samples: Any,
+             sample_size: Any, precompute: Any) -> dict[str, Any]:
+    """The validated options the core (CPU or device) reads, each error naming its parameter."""
+    return {
+        "n_clusters": k,
+        "method": method,
+        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0, maximum=_INT_MAX),
+        "seed": check_random_state_seed(random_state),
+        "verbose": _check_bool(verbose, "verbose"),
+        "n_samples": check_positive_int(n_samples, "n_samples", maximum=_INT_MAX),
+        "sample_size": check_positive_int(sample_size, "sample_size", allow_none=True, maximum=_INT_MAX) or 0,
+        "matrix_budget": _matrix_budget(precompute),
+    }
 
 
 def _result(out: dict, method: str) -> "KMedoidsResult":
@@ -498,16 +500,7 @@ def _fit_device(
             f"{name}: method={method!r} is not available on cupy input; the device runs "
             "'fasterpam' (eager swaps), 'fastpam1', 'pam' (FastPAM1: the same swaps) and 'clara'"
         )
-    opts: dict[str, Any] = {
-        "n_clusters": k,
-        "method": method,
-        "max_iter": check_positive_int(max_iter, "max_iter", minimum=0, maximum=_INT_MAX),
-        "seed": check_random_state_seed(random_state),
-        "verbose": _check_bool(verbose, "verbose"),
-        "n_samples": check_positive_int(n_samples, "n_samples", maximum=_INT_MAX),
-        "sample_size": check_positive_int(sample_size, "sample_size", allow_none=True, maximum=_INT_MAX) or 0,
-        "matrix_budget": _matrix_budget(precompute),
-    }
+    opts = _options(k, method, max_iter, random_state, verbose, n_samples, sample_size, precompute)
     weights = _device_weights(xp, sample_weight, n)
     if medoid_indices is not None:
         start = _device_indices(xp, medoid_indices, "medoid_indices", n, k)
