@@ -95,6 +95,8 @@ def lazy_matrix(cfg: dict):
 # --------------------------------------------------------------------------------------
 
 
+# These two run on the workers (``client.run``), which cannot import ``_harness`` (not on
+# their path): cloudpickle sends functions of this script by value, so they stay here.
 def _reset_peak() -> bool:
     """Reset this process's ``VmHWM`` (Linux ``clear_refs``); False where not allowed."""
     import gc
