@@ -583,6 +583,28 @@ def test_covariance_route_keeps_digits_under_a_large_offset():
     np.testing.assert_allclose(ours.explained_variance_, RandomizedPCA(6).fit(Z).explained_variance_, rtol=1e-7)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_covariance_route_with_many_features_matches_sklearn(dtype):
+    # From 400 features the host route takes BLAS blocks (the Rust one-pass Gram below).
+    from sklearn.decomposition import PCA
+
+    from rankcore import svd
+
+    rng = np.random.default_rng(3)
+    n = svd._BLAS_GRAM_FEATURES + 20
+    Z = rng.standard_normal((10 * n, n)) * np.linspace(4, 0.1, n)
+    X = (Z + 1e4).astype(dtype)
+    ours = RandomizedPCA(5).fit(X)
+    assert ours.svd_solver_ == "covariance_eigh"
+    ref = PCA(5, svd_solver="full").fit(X.astype(np.float64))
+    rtol = 1e-9 if dtype == np.float64 else 2e-4
+    np.testing.assert_allclose(ours.explained_variance_, ref.explained_variance_, rtol=rtol)
+    np.testing.assert_allclose(ours.mean_, ref.mean_, rtol=rtol)
+    np.testing.assert_allclose(ours.components_, ref.components_, atol=1e-7 if dtype == np.float64 else 2e-3)
+    if dtype == np.float64:  # centred at the column means: the 1e4 offset costs no digits
+        np.testing.assert_allclose(ours.explained_variance_, RandomizedPCA(5).fit(Z).explained_variance_, rtol=1e-9)
+
+
 def test_solver_choice_and_bad_values():
     X = np.random.default_rng(2).standard_normal((100, 30))
     assert RandomizedPCA(2, random_state=0).fit(X).svd_solver_ == "randomized"  # 100 < 10·30

@@ -10,6 +10,7 @@ __all__ = [
     "rsvd_dense",
     "rsvd_sparse",
     "centred_gram_dense",
+    "covariance_eigh_dense",
     "random_matrix",
     "projection_transform_dense",
     "projection_transform_sparse",
@@ -63,6 +64,9 @@ def rsvd_sparse(
 def centred_gram_dense(
     x: npt.NDArray[np.floating[Any]], center: bool
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def covariance_eigh_dense(
+    x: npt.NDArray[np.floating[Any]],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
 def random_matrix(
     kind: str, seed: int, stream: int, row0: int, col0: int, nrows: int, ncols: int
 ) -> npt.NDArray[np.float64]: ...

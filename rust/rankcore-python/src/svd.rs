@@ -7,7 +7,7 @@ use numpy::{Element, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use rankcore::linalg::centred_gram;
+use rankcore::linalg::{centred_gram, eigh_desc};
 use rankcore::operator::{Dense, LinOp, Operator, Sparse};
 use rankcore::sparse::{CsrRef, SpIndex};
 use rankcore::svd::{adaptive_svd, randomized_svd, AdaptiveParams, Normalizer, RsvdParams, Svd};
@@ -212,10 +212,48 @@ pub fn centred_gram_dense<'py>(
     crate::by_dtype!(x, gram_impl(x, center))
 }
 
+fn covariance_impl<'py, T: Float + Element>(
+    x: &Bound<'py, PyAny>,
+) -> PyResult<(
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray1<f64>>,
+)> {
+    let py = x.py();
+    let arr: PyReadonlyArray2<'py, T> = x.extract()?;
+    let mat = view(&arr);
+    let (vals, vecs, mean) = run(py, |_| {
+        let (gram, mean) = centred_gram(mat, true);
+        let (vecs, vals) = eigh_desc(gram.as_ref(), "eigendecomposition of the covariance")?;
+        Ok((vals, vecs, mean))
+    })?;
+    Ok((
+        vec_to_numpy(py, vals),
+        to_numpy(py, &vecs, false),
+        vec_to_numpy(py, mean),
+    ))
+}
+
+/// `(eigenvalues, eigenvectors, mean)` of the centred Gram matrix of the rows of a dense
+/// float32/float64 array `x` (all float64, eigenvalues non-increasing and clipped at zero):
+/// [`centred_gram_dense`] and faer's symmetric eigensolver in one call, so that PCA's
+/// covariance route never wakes BLAS threads that would then compete with ours.
+#[pyfunction]
+pub fn covariance_eigh_dense<'py>(
+    x: &Bound<'py, PyAny>,
+) -> PyResult<(
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray1<f64>>,
+)> {
+    crate::by_dtype!(x, covariance_impl(x))
+}
+
 /// Adds this module's functions to `rankcore._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rsvd_dense, m)?)?;
     m.add_function(wrap_pyfunction!(rsvd_sparse, m)?)?;
     m.add_function(wrap_pyfunction!(centred_gram_dense, m)?)?;
+    m.add_function(wrap_pyfunction!(covariance_eigh_dense, m)?)?;
     Ok(())
 }

@@ -187,7 +187,10 @@ fn exact_subspace<T: Float>(t: TensorRef<'_, T>, n: usize, r: usize) -> Result<S
         // Gram eigenvectors: singular values below sqrt(eps64)·σ₁ are lost, but the leading
         // subspace is as accurate as the gap allows, at a fraction of the SVD's cost.
         let g = unfolding_gram_f64(t, n);
-        let (u, s) = eigh_desc(g.as_ref())?;
+        let (u, s) = crate::linalg::eigh_desc(
+            g.as_ref(),
+            "eigendecomposition of the unfolding's Gram matrix",
+        )?;
         (u, s, true)
     };
     let u = Mat::<T>::from_fn(u.nrows(), u.ncols(), |i, j| T::from_f64(u[(i, j)]));
@@ -215,43 +218,6 @@ fn exact_subspace<T: Float>(t: TensorRef<'_, T>, n: usize, r: usize) -> Result<S
         u: out,
         sq_values: sq,
     })
-}
-
-/// Eigen-decomposition of a symmetric matrix, eigenvalues non-increasing (sequential, so
-/// the result does not depend on the thread count). Several times cheaper than its SVD.
-fn eigh_desc<T: Float>(g: MatRef<'_, T>) -> Result<(Mat<T>, Vec<T>)> {
-    use faer::dyn_stack::{MemBuffer, MemStack};
-    use faer::linalg::evd::{self, ComputeEigenvectors};
-    let n = g.nrows();
-    let mut u = Mat::<T>::zeros(n, n);
-    let mut s = faer::diag::Diag::<T>::zeros(n);
-    let req = evd::self_adjoint_evd_scratch::<T>(
-        n,
-        ComputeEigenvectors::Yes,
-        faer::Par::Seq,
-        Default::default(),
-    );
-    let mut buf = MemBuffer::new(req);
-    let evd = evd::self_adjoint_evd(
-        g,
-        s.as_mut(),
-        Some(u.as_mut()),
-        faer::Par::Seq,
-        MemStack::new(&mut buf),
-        Default::default(),
-    );
-    crate::linalg::clear_upper();
-    evd.map_err(|_| Error::NoConvergence("eigendecomposition of the unfolding's Gram matrix"))?;
-    // ascending -> descending; rounding can leave tiny negative eigenvalues: clip at zero
-    let vals: Vec<T> = (0..n)
-        .rev()
-        .map(|i| if s[i] > T::ZERO { s[i] } else { T::ZERO })
-        .collect();
-    let mut out = Mat::<T>::zeros(n, n);
-    for j in 0..n {
-        out.col_mut(j).copy_from(u.col(n - 1 - j));
-    }
-    Ok((out, vals))
 }
 
 /// Replaces columns `k..` of `u` by random directions orthonormal to the first `k`.
