@@ -190,10 +190,19 @@ pub fn rsvd_sparse<'py>(
     }
 }
 
+/// `(G, mean)` as numpy arrays.
+type GramOut<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>);
+/// `(eigenvalues, eigenvectors, mean)` as numpy arrays.
+type EighOut<'py> = (
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray1<f64>>,
+);
+
 fn gram_impl<'py, T: Float + Element>(
     x: &Bound<'py, PyAny>,
     center: bool,
-) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>)> {
+) -> PyResult<GramOut<'py>> {
     let py = x.py();
     let arr: PyReadonlyArray2<'py, T> = x.extract()?;
     let mat = view(&arr);
@@ -205,20 +214,11 @@ fn gram_impl<'py, T: Float + Element>(
 /// (zeros unless `center`) and Gram matrix `Σᵢ (xᵢ - μ)(xᵢ - μ)ᵀ` of its rows, in one pass
 /// (`linalg::centred_gram`: the covariance route of PCA).
 #[pyfunction]
-pub fn centred_gram_dense<'py>(
-    x: &Bound<'py, PyAny>,
-    center: bool,
-) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>)> {
+pub fn centred_gram_dense<'py>(x: &Bound<'py, PyAny>, center: bool) -> PyResult<GramOut<'py>> {
     crate::by_dtype!(x, gram_impl(x, center))
 }
 
-fn covariance_impl<'py, T: Float + Element>(
-    x: &Bound<'py, PyAny>,
-) -> PyResult<(
-    Bound<'py, PyArray1<f64>>,
-    Bound<'py, PyArray2<f64>>,
-    Bound<'py, PyArray1<f64>>,
-)> {
+fn covariance_impl<'py, T: Float + Element>(x: &Bound<'py, PyAny>) -> PyResult<EighOut<'py>> {
     let py = x.py();
     let arr: PyReadonlyArray2<'py, T> = x.extract()?;
     let mat = view(&arr);
@@ -239,13 +239,7 @@ fn covariance_impl<'py, T: Float + Element>(
 /// [`centred_gram_dense`] and faer's symmetric eigensolver in one call, so that PCA's
 /// covariance route never wakes BLAS threads that would then compete with ours.
 #[pyfunction]
-pub fn covariance_eigh_dense<'py>(
-    x: &Bound<'py, PyAny>,
-) -> PyResult<(
-    Bound<'py, PyArray1<f64>>,
-    Bound<'py, PyArray2<f64>>,
-    Bound<'py, PyArray1<f64>>,
-)> {
+pub fn covariance_eigh_dense<'py>(x: &Bound<'py, PyAny>) -> PyResult<EighOut<'py>> {
     crate::by_dtype!(x, covariance_impl(x))
 }
 
