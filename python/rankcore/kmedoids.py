@@ -265,10 +265,10 @@ def kmedoids(
         pass 512 MiB, never below 2 n_clusters): O(n·m) per pass and memory instead of
         O(n²); then exact Voronoi steps (each medoid moved to the best member of its cluster,
         while that costs no more than the batch phase), and one pass of exact FasterPAM swaps
-        whose candidates are the ``2m / n_clusters`` members nearest to each medoid (O(n·m)
-        again). Measured at 20000 × 64, k = 100: 0.17 % above FasterPAM's loss in a fifth of
-        its time; ``sample_size=300``: 0.6 % above in a ninth (see the README's k-medoids
-        bench).
+        whose candidates are the ``m / n_clusters`` members nearest to each medoid (O(n·m)
+        again). Measured at 20000 × 64, k = 100: 0.35 % above FasterPAM's loss in about a
+        sixth of its time (see the README's k-medoids bench); a larger ``sample_size`` gives
+        a lower loss for more time.
         "fastermsc": FasterMSC, eager swaps that maximise the medoid silhouette
         (:func:`medoid_silhouette`) instead of minimising the loss (n_clusters >= 2, no
         sample_weight; Lenssen & Schubert 2022). "fasterpam": eager swaps (first improving swap, pass after pass; fastest, the
