@@ -327,8 +327,10 @@ def _covariance_eigh(X: Any) -> tuple[Any, Any, Any]:
         else:
             G = xp.zeros((n, n), dtype=xp.float64)
             shift = mean.astype(X.dtype)
-            # host: blocks of about 64 MB (at least n rows, so SYRK stays efficient)
-            step = max(1, (1 << 24) // max(n, 1)) if namespace(X) == "cupy" else max(n, (1 << 26) // (n * X.itemsize))
+            if namespace(X) == "cupy":
+                step = max(1, (1 << 24) // max(n, 1))
+            else:  # blocks of about 64 MB, at least n rows so that SYRK stays efficient
+                step = max(n, (1 << 26) // (n * X.itemsize))
             for r in range(0, m, step):
                 B = X[r:r + step] - shift
                 G += (B.T @ B).astype(xp.float64)
