@@ -275,15 +275,12 @@ impl<T: Float> KronEig<T> {
     /// The eigenvalues of `scale · K₁ ⊗ … ⊗ K_D` as a C-order grid tensor; factor `skip`
     /// (if any) contributes ones, which gives the eigenvalues with one dimension left out.
     pub fn grid_eigenvalues(&self, scale: T, skip: Option<usize>) -> Vec<T> {
-        let ones: Vec<Vec<T>> = self.lam.iter().map(|l| vec![T::ONE; l.len()]).collect();
-        let lams: Vec<&[T]> = (0..self.lam.len())
-            .map(|d| {
-                if skip == Some(d) {
-                    &ones[d][..]
-                } else {
-                    &self.lam[d][..]
-                }
-            })
+        let ones = skip.map_or(Vec::new(), |d| vec![T::ONE; self.lam[d].len()]);
+        let lams: Vec<&[T]> = self
+            .lam
+            .iter()
+            .enumerate()
+            .map(|(d, l)| if skip == Some(d) { &ones[..] } else { &l[..] })
             .collect();
         outer_products(scale, &lams)
     }
