@@ -605,6 +605,37 @@ def test_covariance_route_with_many_features_matches_sklearn(dtype):
         np.testing.assert_allclose(ours.explained_variance_, RandomizedPCA(5).fit(Z).explained_variance_, rtol=1e-9)
 
 
+@pytest.mark.parametrize("offset, grams", [(0.1, [False]), (1e4, [False, True])])
+@pytest.mark.parametrize("n_components", [5, 0.9, None])  # leading pairs only / all of them
+def test_covariance_blas_branches_match_exact_eigendecomposition(offset, grams, n_components, monkeypatch):
+    """The two Gram branches of the host BLAS route and the partial eigensolver give the
+    attributes of the exact eigendecomposition of the centred data (numpy, in float64): the
+    uncentred Gram is kept only where the means cost at most two bits (an offset of 0.1 on
+    columns of scale 3 … 0.2: m‖μ‖² ≈ 0.5 λ₁), the centred blocks are computed otherwise,
+    and the trailing variances enter noise_variance_ through the trace."""
+    from rankcore import svd
+
+    monkeypatch.setattr(svd, "_CENTRING_BLOCK_BYTES", 1 << 16)  # several blocks, a short last one
+    centred = []
+    host_gram = svd._host_gram
+    monkeypatch.setattr(svd, "_host_gram", lambda X, mean, centre: centred.append(centre) or host_gram(X, mean, centre))
+    rng = np.random.default_rng(8)
+    n = svd._BLAS_GRAM_FEATURES + 13
+    X = rng.standard_normal((3 * n + 7, n)) * np.linspace(3, 0.2, n) + offset
+    C = X - X.mean(axis=0)
+    evals, evecs = np.linalg.eigh(C.T @ C / (X.shape[0] - 1))
+    evals, evecs = evals[::-1], evecs[:, ::-1]
+    ours = RandomizedPCA(n_components, svd_solver="covariance_eigh").fit(X)
+    k = ours.n_components_
+    assert k == {5: 5, None: n}.get(n_components, int(np.searchsorted(np.cumsum(evals) / evals.sum(), 0.9) + 1))
+    np.testing.assert_allclose(ours.explained_variance_, evals[:k], rtol=1e-12)
+    np.testing.assert_allclose(ours.explained_variance_ratio_, evals[:k] / evals.sum(), rtol=1e-12)
+    np.testing.assert_allclose(np.abs(ours.components_ @ evecs[:, :k]), np.eye(k), atol=1e-9)
+    noise = evals[k:].mean() if k < n else 0.0
+    np.testing.assert_allclose(ours.noise_variance_, noise, rtol=1e-11)
+    assert centred == grams
+
+
 def test_solver_choice_and_bad_values():
     X = np.random.default_rng(2).standard_normal((100, 30))
     assert RandomizedPCA(2, random_state=0).fit(X).svd_solver_ == "randomized"  # 100 < 10·30

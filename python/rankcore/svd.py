@@ -8,11 +8,13 @@ The functional API :func:`randomized_svd` is a drop-in for
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.extmath import safe_sparse_dot, svd_flip
@@ -25,6 +27,7 @@ from rankcore._gpu._arrays import array_module, check_same_device, column_means,
 from rankcore._gpu._arrays import check_array as check_device_array
 from rankcore._gpu._arrays import svd_flip as device_svd_flip
 from rankcore._gpu._arrays import validate_estimator_data
+from rankcore._threads import serial_blas
 from rankcore._validation import (
     check_array,
     check_choice,
@@ -293,20 +296,72 @@ def _column_variances(X: Any) -> Any:
 
 #: Columns from which the host covariance route uses BLAS (see :func:`_covariance_eigh`).
 _BLAS_GRAM_FEATURES = 400
+#: Bytes of the reused buffer in which the host BLAS branch centres row blocks.
+_CENTRING_BLOCK_BYTES = 1 << 24
+#: Up to this many features the partial eigensolver runs on one BLAS thread (see
+#: :func:`rankcore._threads.serial_blas`; measured after the Gram on 2 cores: 1000 features
+#: 203 ms with one thread against 214–309 ms with two, 2000 features 754 against 571).
+_SERIAL_EIGH_FEATURES = 1200
+#: The host BLAS route keeps the uncentred Gram while ``m‖μ‖²`` is at most this times the
+#: largest eigenvalue (see :func:`_covariance_eigh`): about two bits at most.
+_MEAN_TO_SPREAD = 3.0
 
 
-def _covariance_eigh(X: Any) -> tuple[Any, Any, Any]:
-    """``(eigenvalues, eigenvectors, mean)`` of the centred Gram matrix
-    ``Σᵢ (xᵢ - μ)(xᵢ - μ)ᵀ`` of the rows of `X`, eigenvalues non-increasing, all float64.
+def _host_gram(X: np.ndarray, mean: np.ndarray, centre: bool) -> np.ndarray:
+    """``Σᵢ (xᵢ - μ)(xᵢ - μ)ᵀ`` in float64 with the host BLAS: ``XᵀX − m μμᵀ`` from one
+    SYRK over `X` itself (no copy; what sklearn's ``covariance_eigh`` does), or with
+    `centre` row blocks centred in one reused buffer (fresh 64 MB blocks cost more in page
+    faults than their SYRK) and accumulated."""
+    m, n = X.shape
+    if not centre:
+        G = np.asarray(X.T @ X, dtype=np.float64)
+        G -= m * np.outer(mean, mean)
+        return G
+    G = np.zeros((n, n))
+    shift = mean.astype(X.dtype)
+    step = min(m, max(n, _CENTRING_BLOCK_BYTES // (n * X.itemsize)))
+    buf = np.empty((step, n), dtype=X.dtype)
+    for r in range(0, m, step):
+        B = buf[: min(step, m - r)]
+        np.subtract(X[r : r + B.shape[0]], shift, out=B)
+        G += B.T @ B  # SYRK: both operands are one buffer
+    return G
+
+
+def _eigh_desc(G: Any, top: int | None) -> tuple[Any, Any, float]:
+    """``(eigenvalues, eigenvectors, total)`` of the symmetric `G`, non-increasing, with
+    ``total`` the sum of all eigenvalues clipped at zero, or the trace where `top` asked
+    only for the leading ones (LAPACK's ``syevr`` on the host: 2.4× faster than the full
+    ``syevd`` for 10 of 1000)."""
+    xp = array_module(G)
+    n = G.shape[0]
+    if top is not None and top < n and xp is np:
+        total = max(float(np.trace(G)), 0.0)
+        with serial_blas() if n <= _SERIAL_EIGH_FEATURES else contextlib.nullcontext():
+            evals, evecs = scipy.linalg.eigh(G, subset_by_index=[n - top, n - 1], driver="evr",
+                                             overwrite_a=True, check_finite=False)
+        return evals[::-1], evecs[:, ::-1], total
+    evals, evecs = xp.linalg.eigh(G)
+    return evals[::-1], evecs[:, ::-1], float(xp.maximum(evals, 0.0).sum())
+
+
+def _covariance_eigh(X: Any, top: int | None = None) -> tuple[Any, Any, Any, float]:
+    """``(eigenvalues, eigenvectors, mean, total)`` of the centred Gram matrix
+    ``Σᵢ (xᵢ - μ)(xᵢ - μ)ᵀ`` of the rows of `X`, eigenvalues non-increasing, all float64;
+    ``total`` is the sum of all its eigenvalues clipped at zero (see :func:`_eigh_desc`).
+    With `top`, at least the `top` leading pairs are returned.
 
     Host dense with fewer than ``_BLAS_GRAM_FEATURES`` columns: one pass in the Rust core
     (``linalg::centred_gram``: blocks centred at their own mean, no cancellation from large
     means) and faer's eigensolver, in one call. Sparse (host or device): ``XᵀX - m μμᵀ``
-    without densifying X. Device dense, and host dense with more columns: row blocks centred
-    at the column means and multiplied by cuBLAS / the host BLAS (its SYRK and LAPACK's
-    eigensolver beat faer's from about 400 columns on: 5000 × 500 Gram 18 vs 24 ms, eigh
-    18 vs 32 ms; below, ours win and keep BLAS threads, which spin after each call and then
-    compete with rayon's, out of the route: 50000 × 200 fit 64 → 44 ms).
+    without densifying X. Host dense with more columns: the host BLAS's SYRK and LAPACK's
+    eigensolver (they beat faer's from about 400 columns on: 5000 × 500 Gram 18 vs 24 ms,
+    eigh 18 vs 32 ms; below, ours win and keep BLAS threads, which spin after each call and
+    then compete with rayon's, out of the route: 50000 × 200 fit 64 → 44 ms): first
+    ``XᵀX − m μμᵀ``, kept when ``m‖μ‖² ≤ _MEAN_TO_SPREAD · λ₁`` (the rounding error of the
+    eigenvalues, ``eps · ‖XᵀX‖ ≤ eps · (λ₁ + m‖μ‖²)``, is then at most that factor plus
+    one times that of the centred matrix), else again from centred row blocks. Device
+    dense: row blocks centred at the column means and multiplied by cuBLAS.
     """
     m, n = X.shape
     xp = array_module(X)
@@ -318,24 +373,26 @@ def _covariance_eigh(X: Any) -> tuple[Any, Any, Any]:
         if not (X.flags.aligned and X.dtype.isnative):
             X = np.array(X, dtype=X.dtype.newbyteorder("="), order="K")
         evals, evecs, mean = _core.covariance_eigh_dense(X)
-        return evals, evecs, mean
+        return evals, evecs, mean, float(np.maximum(evals, 0.0).sum())
     else:
         mean = column_means(X, np.float64)
         if is_sparse(X):
             G = xp.asarray((X.T @ X).toarray(), dtype=xp.float64)
             G -= m * xp.outer(mean, mean)
+        elif namespace(X) != "cupy":
+            evals, evecs, total = _eigh_desc(_host_gram(X, mean, centre=False), top)
+            if m * float(mean @ mean) <= _MEAN_TO_SPREAD * max(float(evals[0]), 0.0):
+                return evals, evecs, mean, total
+            G = _host_gram(X, mean, centre=True)
         else:
             G = xp.zeros((n, n), dtype=xp.float64)
             shift = mean.astype(X.dtype)
-            if namespace(X) == "cupy":
-                step = max(1, (1 << 24) // max(n, 1))
-            else:  # blocks of about 64 MB, at least n rows so that SYRK stays efficient
-                step = max(n, (1 << 26) // (n * X.itemsize))
+            step = max(1, (1 << 24) // max(n, 1))
             for r in range(0, m, step):
                 B = X[r:r + step] - shift
                 G += (B.T @ B).astype(xp.float64)
-    evals, evecs = xp.linalg.eigh(G)
-    return evals[::-1], evecs[:, ::-1], mean
+    evals, evecs, total = _eigh_desc(G, top)
+    return evals, evecs, mean, total
 
 
 class _BaseRandomizedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -627,20 +684,22 @@ class RandomizedPCA(_BaseRandomizedSVD):
         """The covariance route: eigenvectors of the centred Gram matrix (one pass over X)."""
         m, n = X.shape
         xp = array_module(X)
-        evals, evecs, mean = _covariance_eigh(X)
-        dof = max(m - 1, 1)
-        variance = xp.maximum(evals, 0.0) / dof  # float64, all n of them
-        ratio = variance / variance.sum() if float(variance.sum()) > 0 else xp.zeros_like(variance)
         k = self.n_components
+        fraction = k is not None and isinstance(k, numbers.Real) and not isinstance(k, numbers.Integral)
+        if fraction and not 0.0 < k < 1.0:
+            raise ValueError(f"n_components as a float must be in (0, 1), got {k}")
         if k is None:
             k = min(m, n)
-        elif isinstance(k, numbers.Real) and not isinstance(k, numbers.Integral):
-            if not 0.0 < k < 1.0:
-                raise ValueError(f"n_components as a float must be in (0, 1), got {k}")
-            # The smallest count whose cumulative ratio exceeds k (sklearn's rule).
-            k = min(int((xp.cumsum(ratio) <= k).sum()) + 1, n)
-        else:
+        elif not fraction:
             k = _check_rank(k, m, n)
+        # all eigenvalues only where the choice of k needs them
+        evals, evecs, mean, total = _covariance_eigh(X, None if fraction else k)
+        dof = max(m - 1, 1)
+        variance = xp.maximum(evals, 0.0) / dof  # float64
+        total /= dof
+        ratio = variance / total if total > 0 else xp.zeros_like(variance)
+        if fraction:  # the smallest count whose cumulative ratio exceeds k (sklearn's rule)
+            k = min(int((xp.cumsum(ratio) <= k).sum()) + 1, n)
         V = evecs[:, :k]
         signs = xp.sign(V[xp.argmax(xp.abs(V), axis=0), xp.arange(k)])  # sklearn's svd_flip on Vt
         Vt = (V * xp.where(signs == 0, 1.0, signs)).T
@@ -651,7 +710,10 @@ class RandomizedPCA(_BaseRandomizedSVD):
         self.explained_variance_ratio_ = ratio[:k].astype(dtype)
         self.singular_values_ = xp.sqrt(xp.maximum(evals[:k], 0.0)).astype(dtype)
         self.n_components_, self.n_samples_, self.n_iter_ = k, m, 0
-        self.noise_variance_ = float(variance[k:].mean()) if k < min(m, n) else 0.0
+        # the mean of the n - k trailing variances (sklearn's), from the total where only the
+        # leading ones were computed
+        rest = max(total - float(variance[:k].sum()), 0.0) / (n - k) if k < n else 0.0
+        self.noise_variance_ = rest if k < min(m, n) else 0.0
 
     def fit(self, X: Any, y: Any = None) -> Any:
         """Fit the model on ``X`` (ignores ``y``); returns ``self``."""
