@@ -605,9 +605,13 @@ def test_covariance_route_with_many_features_matches_sklearn(dtype):
         np.testing.assert_allclose(ours.explained_variance_, RandomizedPCA(5).fit(Z).explained_variance_, rtol=1e-9)
 
 
-@pytest.mark.parametrize("offset, grams", [(0.1, [False]), (1e4, [False, True])])
+@pytest.mark.parametrize("offset, misled, grams", [
+    (0.1, False, [False]),       # uncentred Gram kept
+    (1e4, False, [True]),        # the sample's estimate of λ₁ sends it to centred blocks at once
+    (1e4, True, [False, True]),  # a misleading sample: the exact test after the eigensolver
+])
 @pytest.mark.parametrize("n_components", [5, 0.9, None])  # leading pairs only / all of them
-def test_covariance_blas_branches_match_exact_eigendecomposition(offset, grams, n_components, monkeypatch):
+def test_covariance_blas_branches_match_exact_eigendecomposition(offset, misled, grams, n_components, monkeypatch):
     """The two Gram branches of the host BLAS route and the partial eigensolver give the
     attributes of the exact eigendecomposition of the centred data (numpy, in float64): the
     uncentred Gram is kept only where the means cost at most two bits (an offset of 0.1 on
@@ -616,6 +620,8 @@ def test_covariance_blas_branches_match_exact_eigendecomposition(offset, grams, 
     from rankcore import svd
 
     monkeypatch.setattr(svd, "_CENTRING_BLOCK_BYTES", 1 << 16)  # several blocks, a short last one
+    if misled:
+        monkeypatch.setattr(svd, "_largest_eigenvalue_estimate", lambda X, mean: np.inf)
     centred = []
     host_gram = svd._host_gram
     monkeypatch.setattr(svd, "_host_gram", lambda X, mean, centre: centred.append(centre) or host_gram(X, mean, centre))

@@ -9,7 +9,6 @@ it along with BLAS and OpenMP.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Iterator
 
 from rankcore import _core
@@ -43,25 +42,6 @@ def threads(n: int) -> Iterator[None]:
         yield
     finally:
         set_num_threads(previous)
-
-
-@functools.cache
-def _blas_controller():
-    import threadpoolctl
-
-    return threadpoolctl.ThreadpoolController()  # scans the loaded libraries once
-
-
-def serial_blas() -> contextlib.AbstractContextManager:
-    """Limit every BLAS pool to one thread for a ``with`` block (restored after it).
-
-    For LAPACK calls dominated by BLAS-2 work on small matrices, e.g. a symmetric
-    eigensolver on a 1000 × 1000 matrix: numpy and scipy ship separate OpenBLAS pools, and
-    right after a multi-threaded product in one, the other's two threads compete with its
-    spinning ones (scipy's ``syevr`` on 500 × 500 after numpy's SYRK: 7 → 10–150 ms with two
-    threads, 7.5 ms with one; measured on 2 cores).
-    """
-    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 # threadpoolctl (a scikit-learn dependency) finds thread pools by scanning the loaded shared

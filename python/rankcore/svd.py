@@ -8,13 +8,13 @@ The functional API :func:`randomized_svd` is a drop-in for
 
 from __future__ import annotations
 
-import contextlib
 import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.extmath import safe_sparse_dot, svd_flip
@@ -27,7 +27,6 @@ from rankcore._gpu._arrays import array_module, check_same_device, column_means,
 from rankcore._gpu._arrays import check_array as check_device_array
 from rankcore._gpu._arrays import svd_flip as device_svd_flip
 from rankcore._gpu._arrays import validate_estimator_data
-from rankcore._threads import serial_blas
 from rankcore._validation import (
     check_array,
     check_choice,
@@ -298,34 +297,58 @@ def _column_variances(X: Any) -> Any:
 _BLAS_GRAM_FEATURES = 400
 #: Bytes of the reused buffer in which the host BLAS branch centres row blocks.
 _CENTRING_BLOCK_BYTES = 1 << 24
-#: Up to this many features the partial eigensolver runs on one BLAS thread (see
-#: :func:`rankcore._threads.serial_blas`; measured after the Gram on 2 cores: 1000 features
-#: 203 ms with one thread against 214–309 ms with two, 2000 features 754 against 571).
-_SERIAL_EIGH_FEATURES = 1200
 #: The host BLAS route keeps the uncentred Gram while ``m‖μ‖²`` is at most this times the
 #: largest eigenvalue (see :func:`_covariance_eigh`): about two bits at most.
 _MEAN_TO_SPREAD = 3.0
 
 
 def _host_gram(X: np.ndarray, mean: np.ndarray, centre: bool) -> np.ndarray:
-    """``Σᵢ (xᵢ - μ)(xᵢ - μ)ᵀ`` in float64 with the host BLAS: ``XᵀX − m μμᵀ`` from one
-    SYRK over `X` itself (no copy; what sklearn's ``covariance_eigh`` does), or with
-    `centre` row blocks centred in one reused buffer (fresh 64 MB blocks cost more in page
-    faults than their SYRK) and accumulated."""
+    """``Σᵢ (xᵢ - μ)(xᵢ - μ)ᵀ`` in float64 with scipy's BLAS SYRK: ``XᵀX − m μμᵀ`` from
+    `X` itself (no copy; what sklearn's ``covariance_eigh`` does), or with `centre` row
+    blocks centred in one reused buffer (fresh 64 MB blocks cost more in page faults than
+    their SYRK) and accumulated.
+
+    scipy's BLAS, not numpy's: the eigensolver that follows is scipy's, and the two wheels
+    ship separate OpenBLAS pools, whose threads spin for a while after each call and then
+    compete (numpy's SYRK, then scipy's ``syevr`` on 1000 × 1000: 270–330 ms; both in scipy's
+    pool: 197–199 ms; measured on 2 cores)."""
     m, n = X.shape
-    if not centre:
-        G = np.asarray(X.T @ X, dtype=np.float64)
+    syrk = scipy.linalg.blas.get_blas_funcs("syrk", (X,))
+    if not centre:  # Xᵀ is Fortran-ordered: SYRK reads X in place
+        G = np.asarray(syrk(1.0, X.T, trans=0), dtype=np.float64)
+        G = np.triu(G) + np.triu(G, 1).T
         G -= m * np.outer(mean, mean)
         return G
-    G = np.zeros((n, n))
+    G = np.zeros((n, n), order="F")
     shift = mean.astype(X.dtype)
     step = min(m, max(n, _CENTRING_BLOCK_BYTES // (n * X.itemsize)))
     buf = np.empty((step, n), dtype=X.dtype)
     for r in range(0, m, step):
         B = buf[: min(step, m - r)]
         np.subtract(X[r : r + B.shape[0]], shift, out=B)
-        G += B.T @ B  # SYRK: both operands are one buffer
-    return G
+        if X.dtype == np.float64:  # accumulates in place (the upper triangle)
+            G = syrk(1.0, B.T, beta=1.0, c=G, trans=0, overwrite_c=1)
+        else:
+            G += syrk(1.0, B.T, trans=0)
+    return np.triu(G) + np.triu(G, 1).T
+
+
+def _largest_eigenvalue_estimate(X: np.ndarray, mean: np.ndarray, iters: int = 8) -> float:
+    """``λ₁`` of the centred Gram of `X`, estimated by power iteration on about 2¹⁸ entries
+    of evenly strided rows (a cache-resident sample: about a millisecond), so that
+    :func:`_covariance_eigh` computes a Gram it will not keep only when the sample misleads
+    it (a sample of fewer rows than columns overestimates ``λ₁``)."""
+    m, n = X.shape
+    s = min(m, max(64, (1 << 18) // n))
+    S = X[:: max(1, m // s)][:s].astype(np.float64) - mean
+    v = S[np.argmax(np.einsum("ij,ij->i", S, S))]
+    for _ in range(iters):
+        norm = float(np.linalg.norm(v))
+        if norm == 0.0:
+            return 0.0
+        v = S.T @ (S @ (v / norm))
+    w = S @ (v / max(float(np.linalg.norm(v)), np.finfo(float).tiny))
+    return float(w @ w) * m / S.shape[0]
 
 
 def _eigh_desc(G: Any, top: int | None) -> tuple[Any, Any, float]:
@@ -337,9 +360,8 @@ def _eigh_desc(G: Any, top: int | None) -> tuple[Any, Any, float]:
     n = G.shape[0]
     if top is not None and top < n and xp is np:
         total = max(float(np.trace(G)), 0.0)
-        with serial_blas() if n <= _SERIAL_EIGH_FEATURES else contextlib.nullcontext():
-            evals, evecs = scipy.linalg.eigh(G, subset_by_index=[n - top, n - 1], driver="evr",
-                                             overwrite_a=True, check_finite=False)
+        evals, evecs = scipy.linalg.eigh(G, subset_by_index=[n - top, n - 1], driver="evr",
+                                         overwrite_a=True, check_finite=False)
         return evals[::-1], evecs[:, ::-1], total
     evals, evecs = xp.linalg.eigh(G)
     return evals[::-1], evecs[:, ::-1], float(xp.maximum(evals, 0.0).sum())
@@ -380,9 +402,11 @@ def _covariance_eigh(X: Any, top: int | None = None) -> tuple[Any, Any, Any, flo
             G = xp.asarray((X.T @ X).toarray(), dtype=xp.float64)
             G -= m * xp.outer(mean, mean)
         elif namespace(X) != "cupy":
-            evals, evecs, total = _eigh_desc(_host_gram(X, mean, centre=False), top)
-            if m * float(mean @ mean) <= _MEAN_TO_SPREAD * max(float(evals[0]), 0.0):
-                return evals, evecs, mean, total
+            offset = m * float(mean @ mean)
+            if offset <= _MEAN_TO_SPREAD * _largest_eigenvalue_estimate(X, mean):
+                evals, evecs, total = _eigh_desc(_host_gram(X, mean, centre=False), top)
+                if offset <= _MEAN_TO_SPREAD * max(float(evals[0]), 0.0):  # the exact test
+                    return evals, evecs, mean, total
             G = _host_gram(X, mean, centre=True)
         else:
             G = xp.zeros((n, n), dtype=xp.float64)
