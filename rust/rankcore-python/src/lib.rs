@@ -15,6 +15,9 @@ mod tucker;
 
 use pyo3::prelude::*;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sets the number of threads rankcore's parallel code uses.
 #[pyfunction]
 fn set_num_threads(n: usize) -> PyResult<()> {
