@@ -743,3 +743,27 @@ def test_probabilistic_model_keeps_float32_and_checks_input():
 
     with pytest.raises(NotFittedError):
         RandomizedPCA(2).score(X)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tall_svd_flip_is_sklearns(dtype):
+    """The blocked sign flip of tall host results equals sklearn's ``svd_flip`` bit for bit,
+    including equal maxima in different blocks (the first decides), a negative maximum and
+    an all-zero column (sign 0, as sklearn)."""
+    from sklearn.utils.extmath import svd_flip
+
+    from rankcore import svd
+
+    rng = np.random.default_rng(11)
+    m, k = 3 * svd._FLIP_BLOCK_ELEMENTS // 4 + 5, 4  # blocks of 16384 rows: four blocks
+    U = rng.standard_normal((m, k)).astype(dtype)
+    Vt = rng.standard_normal((k, 9)).astype(dtype)
+    top = np.abs(U).max()
+    U[[100, 40000], 0] = [-top * 2, top * 2]  # equal magnitudes, opposite signs
+    U[30000, 1] = -top * 3
+    U[:, 3] = 0
+    ref_U, ref_Vt = svd_flip(U.copy(), Vt.copy())
+    ours_U, ours_Vt = svd._svd_flip(U.copy(), Vt.copy())
+    np.testing.assert_array_equal(ours_U, ref_U)
+    np.testing.assert_array_equal(ours_Vt, ref_Vt)
+    assert ours_U[100, 0] > 0 and ours_U[30000, 1] > 0 and not ours_Vt[3].any()
