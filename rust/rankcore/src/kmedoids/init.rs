@@ -210,29 +210,31 @@ pub fn lab<T: Float, D: Dissimilarity<T>>(
     let mut med = Vec::with_capacity(k);
     let mut is_med = vec![false; n];
     let mut dn: Vec<T> = Vec::new();
+    let mut block: Vec<T> = Vec::new();
     for step in 0..k {
         stop.check()?;
         let free: Vec<usize> = (0..n).filter(|&x| !is_med[x]).collect();
         let pick = sample(free.len(), m, rng, step as u32);
         let s: Vec<usize> = pick.iter().map(|&i| free[i]).collect();
-        let cost: Vec<f64> = {
-            use rayon::prelude::*;
-            s.par_iter()
-                .map(|&x| {
-                    s.iter()
-                        .map(|&o| {
-                            let d = src.get(x, o).to_f64();
-                            let cur = if step == 0 {
-                                f64::INFINITY
-                            } else {
-                                dn[o].to_f64()
-                            };
-                            w[o] * if step == 0 { d } else { d.min(cur) - cur }
-                        })
-                        .sum::<f64>()
-                })
-                .collect()
-        };
+        block.resize(s.len() * s.len(), T::ZERO);
+        src.members_block(&s, &mut block); // the blocked kernel where the source has one
+        let cost: Vec<f64> = block
+            .chunks(s.len())
+            .map(|row| {
+                row.iter()
+                    .zip(&s)
+                    .map(|(&d, &o)| {
+                        let d = d.to_f64();
+                        let cur = if step == 0 {
+                            f64::INFINITY
+                        } else {
+                            dn[o].to_f64()
+                        };
+                        w[o] * if step == 0 { d } else { d.min(cur) - cur }
+                    })
+                    .sum::<f64>()
+            })
+            .collect();
         let best = s[argmin(&cost, |_| true).unwrap_or(0)];
         if step == 0 {
             dn = vec![T::ZERO; n];

@@ -261,21 +261,14 @@ fn polish<T: Float, D: Dissimilarity<T>>(
 
 /// The member of `cluster` with the least total weighted dissimilarity to the others; `cur`
 /// (a member: a medoid is its own nearest) unless another is strictly better (then the
-/// lowest such index). Each pair is read once, the sums added in a fixed order.
+/// lowest such index). The sums are [`Dissimilarity::member_costs`], in a fixed order.
 fn cluster_medoid<T: Float, D: Dissimilarity<T>>(
     src: &D,
     cluster: &[usize],
     cur: usize,
     w: &[f64],
 ) -> usize {
-    let mut cost = vec![0.0f64; cluster.len()];
-    for (i, &x) in cluster.iter().enumerate() {
-        for (j, &o) in cluster.iter().enumerate().skip(i + 1) {
-            let d = src.get(x, o).to_f64();
-            cost[i] += w[o] * d;
-            cost[j] += w[x] * d;
-        }
-    }
+    let cost = src.member_costs(cluster, w);
     let at_cur = cluster
         .iter()
         .position(|&x| x == cur)
