@@ -634,6 +634,13 @@ mod tests {
         assert_eq!(Condensed::<f64>::new(&[]).unwrap().len(), 1);
     }
 
+    const METRICS: [Metric; 4] = [
+        Metric::Euclidean,
+        Metric::SqEuclidean,
+        Metric::Manhattan,
+        Metric::Cosine,
+    ];
+
     /// The Voronoi sums and member blocks of the blocked kernel equal those read pair by pair
     /// (the trait's own methods, through a source that does not override them), bit for
     /// bit, for every metric, with unsorted members and blocks of rows smaller than a cluster.
@@ -657,12 +664,7 @@ mod tests {
             .collect();
         let w: Vec<f64> = (0..n).map(|i| 1.0 + (i % 5) as f64 / 3.0).collect();
         let members: Vec<usize> = (0..n).map(|i| (i * 337) % n).take(650).collect();
-        for m in [
-            Metric::Euclidean,
-            Metric::SqEuclidean,
-            Metric::Manhattan,
-            Metric::Cosine,
-        ] {
+        for m in METRICS {
             let f = Features::new(&x, n, d, m).unwrap();
             let blocked = f.member_costs(&members, &w);
             let pairwise = Pairwise(&f).member_costs(&members, &w);
@@ -681,12 +683,7 @@ mod tests {
         let x: Vec<f32> = (0..n * d)
             .map(|t| ((t * 7919) % 31) as f32 / 7.0 - 2.0)
             .collect();
-        for m in [
-            Metric::Euclidean,
-            Metric::SqEuclidean,
-            Metric::Manhattan,
-            Metric::Cosine,
-        ] {
+        for m in METRICS {
             let f = Features::new(&x, n, d, m).unwrap();
             let full = f.to_matrix();
             for i in 0..n {
