@@ -344,22 +344,48 @@ pub fn centred_gram<T: Float>(x: MatRef<'_, T>, center: bool) -> (Mat<f64>, Vec<
         .max(2 * n)
         .clamp(64, 8192);
     let nblocks = m.div_ceil(rows).max(1);
+    let row_major = x.col_stride() == 1 && n > 1;
     let block_moments = |b: usize| {
         let r0 = b * rows;
         let block = x.subrows(r0, rows.min(m - r0));
         let h = block.nrows();
-        let mut s = block.to_owned(); // column-major: each column contiguous below
         let mut mean = vec![0.0; n];
-        if center {
-            for (j, mj) in mean.iter_mut().enumerate() {
-                let col = s.as_mut().col_mut(j);
-                *mj = col.rb().iter().map(|v| v.to_f64()).sum::<f64>() / h as f64;
-                let shift = T::from_f64(*mj);
-                col.iter_mut().for_each(|v| *v -= shift);
-            }
-        }
         let mut part = Mat::<T>::zeros(n, n);
-        syrk_lower(part.as_mut(), s.as_ref());
+        if row_major {
+            // Rows contiguous (numpy's C order): the means from the rows in place, then the
+            // centred rows one after the other (the columns of an n × h column-major `st`);
+            // transposing the block into a column-major copy took a fifth of the time
+            // (500000 × 100, measured). Each column's sum still runs over the rows in order.
+            // SAFETY: row r of the block holds n contiguous entries (column stride 1).
+            let row = |r: usize| unsafe { std::slice::from_raw_parts(block.ptr_at(r, 0), n) };
+            let mut shift = vec![T::ZERO; n];
+            if center {
+                for r in 0..h {
+                    for (mj, &v) in mean.iter_mut().zip(row(r)) {
+                        *mj += v.to_f64();
+                    }
+                }
+                mean.iter_mut().for_each(|mj| *mj /= h as f64);
+                shift = mean.iter().map(|&mj| T::from_f64(mj)).collect();
+            }
+            let mut st = Vec::with_capacity(h * n);
+            for r in 0..h {
+                st.extend(row(r).iter().zip(&shift).map(|(&v, &sh)| v - sh));
+            }
+            let st = MatRef::from_column_major_slice(&st, n, h);
+            syrk_lower(part.as_mut(), st.transpose());
+        } else {
+            let mut s = block.to_owned(); // column-major: each column contiguous below
+            if center {
+                for (j, mj) in mean.iter_mut().enumerate() {
+                    let col = s.as_mut().col_mut(j);
+                    *mj = col.rb().iter().map(|v| v.to_f64()).sum::<f64>() / h as f64;
+                    let shift = T::from_f64(*mj);
+                    col.iter_mut().for_each(|v| *v -= shift);
+                }
+            }
+            syrk_lower(part.as_mut(), s.as_ref());
+        }
         Moments {
             count: h,
             mean,
@@ -831,24 +857,27 @@ mod tests {
                 .collect();
             let xc = Mat::from_fn(m, n, |i, j| x[(i, j)] - mean[j]);
             let want = xc.transpose() * &xc;
-            let on = |threads: usize| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                pool.install(|| centred_gram(x.as_ref(), true))
-            };
-            let (g, mu) = on(1);
-            assert_eq!((g.clone(), mu.clone()), on(3));
-            let scale = max_abs(want.as_ref()).max(1.0);
-            assert!(max_abs((&g - &want).as_ref()) < 1e-9 * scale, "{m}x{n}");
-            for j in 0..n {
-                assert!((mu[j] - mean[j]).abs() < 1e-8, "{m}x{n}");
+            let xt = x.transpose().to_owned(); // its transpose: x with contiguous rows
+            for x in [x.as_ref(), xt.as_ref().transpose()] {
+                let on = |threads: usize| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    pool.install(|| centred_gram(x, true))
+                };
+                let (g, mu) = on(1);
+                assert_eq!((g.clone(), mu.clone()), on(3));
+                let scale = max_abs(want.as_ref()).max(1.0);
+                assert!(max_abs((&g - &want).as_ref()) < 1e-9 * scale, "{m}x{n}");
+                for j in 0..n {
+                    assert!((mu[j] - mean[j]).abs() < 1e-8, "{m}x{n}");
+                }
+                let (raw, zero) = centred_gram(x, false);
+                assert!(zero.iter().all(|&v| v == 0.0));
+                let xtx = x.transpose() * x;
+                assert!(max_abs((&raw - &xtx).as_ref()) < 1e-12 * max_abs(xtx.as_ref()));
             }
-            let (raw, zero) = centred_gram(x.as_ref(), false);
-            assert!(zero.iter().all(|&v| v == 0.0));
-            let xtx = x.transpose() * &x;
-            assert!(max_abs((&raw - &xtx).as_ref()) < 1e-12 * max_abs(xtx.as_ref()));
         }
     }
 
