@@ -767,3 +767,31 @@ def test_tall_svd_flip_is_sklearns(dtype):
     np.testing.assert_array_equal(ours_U, ref_U)
     np.testing.assert_array_equal(ours_Vt, ref_Vt)
     assert ours_U[100, 0] > 0 and ours_U[30000, 1] > 0 and not ours_Vt[3].any()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("shape, solver, sparse", [
+    ((600, 12), "covariance_eigh", False),  # the Rust one-pass route checks the values itself
+    ((600, 12), "randomized", False),
+    ((900, 410), "covariance_eigh", False),  # the BLAS route: checked before it
+    ((600, 12), "covariance_eigh", True),
+])
+def test_fit_rejects_non_finite_values_on_every_route(bad, shape, solver, sparse):
+    """``fit`` leaves the finiteness check to the one-pass Gram where that route runs (it
+    rejects NaN and infinity through the means) and does it first everywhere else; either
+    way the error is sklearn's, naming X, and the input is not modified."""
+    X = np.random.default_rng(5).standard_normal(shape)
+    X[7, 3] = bad
+    X = sp.csr_matrix(X) if sparse else X
+    before = X.copy()
+    with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+        RandomizedPCA(3, svd_solver=solver, random_state=0).fit(X)
+    values = (X.data, before.data) if sparse else (X, before)
+    assert np.array_equal(*values, equal_nan=True)
+
+
+def test_covariance_route_reports_overflowing_squares():
+    X = np.random.default_rng(6).standard_normal((500, 8))
+    X[4, 2] = 1e200  # finite, but its square is not
+    with pytest.raises(ValueError, match="overflow"):
+        RandomizedPCA(2, svd_solver="covariance_eigh").fit(X)
