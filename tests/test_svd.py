@@ -772,12 +772,12 @@ def test_tall_svd_flip_is_sklearns(dtype):
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("shape, solver, sparse", [
     ((600, 12), "covariance_eigh", False),  # the Rust one-pass route checks the values itself
-    ((600, 12), "randomized", False),
-    ((900, 410), "covariance_eigh", False),  # the BLAS route: checked before it
-    ((600, 12), "covariance_eigh", True),
+    ((600, 12), "randomized", False),  # checked before it
+    ((900, 410), "covariance_eigh", False),  # the BLAS route checks them itself too
+    ((600, 12), "covariance_eigh", True),  # checked before it
 ])
 def test_fit_rejects_non_finite_values_on_every_route(bad, shape, solver, sparse):
-    """``fit`` leaves the finiteness check to the one-pass Gram where that route runs (it
+    """``fit`` leaves the finiteness check to the covariance route on dense host input (it
     rejects NaN and infinity through the means) and does it first everywhere else; either
     way the error is sklearn's, naming X, and the input is not modified."""
     X = np.random.default_rng(5).standard_normal(shape)
@@ -790,8 +790,10 @@ def test_fit_rejects_non_finite_values_on_every_route(bad, shape, solver, sparse
     assert np.array_equal(*values, equal_nan=True)
 
 
-def test_covariance_route_reports_overflowing_squares():
-    X = np.random.default_rng(6).standard_normal((500, 8))
-    X[4, 2] = 1e200  # finite, but its square is not
+@pytest.mark.parametrize("n", [8, 410])  # the Rust route, the BLAS route
+@pytest.mark.parametrize("big", [1e200, 1e307])  # a square / a column sum that overflows
+def test_covariance_route_reports_overflowing_squares(n, big):
+    X = np.random.default_rng(6).standard_normal((5 * n, n))
+    X[4:, 2] = big  # finite, but its square (or the column's sum) is not
     with pytest.raises(ValueError, match="overflow"):
         RandomizedPCA(2, svd_solver="covariance_eigh").fit(X)
