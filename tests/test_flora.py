@@ -188,6 +188,27 @@ def test_bad_inputs():
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         flora.delta(bad, factors)
+    # values are checked by the core on the host path: every argument, named, NaN before inf
+    for k in range(2):
+        for value, what in ((np.nan, "NaN"), (np.inf, "infinity"), (-np.inf, "infinity")):
+            fs = [f.copy() for f in factors]
+            fs[k][-1, -1] = value
+            before = fs[k].copy()
+            with pytest.raises(ValueError, match=rf"factors\[{k}\] contains {what}"):
+                flora.delta(core, fs)
+            with pytest.raises(ValueError, match=rf"factors\[{k}\] contains {what}"):
+                flora.delta_vjp(core, fs, np.ones((6, 5)))
+            np.testing.assert_array_equal(fs[k], before)
+    both = core.copy()
+    both[0, 0], both[1, 1] = np.inf, np.nan
+    with pytest.raises(ValueError, match="core contains NaN"):
+        flora.delta(both, factors)
+    with pytest.raises(ValueError, match="core contains infinity"):
+        flora.delta_vjp(np.where(np.isnan(both), 0, both), factors, np.ones((6, 5)))
+    grad = np.ones((6, 5), dtype=np.float32)
+    grad[2, 3] = np.inf
+    with pytest.raises(ValueError, match="grad_delta contains infinity"):
+        flora.delta_vjp(core, factors, grad)
     with pytest.raises(ValueError, match="weight"):
         flora.merge(np.ones((6, 4)), core, factors)
     with pytest.raises(ValueError, match="ranks or tol"):

@@ -156,18 +156,21 @@ def _check_scale(scale: Any) -> float:
     return float(scale)
 
 
-def _check_nd(a: Any, name: str, ndim: int | None, where: str) -> Any:
+def _check_nd(a: Any, name: str, ndim: int | None, where: str, finite: bool = True) -> Any:
     """``check_array`` on the host, its device twin for ``where="cupy"`` (host input there,
-    or device input on the host, is a ``TypeError``)."""
+    or device input on the host, is a ``TypeError``). ``finite=False`` leaves the values to
+    the caller (the Rust core checks them for :func:`delta` and :func:`delta_vjp`)."""
     if where == "cupy":
         from rankcore._gpu.tucker import check_tensor
 
         return check_tensor(a, name, ndim=ndim)
-    return check_array(a, name=name, ndim=ndim)
+    return check_array(a, name=name, ndim=ndim, ensure_finite=finite)
 
 
-def _check_adapter(core: Any, factors: Any, where: str = "numpy") -> tuple[Any, list[Any]]:
-    c = _check_nd(core, "core", None, where)
+def _check_adapter(
+    core: Any, factors: Any, where: str = "numpy", finite: bool = True
+) -> tuple[Any, list[Any]]:
+    c = _check_nd(core, "core", None, where, finite)
     if c.ndim > MAX_ORDER:
         raise ValueError(f"core must have order at most {MAX_ORDER}, got {c.ndim}")
     try:
@@ -181,7 +184,7 @@ def _check_adapter(core: Any, factors: Any, where: str = "numpy") -> tuple[Any, 
     dtype = c.dtype
     mats = []
     for k, f in enumerate(fs):
-        a = _check_nd(f, f"factors[{k}]", 2, where)
+        a = _check_nd(f, f"factors[{k}]", 2, where, finite)
         if a.dtype != dtype:
             dtype = np.dtype(np.float64)
         if a.shape[1] != c.shape[k]:
@@ -208,7 +211,7 @@ def delta(core: Any, factors: Sequence[Any], scale: float = 1.0) -> np.ndarray:
     """
 
     def cpu(c: Any) -> np.ndarray:
-        c, fs = _check_adapter(c, factors)
+        c, fs = _check_adapter(c, factors, finite=False)  # values checked by the core
         return _core.flora_delta(c, fs, _check_scale(scale))
 
     def gpu(c: Any) -> Any:
@@ -242,8 +245,8 @@ def delta_vjp(
     """
 
     def cpu(c: Any, where: str = "numpy") -> tuple[Any, list[Any]]:
-        c, fs = _check_adapter(c, factors, where)
-        g = _check_nd(grad_delta, "grad_delta", None, where).astype(c.dtype, copy=False)
+        c, fs = _check_adapter(c, factors, where, finite=False)  # values checked by the core
+        g = _check_nd(grad_delta, "grad_delta", None, where, False).astype(c.dtype, copy=False)
         want = tuple(f.shape[0] for f in fs)
         if tuple(g.shape) != want:
             raise ValueError(f"grad_delta must have ΔW's shape {want}, got {tuple(g.shape)}")

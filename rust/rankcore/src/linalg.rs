@@ -742,6 +742,26 @@ mod tests {
         }
     }
 
+    #[test]
+    fn replacing_products_never_read_their_destination() {
+        // Mode products write into buffers they do not zero first (`tucker::tensor`); a
+        // destination full of NaN must not leak into `Accum::Replace` results. Row-block path,
+        // inner-split path, and one sequential GEMM of shapes as small as FLoRA's.
+        for (a, b) in [
+            (test_matrix(1000, 30, 1), test_matrix(30, 256, 2)),
+            (test_matrix(30, 20000, 3), test_matrix(20000, 5, 4)),
+            (test_matrix(9, 32, 5), test_matrix(32, 256, 6)),
+        ] {
+            let want = &a * &b;
+            let mut c = Mat::<f64>::from_fn(a.nrows(), b.ncols(), |_, _| f64::NAN);
+            matmul(c.as_mut(), a.as_ref(), b.as_ref());
+            assert!(c.is_all_finite() && max_abs((&c - &want).as_ref()) < 1e-9);
+            let mut c = Mat::<f64>::from_fn(a.nrows(), b.ncols(), |_, _| f64::NAN);
+            gemm(c.as_mut(), Accum::Replace, a.as_ref(), b.as_ref(), 1.0);
+            assert!(c.is_all_finite() && max_abs((&c - &want).as_ref()) < 1e-9);
+        }
+    }
+
     /// `m × l` with singular values `10^(-decades · j / (l - 1))`.
     fn graded(m: usize, l: usize, decades: f64) -> Mat<f64> {
         let (u, _) = qr_thin(test_matrix(m, l, 11).as_ref());

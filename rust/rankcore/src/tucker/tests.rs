@@ -88,6 +88,11 @@ fn mode_product_matches_loops_c_and_f() {
         vec![5, 1, 6],
         vec![2, 3, 4, 5],
         vec![3, 2, 2, 3, 2],
+        // GEMM path, contracted mode between others: a contiguous column group of 9 (few
+        // items, chosen over the longer strided group) and of 9 with 300 items (not chosen)
+        vec![20, 24, 9],
+        vec![300, 20, 9],
+        vec![9, 20, 3, 3],
     ] {
         let t = pseudo(&shape, 1);
         let tf = fortran(&t);
