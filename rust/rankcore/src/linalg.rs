@@ -88,6 +88,19 @@ pub fn par_row_blocks<T: Float>(
     go(0, dst, block.max(1), f)
 }
 
+/// Rows per block of a [`matmul`] with `m` output rows: about [`ROW_BLOCK`], in an even
+/// number of equal blocks (multiples of 16 rows) while there are few, so that two threads
+/// share them evenly (2304 rows: six blocks of 384, not four of 512 and one of 256, which
+/// left one thread a third of the work alone). A function of `m` only, so the result does
+/// not depend on the number of threads.
+fn row_block(m: usize) -> usize {
+    let mut blocks = m.div_ceil(ROW_BLOCK);
+    if blocks > 1 && blocks < 8 && blocks % 2 == 1 {
+        blocks += 1;
+    }
+    m.div_ceil(blocks.max(1)).next_multiple_of(16)
+}
+
 /// Inner-dimension chunk of a [`matmul`] whose output is a single row block.
 const K_BLOCK: usize = 4096;
 
@@ -98,7 +111,8 @@ const K_BLOCK: usize = 4096;
 pub fn matmul<T: Float>(dst: MatMut<'_, T>, lhs: MatRef<'_, T>, rhs: MatRef<'_, T>) {
     let k = lhs.ncols();
     if dst.nrows() > ROW_BLOCK || k < 2 * K_BLOCK {
-        par_row_blocks(dst, ROW_BLOCK, &|row0, block: MatMut<'_, T>| {
+        let block = row_block(dst.nrows());
+        par_row_blocks(dst, block, &|row0, block: MatMut<'_, T>| {
             let lhs = lhs.subrows(row0, block.nrows());
             gemm(block, Accum::Replace, lhs, rhs, T::ONE);
         });
