@@ -621,7 +621,7 @@ def test_covariance_blas_branches_match_exact_eigendecomposition(offset, misled,
 
     monkeypatch.setattr(svd, "_CENTRING_BLOCK_BYTES", 1 << 16)  # several blocks, a short last one
     if misled:
-        monkeypatch.setattr(svd, "_largest_eigenvalue_estimate", lambda X, mean: np.inf)
+        monkeypatch.setattr(svd, "_largest_eigenvalue_estimate", lambda X, mean, **kw: np.inf)
     centred = []
     host_gram = svd._host_gram
     monkeypatch.setattr(svd, "_host_gram", lambda X, mean, centre: centred.append(centre) or host_gram(X, mean, centre))
@@ -640,6 +640,27 @@ def test_covariance_blas_branches_match_exact_eigendecomposition(offset, misled,
     noise = evals[k:].mean() if k < n else 0.0
     np.testing.assert_allclose(ours.noise_variance_, noise, rtol=1e-11)
     assert centred == grams
+
+
+def test_largest_eigenvalue_estimate_and_its_early_bound():
+    """The sampled power iteration is within 2× of the exact ``λ₁`` (524 sampled rows of 500
+    columns overestimate it); with ``below``, twice the
+    sample's trace (an upper bound of ``λ₁`` when the sample is representative) comes back
+    without iterating when it is below ``below``, and the iteration runs otherwise."""
+    from rankcore import svd
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((6000, 500)) * np.linspace(3, 0.1, 500) + 10
+    mean = X.mean(axis=0)
+    C = X - mean
+    lam = float(np.linalg.eigvalsh(C.T @ C)[-1])
+    trace = float(np.einsum("ij,ij->", C, C))
+    est = svd._largest_eigenvalue_estimate(X, mean)
+    assert 0.9 * lam < est < 2 * lam
+    offset = X.shape[0] * float(mean @ mean)  # 6e8 against λ₁ ≈ 5.4e4: centred at once
+    bound = svd._largest_eigenvalue_estimate(X, mean, below=offset / svd._MEAN_TO_SPREAD)
+    assert lam < bound < offset / svd._MEAN_TO_SPREAD and abs(bound - 2 * trace) < 0.1 * trace
+    assert svd._largest_eigenvalue_estimate(X, mean, below=lam) == est
 
 
 def test_solver_choice_and_bad_values():

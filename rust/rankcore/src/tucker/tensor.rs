@@ -117,6 +117,20 @@ impl<'a, T: Copy> TensorRef<'a, T> {
         }
     }
 
+    /// The elements as one slice (in memory order) when the view is dense with positive
+    /// strides.
+    pub fn dense_slice(&self) -> Option<&[T]> {
+        let (shape, strides) = (self.shape(), self.strides());
+        if self.is_empty() || strides.iter().any(|&s| s < 0) {
+            return None;
+        }
+        let order = memory_order(strides, shape);
+        let dense = dense_strides(shape, &order);
+        let same = (0..shape.len()).all(|k| shape[k] == 1 || strides[k] == dense[k]);
+        // SAFETY: dense strides over `len` elements starting at the view's pointer.
+        same.then(|| unsafe { std::slice::from_raw_parts(self.ptr, self.len()) })
+    }
+
     /// A dense copy in C order.
     pub fn to_c_vec(&self) -> Vec<T> {
         let mut v = Vec::with_capacity(self.len());
@@ -133,8 +147,15 @@ impl<T: Float> TensorRef<'_, T> {
         s
     }
 
-    /// Whether every element is finite.
+    /// Whether every element is finite. A dense view (any memory order) is read as one slice
+    /// in chunks whose test vectorises (FLoRA's `delta_vjp` spent an eighth of its time
+    /// checking a 256×256×3×3 gradient element by element).
     pub fn all_finite(&self) -> bool {
+        if let Some(data) = self.dense_slice() {
+            return data
+                .chunks(256)
+                .all(|c| c.iter().fold(true, |ok, &x| ok & x.is_finite()));
+        }
         let mut ok = true;
         self.for_each_c(|x| ok &= x.is_finite());
         ok
@@ -303,7 +324,7 @@ struct Batch {
 /// mode of a C-order 32×32×3×3 core (the 3×3 modes contiguous, the other mode 32 long with
 /// stride 288): 9 strided GEMMs took 0.11 ms, 32 contiguous ones 0.03 ms.
 const UNIT_COLS: usize = 8;
-const UNIT_ITEMS: usize = 256;
+const UNIT_ITEMS: usize = 64;
 
 fn batch(mut gs: Vec<Group>, contiguous_cols: bool) -> Batch {
     if gs.is_empty() {

@@ -273,3 +273,27 @@ fn one_mode_product_stops_between_its_blocks() {
         );
     }
 }
+
+#[test]
+fn all_finite_sees_every_element_of_dense_and_strided_views() {
+    let t = pseudo(&[5, 7, 3], 9);
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        for pos in [0, 17, 104] {
+            let mut c = t.clone();
+            c.data[pos] = bad;
+            let f = fortran(&c);
+            assert!(!c.view().all_finite() && !f.view().all_finite());
+            assert!(c.view().dense_slice().is_some() && f.view().dense_slice().is_some());
+            // every other element along the last mode: not dense, element by element
+            let strides: Vec<isize> = c.strides.iter().map(|&s| s * 2).collect();
+            // SAFETY: shape [3, 4, 2] with doubled strides stays inside the 105 elements.
+            let view = unsafe { TensorRef::from_raw_parts(c.data.as_ptr(), &[3, 4, 2], &strides) }
+                .unwrap();
+            assert!(view.dense_slice().is_none());
+            let seen =
+                (0..3).any(|i| (0..4).any(|j| (0..2).any(|k| 42 * i + 6 * j + 2 * k == pos)));
+            assert_eq!(view.all_finite(), !seen, "{pos}");
+        }
+    }
+    assert!(t.view().all_finite());
+}
