@@ -50,6 +50,13 @@ eigenvalues down to ``ν`` that its diagonal misses, the 1-D preconditioned spec
 down to ~1e-6 on 10–15 outliers per dimension, and CG stalls at relative residuals of
 1e-3…1e-6 (reported by ``info['converged'] = False``).
 
+Why, and the fix for moderate grids: those outliers are combinations of in-band modes whose
+transforms ``V_d c`` nearly cancel (``‖V_d c‖² ≈ ν‖c‖²``), along which ``H`` is about
+``‖c‖²`` while ``P₀`` counts ``τλ²F_ii``; in D dimensions every grid direction with such a
+1-D factor is one. ``method="two_level"`` puts all of them in a coarse space solved exactly
+(:class:`_Coarse`, :class:`_TwoLevel`) and converges to the dense minimiser there; its dense
+coarse factorisation limits it to coarse spaces of :data:`_COARSE_MAX` directions.
+
 References
 ----------
 Lynch, R. E., Rice, J. R., Thomas, D. H. (1964). Direct solution of partial difference
