@@ -712,8 +712,11 @@ def solve_whitened(
         94 iterations, the objective of the exact dense minimiser, where the primal stops
         at 1.7e-5 with an objective 21× too high), but its coarse space grows like
         ``Σ_d r_d N / n_d`` and is factorised densely (at most :data:`_COARSE_MAX`
-        directions, else ``ValueError``): 52 s at 120² (17 s to build its Galerkin matrix),
-        where the primal takes 0.6 s. A problem without blind directions runs the primal.
+        directions, else ``ValueError``): 15 s at 120² with one BLAS thread (10 s to build
+        its Galerkin matrix from batched products with ``H``; 52 s with two OpenBLAS threads,
+        which compete), where the primal takes 0.5 s. A problem without blind directions, or
+        whose Galerkin matrix is not numerically positive definite, runs the primal
+        (``info["coarse"]`` is then 0).
 
     Returns
     -------
