@@ -246,7 +246,7 @@ def delta_vjp(
 
     def cpu(c: Any, where: str = "numpy") -> tuple[Any, list[Any]]:
         c, fs = _check_adapter(c, factors, where, finite=False)  # values checked by the core
-        g = _check_nd(grad_delta, "grad_delta", None, where, False).astype(c.dtype, copy=False)
+        g = _check_nd(grad_delta, "grad_delta", None, where, finite=False).astype(c.dtype, copy=False)
         want = tuple(f.shape[0] for f in fs)
         if tuple(g.shape) != want:
             raise ValueError(f"grad_delta must have ΔW's shape {want}, got {tuple(g.shape)}")

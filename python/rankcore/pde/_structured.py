@@ -756,10 +756,9 @@ def solve_whitened(
 
     prec = _Preconditioner(Ls, terms, diag, bidx, tau, beta)
     op = _Normal(prec.V, terms, diag, bidx, g, target, tau, beta)
-    rotation = prec.Q
     coarse_size = 0
     b = op.rhs()
-    y = np.zeros(grid) if z0 is None else _modes(z0, [q.T for q in rotation])
+    y = np.zeros(grid) if z0 is None else _modes(z0, [q.T for q in prec.Q])
     if method == "dual":
         dual = _Dual(op)
         dprec = _DualPreconditioner(prec, Ls, bidx if beta > 0 else bidx[:0], tau, beta)
@@ -770,6 +769,7 @@ def solve_whitened(
         y = dual.primal(q)
         y, it = _refine(op, dual, dprec, b, y, it, history, rtol, int(maxiter))
     else:
+        pcg_prec: Any = prec
         if method == "two_level":  # where the diagonal preconditioner is blind
             coarse = _Coarse(op, [_blind_directions(V, lam, tau) for V, lam in zip(prec.V, prec.lams)])
             if coarse.size > _COARSE_MAX:
@@ -778,12 +778,12 @@ def solve_whitened(
                     f"the {_COARSE_MAX} it factorises densely; use method='primal'"
                 )
             if coarse.size and coarse.factor():
-                coarse_size, prec = coarse.size, _TwoLevel(op, prec, coarse)
+                coarse_size, pcg_prec = coarse.size, _TwoLevel(op, prec, coarse)
         t1 = time.perf_counter()
-        y, it, history = _pcg(op, prec, b, y, rtol, int(maxiter))
+        y, it, history = _pcg(op, pcg_prec, b, y, rtol, int(maxiter))
     bn = float(np.linalg.norm(b))
     res = float(np.linalg.norm(b - op.matvec(y))) / bn if bn > 0 else 0.0
-    Z = _modes(y, rotation)
+    Z = _modes(y, prec.Q)
     info = {
         "iterations": it,
         "coarse": coarse_size,

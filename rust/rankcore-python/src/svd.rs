@@ -225,10 +225,7 @@ fn covariance_impl<'py, T: Float + Element>(x: &Bound<'py, PyAny>) -> PyResult<E
     let (vals, vecs, mean) = run(py, |_| {
         let (gram, mean) = centred_gram(mat, true);
         // NaN or infinity in X reach the means; squares that overflow reach the Gram matrix
-        let finite = |v: f64| v.is_finite();
-        if !mean.iter().copied().all(finite)
-            || !gram.col_iter().all(|c| c.iter().copied().all(finite))
-        {
+        if !mean.iter().all(|v| v.is_finite()) || !gram.is_all_finite() {
             return Err(rankcore::invalid!(
                 "X contains NaN or infinity, or values whose squares overflow"
             ));
