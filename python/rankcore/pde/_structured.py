@@ -91,9 +91,6 @@ _BATCH_ELEMENTS = 1 << 22
 #: the boundary is left to the CG and the coarse blocks' model of it (measured in 2-D without
 #: the correction: 1.5× the iterations, the same time; on 32³ at the initial kernel the same 9).
 _WOODBURY_MAX = 3000
-#: Relative asymmetry of ``L_d⁻¹ D_d L_d`` below which the operator counts as its symmetric
-#: model (rounding: even-order derivatives are symmetric in exact arithmetic).
-_SYMMETRIC = 1e-8
 #: Most entries of one coarse block set's factors (``J`` blocks of ``m × m``, 8 bytes each,
 #: read twice per iteration): beyond, each of its dimensions keeps its most blind
 #: directions. On 32³ (17 blind directions per dimension) the full 4913² block of all three
@@ -298,33 +295,25 @@ class _Faces:
 # --------------------------------------------------------------------------- preconditioner
 
 
-def _model_operator(terms, diag, Ls) -> tuple[list[np.ndarray], float, bool]:
-    """``(G_d, σ, exact)``: symmetric parts of ``L_d⁻¹ D_d L_d`` with ``D_d`` the
-    mean-coefficient sum of the single-dimension terms, the mean order-0 shift, and whether
-    this model is the operator (constant coefficients and ``s``, no mixed terms, each
-    ``L_d⁻¹ D_d L_d`` symmetric to :data:`_SYMMETRIC`). Mixed terms (more than one matrix)
-    are left out; the antisymmetric part of a term (first derivatives) drops out."""
+def _model_operator(terms, diag, Ls) -> tuple[list[np.ndarray], float]:
+    """``(G_d, σ)``: symmetric parts of ``L_d⁻¹ D_d L_d`` with ``D_d`` the mean-coefficient sum
+    of the single-dimension terms, and the mean order-0 shift. Mixed terms (more than one
+    matrix) are left out; the antisymmetric part of a term (first derivatives) drops out."""
     ndim = len(Ls)
     D = [np.zeros_like(L) for L in Ls]
     shift = 0.0 if diag is None else float(np.mean(diag))
-    exact = diag is None or bool(np.all(diag == diag.flat[0]))
     for c, mats in terms:
         cbar = float(np.mean(c))
-        exact = exact and bool(np.all(np.asarray(c) == cbar))
         used = [d for d, m in enumerate(mats) if m is not None]
         if not used:
             shift += cbar
         elif len(used) == 1:
             D[used[0]] += cbar * mats[used[0]]
-        else:
-            exact = False
     G = []
     for d in range(ndim):
         Gd = scipy.linalg.solve_triangular(Ls[d], D[d] @ Ls[d], lower=True)
-        sym = 0.5 * (Gd + Gd.T)
-        exact = exact and np.linalg.norm(Gd - sym) <= _SYMMETRIC * np.linalg.norm(sym)
-        G.append(sym)
-    return G, shift, exact
+        G.append(0.5 * (Gd + Gd.T))
+    return G, shift
 
 
 def _spd_solver(C: np.ndarray):
@@ -341,7 +330,7 @@ class _Preconditioner:
     ``(P₀ + β BᵀB)⁻¹`` described in the module docstring."""
 
     def __init__(self, Ls, terms, diag, bidx, tau: float, beta: float) -> None:
-        G, shift, self.exact = _model_operator(terms, diag, Ls)
+        G, shift = _model_operator(terms, diag, Ls)
         eig = [np.linalg.eigh(Gd) for Gd in G]
         self.Q = [q for _, q in eig]
         self.lams = [lam_d for lam_d, _ in eig]
@@ -393,15 +382,7 @@ class _Preconditioner:
 
 class _Normal:
     """The normal matrix ``H_y = Qᵀ(I + τA_wᵀA_w + βB_wᵀB_w)Q`` and right-hand side in the
-    rotated unknowns, by mode products.
-
-    Where the operator *is* its constant-coefficient model (single-dimension terms with
-    constant coefficients whose ``L_d⁻¹D_dL_d`` is symmetric, a constant ``s``: Poisson,
-    Helmholtz), ``A_w Q = (⊗V_d)(⊕Λ_d + σ)`` exactly, and :meth:`matvec` with ``fast=True``
-    uses ``I + τ Λ(⊗F_d)Λ + β BᵀB`` with ``F_d = V_dᵀV_d``: one mode product per dimension
-    and the boundary faces, instead of four per dimension and term (2-D 400²: 4× fewer
-    flops). It agrees with the full product to rounding of the eigendecompositions;
-    :func:`solve_whitened` finishes with the full one."""
+    rotated unknowns, by mode products."""
 
     def __init__(self, prec: "_Preconditioner", terms, diag, bidx, g, target, tau, beta) -> None:
         self.V, self.Vt = prec.V, [v.T for v in prec.V]
@@ -409,8 +390,6 @@ class _Normal:
         self.termsT = [(c, [None if m is None else m.T for m in mats]) for c, mats in terms]
         self.diag, self.bidx, self.g, self.target = diag, bidx, g, target
         self.tau, self.beta = tau, beta
-        self.faces, self.lam = prec.faces, prec.lam
-        self.F, self.fast = prec.F, prec.exact
 
     def pde(self, U: np.ndarray) -> np.ndarray:
         out = U * self.diag if self.diag is not None else np.zeros_like(U)
@@ -425,11 +404,6 @@ class _Normal:
         return out
 
     def matvec(self, y: np.ndarray) -> np.ndarray:
-        if self.fast:
-            W = self.tau * self.lam * _modes(self.lam * y, self.F)
-            if self.bidx.size and self.beta > 0:
-                W += self.beta * self.faces.scatter(self.faces.gather(y))
-            return y + W
         U = _modes(y, self.V)
         W = self.tau * self.pde_adjoint(self.pde(U))
         W.flat[self.bidx] += self.beta * U.flat[self.bidx]
@@ -837,7 +811,6 @@ def solve_whitened(
     b = op.rhs()
     y = np.zeros(grid) if z0 is None else _modes(z0, [q.T for q in prec.Q])
     if method == "dual":
-        op.fast = False
         dual = _Dual(op)
         dprec = _DualPreconditioner(prec, Ls, bidx if beta > 0 else bidx[:0], tau, beta)
         # at the optimum q = d − 𝒞y, so a primal warm start gives a dual one
@@ -855,10 +828,6 @@ def solve_whitened(
                 coarse_size, pcg_prec = coarse.size, _TwoLevel(prec, coarse)
         t1 = time.perf_counter()
         y, it, history = _pcg(op, pcg_prec, b, y, rtol, int(maxiter))
-        if op.fast:  # finish with the full product: its minimiser, to its rounding
-            op.fast = False
-            y, more, tail = _pcg(op, pcg_prec, b, y, rtol, int(maxiter) - it)
-            it, history = it + more, history + tail[1:]
     bn = float(np.linalg.norm(b))
     res = float(np.linalg.norm(b - op.matvec(y))) / bn if bn > 0 else 0.0
     Z = _modes(y, prec.Q)
