@@ -23,7 +23,7 @@ matrix), by L-BFGS (scipy) or Adam.
 By default (``method="profile"``) the grid values are not optimised with the kernel: the
 objective is quadratic in them for a linear operator, so for every kernel the optimiser
 tries they are solved exactly (``_exact``: dense whitened least squares up to 4096 cells,
-``_structured``: matrix-free preconditioned CG beyond; Gauss–Newton steps for a
+``_structured``: matrix-free two-level preconditioned CG beyond; Gauss–Newton steps for a
 nonlinearity), and the optimiser moves only the kernel parameters along the gradient of
 the profiled objective, which by the envelope theorem is the partial gradient at the
 minimiser. This reaches in 10–100 iterations what 1000 joint iterations did not.
@@ -294,7 +294,8 @@ class GPSolver(BaseEstimator):
         amplitude → 0, where ``½ log|K| → −∞``) that the exact solve would find. ``"joint"`` moves ``U``
         together with the kernel, as the paper and its reference code do (with Adam for
         10⁵ steps); it needs orders of magnitude more iterations for the same accuracy.
-        The profiled solve is dense up to 4096 grid cells.
+        The profiled solve is dense up to 4096 grid cells, two-level conjugate gradients
+        (:mod:`rankcore.pde._structured`) above.
     optimizer : {"lbfgs", "adam"}, default="lbfgs"
     whiten : bool, default=True
         Optimise over whitened values ``Z`` with ``U = Z ×₁ L₁ … ×_D L_D``
@@ -384,7 +385,8 @@ class GPSolver(BaseEstimator):
     inner_converged_ : bool or None
         With ``method="profile"``: whether the solve for ``U`` at the returned kernel reached
         its stopping criterion (Gauss–Newton before its step cap, and the last linear solve:
-        the structured conjugate gradients of grids above 4096 cells can stall). When False,
+        the structured conjugate gradients of grids above 4096 cells can stall on large
+        grids, 3-D ones especially). When False,
         ``fit`` warns (``ConvergenceWarning``): ``U_`` is not the exact minimiser and the
         kernel's gradient was approximate. None with ``method="joint"``.
     fit_time_ : float

@@ -253,6 +253,12 @@ PROBLEMS: dict[str, Problem] = {
             "poisson_3d", "Δu = f on [0, 2π]³, u = g(x) g(y) g(z), g = sin(2x) + 0.5 cos(x)",
             [(1.0, 2.0, 0.0), (0.5, 1.0, _HALF_PI)], ((0.0, TWO_PI),) * 3, (16, 16, 16), 5.0,
         ),
+        # Issue 24's 3-D case: ten periods per side on 64³ (262,144 cells), the structured
+        # inner solve's range; 6.3 points per period.
+        _product(
+            "poisson_3d_sin10", "Δu = f on [0, 2π]³, u = sin(10x) sin(10y) sin(10z)",
+            [(1.0, 10.0, 0.0)], ((0.0, TWO_PI),) * 3, (64, 64, 64), 5.0,
+        ),
         _product(
             "helmholtz_3d", "Δu + 4u = f on [0, 2π]³, u = g(x) g(y) g(z), g = sin(2x) + 0.5 cos(x)",
             [(1.0, 2.0, 0.0), (0.5, 1.0, _HALF_PI)], ((0.0, TWO_PI),) * 3, (16, 16, 16), 5.0, k2=4.0,
