@@ -553,8 +553,6 @@ def _block_inverse(B: np.ndarray):
         trmv = scipy.linalg.blas.dtrmv
         return lambda c: trmv(Linv, trmv(Linv, c[0], lower=1), lower=1, trans=1)[None]
     Linv = np.linalg.inv(np.linalg.cholesky(B))
-    # einsum, not a batched matmul: that is one BLAS call per block, and with a second
-    # OpenBLAS thread waking for each of them the 400² coarse products took 16 ms, not 2.6
     return lambda c: np.einsum("jba,jb->ja", Linv, np.einsum("jab,jb->ja", Linv, c))
 
 
@@ -779,7 +777,8 @@ def solve_whitened(
         0.8 s, the objective of the exact dense minimiser 9.036901e4, where the primal stops
         at 1.7e-5 with an objective 21× too high; 200² in 516 iterations, 3 s) and is the
         primal bit for bit on problems without blind directions (``info["coarse"]`` is then
-        0). Its iteration count still grows with the grid: 2-D Poisson 400², ``freq_scale``
+        0; also if a coarse block, ``⪰ I`` in exact arithmetic, fails its Cholesky
+        factorisation). Its iteration count still grows with the grid: 2-D Poisson 400², ``freq_scale``
         20, sin(100x)sin(100y): 2642 iterations to a true residual of 4e-13 (objective 1.75e6
         where the primal stalls at 2.8e9).
         ``"primal"``: CG on the normal equations with the preconditioner of the module
@@ -847,9 +846,12 @@ def solve_whitened(
         pcg_prec: Any = prec
         if method == "two_level":  # where the diagonal preconditioner is blind
             X = [_blind_directions(V, lam, tau) for V, lam in zip(prec.V, prec.lams)]
-            if any(x.shape[1] for x in X):
-                coarse = _BlindBlocks(prec, X, tau, beta)
-                coarse_size, pcg_prec = coarse.size, _TwoLevel(prec, coarse)
+            try:
+                if any(x.shape[1] for x in X):
+                    coarse = _BlindBlocks(prec, X, tau, beta)
+                    coarse_size, pcg_prec = coarse.size, _TwoLevel(prec, coarse)
+            except np.linalg.LinAlgError:  # a block ⪰ I lost definiteness to rounding: primal
+                pass
         t1 = time.perf_counter()
         y, it, history = _pcg(op, pcg_prec, b, y, rtol, int(maxiter))
     bn = float(np.linalg.norm(b))
