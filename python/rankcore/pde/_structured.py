@@ -773,14 +773,14 @@ def solve_whitened(
         direction with a 1-D factor among the few (10–40 per dimension) 1-D directions whose
         transforms nearly cancel, in ``2^D − 1`` blocks with block-diagonal model Galerkin
         matrices (nothing larger than ``Π r_d`` squared is formed). It converges where the
-        primal stalls (2-D Poisson with the ``freq_scale = 5`` kernel: 120² in 306 iterations,
-        0.8 s, the objective of the exact dense minimiser 9.036901e4, where the primal stops
-        at 1.7e-5 with an objective 21× too high; 200² in 516 iterations, 3 s) and is the
+        primal stalls (2-D Poisson with the ``freq_scale = 5`` kernel: 120² in 302 iterations,
+        0.6 s, the objective of the exact dense minimiser 9.036901e4, where the primal stops
+        at 1.7e-5 with an objective 25× too high; 200² in 516 iterations, 2.7 s) and is the
         primal bit for bit on problems without blind directions (``info["coarse"]`` is then
         0; also if a coarse block, ``⪰ I`` in exact arithmetic, fails its Cholesky
-        factorisation). Its iteration count still grows with the grid: 2-D Poisson 400², ``freq_scale``
-        20, sin(100x)sin(100y): 2642 iterations to a true residual of 4e-13 (objective 1.75e6
-        where the primal stalls at 2.8e9).
+        factorisation). Its iteration count still grows with the grid: 2-D Poisson 400²,
+        ``freq_scale`` 20, sin(100x)sin(100y): 2642 iterations to a true residual of 4e-13
+        (objective 1.75e6 where the primal stalls at 2.8e9).
         ``"primal"``: CG on the normal equations with the preconditioner of the module
         docstring. ``"dual"``: CG on the data-space system ``(I + 𝒞𝒞ᵀ) q = d``
         (``𝒞 = [√τ A_w; √β B_w]``, ``z = 𝒞ᵀq``) preconditioned by the exact inverse of its
