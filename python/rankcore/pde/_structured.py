@@ -240,17 +240,16 @@ class _Faces:
     def _other_mats(self, d: int) -> list[np.ndarray | None]:
         return [None if e == d else self.V[e] for e in range(len(self.grid))]
 
-    def gather(self, x: np.ndarray, batch: bool = False) -> np.ndarray:
-        """``(x ×_d V_d)`` at the boundary cells; ``x`` may carry a leading batch axis."""
-        off = 1 if batch else 0
-        out = np.empty(x.shape[:off] + (self.nb,))
+    def gather(self, x: np.ndarray) -> np.ndarray:
+        """``(x ×_d V_d)`` at the boundary cells."""
+        out = np.empty(self.nb)
         for d, side, pos, flat in self.groups:
             # the face's own row first: the other transforms then act on a face, not the grid
-            face = _modes(_mode(x, self.V[d][side : side + 1], off + d), self._other_mats(d), off)
-            out[..., pos] = face.reshape(x.shape[:off] + (-1,))[..., flat]
+            face = _modes(_mode(x, self.V[d][side : side + 1], d), self._other_mats(d))
+            out[pos] = face.ravel()[flat]
         pos, cells = self.interior
         if pos.size:
-            out[..., pos] = _modes(x, self.V, off).reshape(x.shape[:off] + (-1,))[..., cells]
+            out[pos] = _modes(x, self.V).ravel()[cells]
         return out
 
     def gather_rank_one(self, rows: list[np.ndarray], weight: np.ndarray) -> np.ndarray:
@@ -450,6 +449,10 @@ def _blind_directions(V: np.ndarray, lam: np.ndarray, tau: float) -> np.ndarray:
     return U @ np.linalg.eigh(U.T @ F @ U)[1]
 
 
+def _kron(pieces: list[np.ndarray]) -> np.ndarray:
+    return reduce(np.kron, pieces, np.ones((1, 1)))
+
+
 class _BlindBlocks:
     """The coarse part of the two-level preconditioner: the grid directions that have a blind
     1-D factor, in blocks ``Z_S = ⊗_{d∈S} X_d ⊗_{e∉S} I`` for every non-empty set ``S`` of
@@ -476,7 +479,6 @@ class _BlindBlocks:
         grid, V, lams, F = prec.grid, prec.V, prec.lams, prec.F
         ndim = len(grid)
         f = [np.diag(Fd).copy() for Fd in F]
-        X0 = X
         # the faces with boundary cells, weighted by the fraction of the face they cover
         faces = []
         for d, side, pos, _ in prec.faces.groups:
@@ -489,22 +491,18 @@ class _BlindBlocks:
             # blocks over _BLOCK_ENTRIES keep each dimension's most blind directions
             n_blocks = int(np.prod([grid[e] for e in O]))
             keep = max(1, int(np.floor((_BLOCK_ENTRIES / n_blocks) ** (0.5 / len(S)) + 1e-9)))
-            X = [x[:, :keep] if d in S else x for d, x in enumerate(X0)]
-            C = [x.T @ Fd @ x for x, Fd in zip(X, F)]
-            R = [(x.T * lam) @ Fd @ x for x, Fd, lam in zip(X, F, lams)]
-            P = [(x.T * lam) @ Fd @ (lam[:, None] * x) for x, Fd, lam in zip(X, F, lams)]
-
-            def kron(pieces):
-                return reduce(np.kron, pieces, np.ones((1, 1)))
-
-            CS = kron([C[d] for d in S])
-            RS = sum(kron([R[d] if d2 == d else C[d2] for d2 in S]) for d in S)
+            XS = {d: X[d][:, :keep] for d in S}
+            C = {d: x.T @ F[d] @ x for d, x in XS.items()}
+            R = {d: (x.T * lams[d]) @ F[d] @ x for d, x in XS.items()}
+            P = {d: (x.T * lams[d]) @ F[d] @ (lams[d][:, None] * x) for d, x in XS.items()}
+            CS = _kron([C[d] for d in S])
+            RS = sum(_kron([R[d] if d2 == d else C[d2] for d2 in S]) for d in S)
             PS = sum(
-                kron([P[d] if d2 == d == d1 else R[d] if d2 == d else R[d1].T if d2 == d1 else C[d2] for d2 in S])
+                _kron([P[d] if d2 == d == d1 else R[d] if d2 == d else R[d1].T if d2 == d1 else C[d2] for d2 in S])
                 for d in S for d1 in S
             )
             WS = sum(
-                (w * kron([np.outer(X[d].T @ V[d][side], X[d].T @ V[d][side]) if d2 == d else C[d2] for d2 in S])
+                (w * _kron([np.outer(XS[d].T @ V[d][side], XS[d].T @ V[d][side]) if d2 == d else C[d2] for d2 in S])
                  for d, side, w in faces if d in S),
                 np.zeros_like(CS),
             )
@@ -522,12 +520,12 @@ class _BlindBlocks:
                     shape = [1] * len(O)
                     shape[i] = grid[d]
                     bo = bo + w * (V[d][side] ** 2 / f[d]).reshape(shape)
-            phi, c, bo = phi.reshape(-1, 1, 1), c.reshape(-1, 1, 1), (bo.reshape(-1, 1, 1) * phi.reshape(-1, 1, 1))
+            phi, c, bo = (a.reshape(-1, 1, 1) for a in (phi, c, bo * phi))
             m = CS.shape[0]
             B = (tau * phi) * (PS + c * (RS + RS.T) + c * c * CS) + (beta * phi) * WS + (beta * bo) * CS
             B = 0.5 * (B + np.swapaxes(B, 1, 2))
             B[:, np.arange(m), np.arange(m)] += 1.0
-            self.blocks.append((S, O, [X[d] for d in S], _block_inverse(B)))
+            self.blocks.append((S, O, [XS[d] for d in S], _block_inverse(B)))
             self.size += B.shape[0] * B.shape[1]
 
     def apply(self, r: np.ndarray) -> np.ndarray:
