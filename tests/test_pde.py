@@ -384,6 +384,17 @@ def test_bad_inputs(kw, err, match):
         GPSolver(**base_kwargs(**kw)).fit()
 
 
+def test_first_order_operator_above_the_dense_limit_is_refused():
+    # the structured inner solve preconditions with the second-order part: advection alone
+    # left it at the identity and returned U = 0 as "converged" before this check
+    kw = base_kwargs(operator=[(200.0, (1, 0)), (1.0, (0, 1))], domain=[(0, 1), (0, 1)], grid=(32, 256),
+                     source=0.0)
+    with pytest.raises(ValueError, match="no second-order term"):
+        GPSolver(**kw).fit()
+    kw.update(grid=(16, 256), max_iter=1)  # 4096 cells: the dense solve, accepted
+    assert GPSolver(**kw).fit().U_.shape == (16, 256)
+
+
 def test_grid_too_small_for_derivative_order():
     with pytest.raises(ValueError, match="too small"):
         GPSolver(**base_kwargs(operator=[(1.0, (2, 1))], domain=[(0, 1), (0, 1)], grid=(3, 3), source=0.0)).fit()

@@ -218,6 +218,29 @@ def test_maxiter_reports_not_converged():
     assert info["residual"] > 0
 
 
+def test_converged_needs_the_true_residual(monkeypatch):
+    # A poor preconditioner's norm can make the stopping quantity small while the true
+    # residual is not (GP-HM advection on 32 × 256 "converged" to U = 0 with a true residual
+    # of 6e-3): a CG that claims rtol without moving y must not be reported converged.
+    import rankcore.pde._structured as structured
+
+    mats, Ls, bidx, g, r, _ = _problem((12, 10))
+    monkeypatch.setattr(structured, "_pcg", lambda op, prec, b, y, rtol, maxiter: (y, 1, [1.0, 0.0]))
+    Z, info = solve_whitened(Ls, _laplacian(mats), r, bidx, g, TAU, BETA)
+    assert info["precond_residual"] == 0.0 and info["residual"] == pytest.approx(1.0)
+    assert not info["converged"]
+
+
+def test_first_order_operator_is_not_reported_converged():
+    # no second-order term: the preconditioner's model is the identity (GPSolver refuses such
+    # operators above the dense limit); whatever CG reaches, converged means a small true residual
+    mats, Ls, bidx, g, r, _ = _problem((30, 40), freq_scale=6.0)
+    terms = [(200.0, [mats[0][1], None]), (1.0, [None, mats[1][1]])]
+    Z, info = solve_whitened(Ls, terms, r, bidx, g, TAU, BETA, maxiter=100)
+    assert np.all(np.isfinite(Z))
+    assert not info["converged"], info["residual"]
+
+
 def test_zero_problem_and_inputs_unchanged():
     mats, Ls, bidx, g, r, _ = _problem((12, 10))
     Z, info = solve_whitened(Ls, _laplacian(mats), np.zeros((12, 10)), bidx, np.zeros(bidx.size), TAU, BETA)

@@ -295,7 +295,9 @@ class GPSolver(BaseEstimator):
         together with the kernel, as the paper and its reference code do (with Adam for
         10⁵ steps); it needs orders of magnitude more iterations for the same accuracy.
         The profiled solve is dense up to 4096 grid cells, two-level conjugate gradients
-        (:mod:`rankcore.pde._structured`) above.
+        (:mod:`rankcore.pde._structured`) above; those are preconditioned by the operator's
+        second-order part, so an operator without a second-order term (advection) is
+        refused above 4096 cells (a ``ValueError``).
     optimizer : {"lbfgs", "adam"}, default="lbfgs"
     whiten : bool, default=True
         Optimise over whitened values ``Z`` with ``U = Z ×₁ L₁ … ×_D L_D``
@@ -489,6 +491,18 @@ class GPSolver(BaseEstimator):
                         f"grid[{d}] = {grid[d]} is too small for operator[{t}]'s derivative of "
                         f"order {o} (at least {o + 2} points)"
                     )
+        second = any(sorted(orders)[-1] == 2 and sum(orders) == 2 for _, orders in terms)
+        if self.method == "profile" and int(np.prod(grid)) > _exact.DENSE_MAX_CELLS and not second:
+            # the structured solve's preconditioner is the fast diagonalisation of the
+            # operator's second-order part; without one it is the identity and CG on the
+            # normal equations does not converge (advection on 32 × 256: residual 1.0 after
+            # 100 iterations)
+            raise ValueError(
+                f"grid has {int(np.prod(grid))} cells, above the dense inner solve's "
+                f"{_exact.DENSE_MAX_CELLS}, and operator has no second-order term (∂²/∂x_d²): "
+                "the structured inner solve needs one; use a grid of at most "
+                f"{_exact.DENSE_MAX_CELLS} cells for first-order operators such as advection"
+            )
         return dict(domain=domain, grid=grid, terms=terms, dtype=dtype)
 
     # -- fitting ------------------------------------------------------------------------

@@ -801,7 +801,8 @@ def solve_whitened(
         The whitened minimiser; ``U = Z ×_d L_d``.
     info : dict
         ``iterations``; ``residual`` (true ``‖b − Hz‖/‖b‖`` of the normal equations);
-        ``precond_residual`` (the stopping quantity); ``converged``; ``objective`` (``J(Z)``);
+        ``precond_residual`` (the stopping quantity); ``converged`` (the stopping quantity
+        below ``rtol`` and the true residual below ``√rtol``); ``objective`` (``J(Z)``);
         ``coarse`` (the unknowns of the two-level coarse blocks, which overlap; 0 without);
         ``history`` (stopping quantity per iteration); ``setup_seconds``, ``solve_seconds``.
 
@@ -868,7 +869,11 @@ def solve_whitened(
         "coarse": coarse_size,
         "residual": res,
         "precond_residual": float(history[-1]),
-        "converged": bool(history[-1] <= rtol),
+        # the stopping quantity is measured in the preconditioner's norm, which a
+        # preconditioner that misses part of H (first-order operators: P₀ = I) can make
+        # small while the true residual is not; ‖r‖/‖b‖ ≤ √κ(H)·(energy error), so √rtol
+        # bounds it for every solve that really converged (measured: 1e-13 … 1e-11)
+        "converged": bool(history[-1] <= rtol and res <= np.sqrt(rtol)),
         "objective": op.objective(y),
         "history": history,
         "setup_seconds": t1 - t0,
