@@ -231,6 +231,28 @@ def test_converged_needs_the_true_residual(monkeypatch):
     assert not info["converged"]
 
 
+def test_drifted_recurrence_restarts_from_the_true_residual(monkeypatch):
+    # CG's recurrence residual can drift from the true one (a 3-D trial kernel at 64³ claimed
+    # 8.5e-13 with a true residual of 265): a claimed convergence whose true residual is not
+    # below √rtol restarts CG from where it stopped, and then reaches the minimiser
+    import rankcore.pde._structured as structured
+
+    real = structured._pcg
+    calls = []
+
+    def drifting(op, prec, b, y, rtol, maxiter):
+        calls.append(maxiter)
+        if len(calls) == 1:  # stops at once, claiming convergence at y = 0
+            return y, 3, [1.0, 0.5, 1e-16]
+        return real(op, prec, b, y, rtol, maxiter)
+
+    monkeypatch.setattr(structured, "_pcg", drifting)
+    mats, Ls, bidx, g, r, _ = _problem((12, 10))
+    Z, info = _check(Ls, _laplacian(mats), r, bidx, g, maxiter=500)
+    assert len(calls) == 2 and calls[1] == 497
+    assert info["history"][:3] == [1.0, 0.5, 1e-16] and info["iterations"] > 3
+
+
 def test_first_order_operator_is_not_reported_converged():
     # no second-order term: the preconditioner's model is the identity (GPSolver refuses such
     # operators above the dense limit); whatever CG reaches, converged means a small true residual
