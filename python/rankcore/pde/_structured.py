@@ -796,9 +796,9 @@ def solve_whitened(
         ``"primal"``: CG on the normal equations with the preconditioner of the module
         docstring. Both restart CG from where it stopped (at most twice) when its recurrence
         claims ``rtol`` while the true residual is above ``√rtol``. ``"dual"``: CG on the
-        data-space system ``(I + 𝒞𝒞ᵀ) q = d`` (``𝒞 = [√τ A_w; √β B_w]``, ``z = 𝒞ᵀq``) preconditioned by the exact inverse of its
-        model with ``diag(⊗F_d⁻¹)`` (see :class:`_DualPreconditioner`), followed by iterative
-        refinement. Measured: in 1-D on grids that resolve beyond the kernel's band the dual
+        data-space system ``(I + 𝒞𝒞ᵀ) q = d`` (``𝒞 = [√τ A_w; √β B_w]``, ``z = 𝒞ᵀq``)
+        preconditioned by the exact inverse of its model with ``diag(⊗F_d⁻¹)`` (see
+        :class:`_DualPreconditioner`), followed by iterative refinement. Measured: in 1-D on grids that resolve beyond the kernel's band the dual
         needs ~20 iterations where the primal needs ~130; in 2-D it is worse than the primal
         (the diagonal of a Kronecker product of ill-conditioned ``F_d⁻¹`` compounds). The dual
         model ignores the variation of ``s`` and of the coefficients, which it tolerates far
