@@ -491,7 +491,7 @@ class GPSolver(BaseEstimator):
                         f"grid[{d}] = {grid[d]} is too small for operator[{t}]'s derivative of "
                         f"order {o} (at least {o + 2} points)"
                     )
-        second = any(sorted(orders)[-1] == 2 and sum(orders) == 2 for _, orders in terms)
+        second = any(max(orders) == 2 == sum(orders) for _, orders in terms)  # a ∂²/∂x_d² term
         if self.method == "profile" and int(np.prod(grid)) > _exact.DENSE_MAX_CELLS and not second:
             # the structured solve's preconditioner is the fast diagonalisation of the
             # operator's second-order part; without one it is the identity and CG on the

@@ -798,8 +798,9 @@ def solve_whitened(
         claims ``rtol`` while the true residual is above ``√rtol``. ``"dual"``: CG on the
         data-space system ``(I + 𝒞𝒞ᵀ) q = d`` (``𝒞 = [√τ A_w; √β B_w]``, ``z = 𝒞ᵀq``)
         preconditioned by the exact inverse of its model with ``diag(⊗F_d⁻¹)`` (see
-        :class:`_DualPreconditioner`), followed by iterative refinement. Measured: in 1-D on grids that resolve beyond the kernel's band the dual
-        needs ~20 iterations where the primal needs ~130; in 2-D it is worse than the primal
+        :class:`_DualPreconditioner`), followed by iterative refinement. Measured: in 1-D on
+        grids that resolve beyond the kernel's band the dual needs ~20 iterations where the
+        primal needs ~130; in 2-D it is worse than the primal
         (the diagonal of a Kronecker product of ill-conditioned ``F_d⁻¹`` compounds). The dual
         model ignores the variation of ``s`` and of the coefficients, which it tolerates far
         less than the primal (a random ``s`` in [0, 1] on a 12×10 grid: the primal converges
