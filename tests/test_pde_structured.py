@@ -253,14 +253,49 @@ def test_drifted_recurrence_restarts_from_the_true_residual(monkeypatch):
     assert info["history"][:3] == [1.0, 0.5, 1e-16] and info["iterations"] > 3
 
 
-def test_first_order_operator_is_not_reported_converged():
-    # no second-order term: the preconditioner's model is the identity (GPSolver refuses such
-    # operators above the dense limit); whatever CG reaches, converged means a small true residual
-    mats, Ls, bidx, g, r, _ = _problem((30, 40), freq_scale=6.0)
-    terms = [(200.0, [mats[0][1], None]), (1.0, [None, mats[1][1]])]
-    Z, info = solve_whitened(Ls, terms, r, bidx, g, TAU, BETA, maxiter=100)
-    assert np.all(np.isfinite(Z))
-    assert not info["converged"], info["residual"]
+def _first_order(mats, kind):
+    """Advection 200 ∂x + ∂y (first order in both dimensions) or heat −∂²x + ∂y (mixed)."""
+    if kind == "advection":
+        return [(200.0, [mats[0][1], None]), (1.0, [None, mats[1][1]])]
+    return [(-1.0, [mats[0][2], None]), (1.0, [None, mats[1][1]])]
+
+
+@pytest.mark.parametrize("grid", [(12, 10), (20, 16)])
+@pytest.mark.parametrize("kind", ["advection", "heat"])
+def test_first_order_operators_match_dense(grid, kind):
+    # a dimension with first derivatives only is modelled by its antisymmetric part
+    # (eigenvalues iμ, complex eigenvectors): the CG runs in complex and returns real Z
+    from rankcore.pde import _structured
+
+    mats, Ls, bidx, g, r, _ = _problem(grid)
+    terms = _first_order(mats, kind)
+    prec = _structured._Preconditioner(Ls, _structured._check_terms(terms, grid), None, bidx, TAU, BETA)
+    assert prec.dtype == np.complex128
+    assert [np.iscomplexobj(q) for q in prec.Q] == [kind == "advection", True]
+    Z, info = _check(Ls, terms, r, bidx, g)
+    assert Z.dtype == np.float64 and info["iterations"] < 40
+
+
+@pytest.mark.parametrize("kind", ["advection", "heat"])
+def test_two_level_first_order_converges_where_the_primal_stalls(kind):
+    """As the second-order test below, with complex coarse blocks. Tolerance: the dense
+    reference is accurate to about κ(M)·eps and the PCG to κ(M)·rtol in z; κ(M) is 3.3e5
+    (advection) and 1e4 (heat) here, so 1e-7 leaves a factor of three."""
+    mats, Ls, bidx, g, r, _ = _problem((30, 30), freq_scale=1.0)
+    terms = _first_order(mats, kind)
+    zref, cond, _ = _dense_reference(Ls, terms, r, bidx, g, TAU, BETA)
+    assert cond < 4e5, cond
+    Zp, ip = solve_whitened(Ls, terms, r, bidx, g, TAU, BETA, rtol=RTOL, maxiter=500, method="primal")
+    Zt, it = solve_whitened(Ls, terms, r, bidx, g, TAU, BETA, rtol=RTOL, maxiter=500)
+    assert not ip["converged"] and np.linalg.norm(Zp - zref) > 1e-2 * np.linalg.norm(zref)
+    assert it["converged"] and it["coarse"] > 0
+    assert np.linalg.norm(Zt - zref) < 1e-7 * np.linalg.norm(zref)
+
+
+def test_dual_method_refuses_a_first_order_model():
+    mats, Ls, bidx, g, r, _ = _problem((12, 10))
+    with pytest.raises(ValueError, match="method='dual'"):
+        solve_whitened(Ls, _first_order(mats, "advection"), r, bidx, g, TAU, BETA, method="dual")
 
 
 def test_zero_problem_and_inputs_unchanged():
@@ -365,32 +400,41 @@ def _dense_model(prec, S, X, tau, beta):
     def kron(ms):
         return functools.reduce(np.kron, ms)
 
-    F = [model(d, v.T @ v) for d, v in enumerate(prec.V)]
-    A = np.full(int(np.prod(grid)), prec.shift)
+    F = [model(d, v.conj().T @ v) for d, v in enumerate(prec.V)]
+    A = np.full(int(np.prod(grid)), prec.shift, dtype=prec.dtype)
     for d in range(ndim):
         A += kron([np.diag(prec.lams[d]) if e == d else np.eye(grid[e]) for e in range(ndim)]).diagonal()
-    H = np.eye(A.size) + tau * (A[:, None] * kron(F) * A[None, :])
+    H = np.eye(A.size) + tau * (A.conj()[:, None] * kron(F) * A[None, :])
     for d, side, pos, _ in prec.faces.groups:
         row = prec.V[d][side]
         frac = pos.size * grid[d] / A.size
-        H += beta * frac * kron([model(e, np.outer(row, row)) if e == d else F[e] for e in range(ndim)])
+        H += beta * frac * kron([model(e, np.outer(row.conj(), row)) if e == d else F[e] for e in range(ndim)])
     Z = kron([X[d] if d in S else np.eye(grid[d]) for d in range(ndim)])
-    return Z.T @ H @ Z
+    return Z.conj().T @ H @ Z
 
 
-@pytest.mark.parametrize("grid", [(9, 7), (6, 5, 4)])
-def test_two_level_blocks_are_the_model_galerkin_matrices(grid):
+@pytest.mark.parametrize("grid, first_order", [((9, 7), False), ((6, 5, 4), False), ((9, 7), True), ((6, 5, 4), True)])
+def test_two_level_blocks_are_the_model_galerkin_matrices(grid, first_order):
     """Each coarse block's inverse (built from Kronecker products of ``r_d × r_d`` matrices,
     block by block) equals the inverse of the model Galerkin matrix formed densely. Random
-    orthonormal ``X_d`` (2 per dimension), an order-0 term and a diagonal ``s`` for a shift;
-    tolerance: both sides invert matrices of condition ≲ 1e8 (τ = e³ here) in float64."""
+    orthonormal ``X_d`` (2 per dimension; complex for a first-order operator, whose model is
+    complex), an order-0 term and a diagonal ``s`` for a shift; tolerance: both sides invert
+    matrices of condition ≲ 1e8 (τ = e³ here) in float64."""
     from rankcore.pde import _structured
 
     mats, Ls, bidx, g, r, rng = _problem(grid, freq_scale=1.0)
-    terms = _laplacian(mats) + [(0.5, [None] * len(grid))]
+    deriv = [m[1] for m in mats] if first_order else [m[2] for m in mats]
+    terms = [((d + 1.0) * (3 if first_order else 1), [M if e == d else None for e in range(len(grid))])
+             for d, M in enumerate(deriv)] + [(0.5, [None] * len(grid))]
     tau, beta = float(np.exp(3.0)), 200 * float(np.exp(3.0))
     prec = _structured._Preconditioner(Ls, terms, rng.random(grid), bidx, tau, beta)
-    X = [np.linalg.qr(rng.standard_normal((n, 2)))[0] for n in grid]
+    assert prec.dtype == (np.complex128 if first_order else np.float64)
+
+    def random_basis(n):
+        A = rng.standard_normal((n, 2))
+        return np.linalg.qr(A + 1j * rng.standard_normal((n, 2)) if first_order else A)[0]
+
+    X = [random_basis(n) for n in grid]
     blocks = _structured._BlindBlocks(prec, X, tau, beta).blocks
     assert len(blocks) == 2 ** len(grid) - 1
     for S, O, _, inverse in blocks:

@@ -491,17 +491,16 @@ class GPSolver(BaseEstimator):
                         f"grid[{d}] = {grid[d]} is too small for operator[{t}]'s derivative of "
                         f"order {o} (at least {o + 2} points)"
                     )
-        second = any(max(orders) == 2 == sum(orders) for _, orders in terms)  # a ∂²/∂x_d² term
-        if self.method == "profile" and int(np.prod(grid)) > _exact.DENSE_MAX_CELLS and not second:
-            # the structured solve's preconditioner is the fast diagonalisation of the
-            # operator's second-order part; without one it is the identity and CG on the
-            # normal equations does not converge (advection on 32 × 256: residual 1.0 after
-            # 100 iterations)
+        # the structured solve's preconditioner diagonalises the operator's single-dimension
+        # derivative terms (∂/∂x_d, ∂²/∂x_d²); without one it is the identity and CG on the
+        # normal equations does not converge
+        single = any(sum(orders) == max(orders) > 0 for _, orders in terms)
+        if self.method == "profile" and int(np.prod(grid)) > _exact.DENSE_MAX_CELLS and not single:
             raise ValueError(
                 f"grid has {int(np.prod(grid))} cells, above the dense inner solve's "
-                f"{_exact.DENSE_MAX_CELLS}, and operator has no second-order term (∂²/∂x_d²): "
-                "the structured inner solve needs one; use a grid of at most "
-                f"{_exact.DENSE_MAX_CELLS} cells for first-order operators such as advection"
+                f"{_exact.DENSE_MAX_CELLS}, and operator has no derivative in a single dimension "
+                "(∂/∂x_d or ∂²/∂x_d²), which the structured inner solve needs; use a grid of at "
+                f"most {_exact.DENSE_MAX_CELLS} cells"
             )
         return dict(domain=domain, grid=grid, terms=terms, dtype=dtype)
 

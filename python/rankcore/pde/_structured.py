@@ -226,6 +226,8 @@ class _Faces:
 
     def __init__(self, bidx: np.ndarray, grid: tuple[int, ...], V: list[np.ndarray]) -> None:
         self.grid, self.V, self.nb = grid, V, bidx.size
+        self.dtype = np.result_type(*V)
+        self.VH = [v.conj().T for v in V]  # the adjoint's factors (V is complex where a dimension's model is antisymmetric)
         multi = np.unravel_index(bidx, grid)
         free = np.ones(bidx.size, dtype=bool)
         self.groups = []  # (d, side row of V_d, positions in bidx, flat index on the face)
@@ -245,7 +247,7 @@ class _Faces:
 
     def gather(self, x: np.ndarray) -> np.ndarray:
         """``(x ×_d V_d)`` at the boundary cells."""
-        out = np.empty(self.nb)
+        out = np.empty(self.nb, dtype=np.result_type(x, self.dtype))
         for d, side, pos, flat in self.groups:
             # the face's own row first: the other transforms then act on a face, not the grid
             face = _modes(_mode(x, self.V[d][side : side + 1], d), self._other_mats(d))
@@ -260,7 +262,7 @@ class _Faces:
         on a face ``(d, side)`` the contraction with ``V_d[side]`` only meets ``weight``, so
         each face costs two GEMMs of size ``m × N/n_d × n_d`` instead of passes over ``m·N``."""
         ndim, m = len(self.grid), rows[0].shape[0]
-        out = np.empty((m, self.nb))
+        out = np.empty((m, self.nb), dtype=self.dtype)
         for d, side, pos, flat in self.groups:
             w = rows[d] * self.V[d][side]  # (m, n_d)
             T = np.moveaxis(_mode(weight, w, d), d, 0)  # (m, grid without d)
@@ -281,20 +283,21 @@ class _Faces:
         return out
 
     def scatter(self, c: np.ndarray) -> np.ndarray:
-        """The adjoint of :meth:`gather`: ``Σ_cells c_k e_kᵀ ×_d V_dᵀ`` as a grid tensor."""
-        out = np.zeros(self.grid)
+        """The adjoint of :meth:`gather`: ``Σ_cells c_k e_kᵀ ×_d V_dᴴ`` as a grid tensor."""
+        dtype = np.result_type(c, self.dtype)
+        out = np.zeros(self.grid, dtype=dtype)
         for d, side, pos, flat in self.groups:
             face_shape = self.grid[:d] + (1,) + self.grid[d + 1 :]
-            face = np.zeros(int(np.prod(face_shape)))
+            face = np.zeros(int(np.prod(face_shape)), dtype=dtype)
             face[flat] = c[pos]
             # the other transforms on the face first, the face's own row (a broadcast) last
-            face = _modes(face.reshape(face_shape), [None if m is None else m.T for m in self._other_mats(d)])
-            out += _mode(face, self.V[d][side : side + 1].T, d)
+            face = _modes(face.reshape(face_shape), [None if e == d else m for e, m in enumerate(self.VH)])
+            out += _mode(face, self.VH[d][:, side : side + 1], d)
         pos, cells = self.interior
         if pos.size:
-            full = np.zeros(int(np.prod(self.grid)))
+            full = np.zeros(int(np.prod(self.grid)), dtype=dtype)
             full[cells] = c[pos]
-            out += _modes(full.reshape(self.grid), [m.T for m in self.V])
+            out += _modes(full.reshape(self.grid), self.VH)
         return out
 
 
@@ -302,9 +305,13 @@ class _Faces:
 
 
 def _model_operator(terms, diag, Ls) -> tuple[list[np.ndarray], float]:
-    """``(G_d, σ)``: symmetric parts of ``L_d⁻¹ D_d L_d`` with ``D_d`` the mean-coefficient sum
-    of the single-dimension terms, and the mean order-0 shift. Mixed terms (more than one
-    matrix) are left out; the antisymmetric part of a term (first derivatives) drops out."""
+    """``(G_d, σ)``: per dimension the larger (in Frobenius norm) of the symmetric and the
+    antisymmetric part of ``L_d⁻¹ D_d L_d``, with ``D_d`` the mean-coefficient sum of the
+    single-dimension terms, and the mean order-0 shift. Mixed terms (more than one matrix) are
+    left out. For a stationary kernel second derivatives give the symmetric part and first
+    derivatives the antisymmetric one (``K⁽¹⁾`` is antisymmetric), so a dimension with a
+    second-order term keeps it and drops its first-order terms unless they dominate, and a
+    dimension with first-order terms only (advection, time) keeps those."""
     ndim = len(Ls)
     D = [np.zeros_like(L) for L in Ls]
     shift = 0.0 if diag is None else float(np.mean(diag))
@@ -318,8 +325,19 @@ def _model_operator(terms, diag, Ls) -> tuple[list[np.ndarray], float]:
     G = []
     for d in range(ndim):
         Gd = scipy.linalg.solve_triangular(Ls[d], D[d] @ Ls[d], lower=True)
-        G.append(0.5 * (Gd + Gd.T))
+        sym, anti = 0.5 * (Gd + Gd.T), 0.5 * (Gd - Gd.T)
+        G.append(anti if np.linalg.norm(anti) > np.linalg.norm(sym) else sym)
     return G, shift
+
+
+def _eig_model(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(λ, Q)`` with ``G = Q diag(λ) Qᴴ``, ``Q`` unitary: real ``λ`` and orthogonal ``Q`` for a
+    symmetric ``G``; for an antisymmetric one ``λ = iμ`` and ``Q`` complex, from the Hermitian
+    ``−iG`` (its eigenvectors come in conjugate pairs, so real data stay real)."""
+    if np.array_equal(G, G.T):
+        return np.linalg.eigh(G)
+    mu, Q = np.linalg.eigh(-1j * G)
+    return 1j * mu, Q
 
 
 def _spd_solver(C: np.ndarray):
@@ -337,20 +355,22 @@ class _Preconditioner:
 
     def __init__(self, Ls, terms, diag, bidx, tau: float, beta: float) -> None:
         G, shift = _model_operator(terms, diag, Ls)
-        eig = [np.linalg.eigh(Gd) for Gd in G]
+        eig = [_eig_model(Gd) for Gd in G]
         self.Q = [q for _, q in eig]
         self.lams = [lam_d for lam_d, _ in eig]
         self.V = [L @ q for L, q in zip(Ls, self.Q)]
-        self.F = [v.T @ v for v in self.V]
+        self.F = [v.conj().T @ v for v in self.V]
+        #: complex where a dimension's model is antisymmetric (the CG then runs in complex)
+        self.dtype = np.result_type(*self.V)
         grid = tuple(L.shape[0] for L in Ls)
-        lam = np.full(grid, shift)
+        lam = np.full(grid, shift, dtype=self.dtype)
         fdiag = np.ones(grid)
         for d, (lam_d, _) in enumerate(eig):
             shape = [1] * len(grid)
             shape[d] = grid[d]
             lam = lam + lam_d.reshape(shape)
-            fdiag = fdiag * np.diag(self.F[d]).reshape(shape)
-        self.p0 = 1.0 + tau * lam**2 * fdiag
+            fdiag = fdiag * np.diag(self.F[d]).real.reshape(shape)
+        self.p0 = 1.0 + tau * np.abs(lam) ** 2 * fdiag
         self.lam, self.grid, self.shift = lam, grid, shift
         self.faces = _Faces(bidx, grid, self.V)
         self.cap = None
@@ -358,16 +378,17 @@ class _Preconditioner:
             self.cap = self._capacitance(bidx, grid, beta)
 
     def _gram(self, bidx, grid, weight) -> np.ndarray:
-        """``B diag(weight) Bᵀ`` (``B = P ⊗V_d``), built from rank-one sources ``Bᵀe_k``."""
+        """``B diag(weight) Bᴴ`` (``B = P ⊗V_d``), built from rank-one sources ``Bᴴe_k``."""
         nb, N = bidx.size, int(np.prod(grid))
         multi = np.unravel_index(bidx, grid)
-        C = np.empty((nb, nb))
+        C = np.empty((nb, nb), dtype=self.dtype)
         # face work is m·N/n_d per source batch; only off-face cells need m·N
         step = max(1, _BATCH_ELEMENTS // (N if self.faces.interior[0].size else max(N // min(grid), 1)))
         for k0 in range(0, nb, step):
             ks = slice(k0, min(nb, k0 + step))
-            C[ks] = self.faces.gather_rank_one([V[multi[d][ks]] for d, V in enumerate(self.V)], weight)
-        return 0.5 * (C + C.T)
+            # row k of the batch is column k of C: C's row k is its conjugate
+            C[ks] = self.faces.gather_rank_one([V[multi[d][ks]].conj() for d, V in enumerate(self.V)], weight).conj()
+        return 0.5 * (C + C.conj().T)
 
     def _capacitance(self, bidx, grid, beta):
         """Solver of ``I/β + B P₀⁻¹ Bᵀ`` (Cholesky)."""
@@ -391,7 +412,7 @@ class _Normal:
     rotated unknowns, by mode products."""
 
     def __init__(self, prec: "_Preconditioner", terms, diag, bidx, g, target, tau, beta) -> None:
-        self.V, self.Vt = prec.V, [v.T for v in prec.V]
+        self.V, self.Vt = prec.V, prec.faces.VH
         self.terms = terms
         self.termsT = [(c, [None if m is None else m.T for m in mats]) for c, mats in terms]
         self.diag, self.bidx, self.g, self.target = diag, bidx, g, target
@@ -424,7 +445,7 @@ class _Normal:
         U = _modes(y, self.V)
         res = self.pde(U) - self.target
         bres = U.flat[self.bidx] - self.g
-        return 0.5 * float(np.vdot(y, y) + self.beta * np.vdot(bres, bres) + self.tau * np.vdot(res, res))
+        return 0.5 * float((np.vdot(y, y) + self.beta * np.vdot(bres, bres) + self.tau * np.vdot(res, res)).real)
 
 
 def _blind_directions(V: np.ndarray, lam: np.ndarray, tau: float) -> np.ndarray:
@@ -434,12 +455,12 @@ def _blind_directions(V: np.ndarray, lam: np.ndarray, tau: float) -> np.ndarray:
     cancel: ``H`` is about ``‖c‖²`` along them where ``P₀`` counts ``τλ²F_ii``), and those of
     the 1-D normal matrix ``I + τΛFΛ`` against its diagonal below :data:`_BLIND`. The columns
     are ordered by ``xᵀFx``, smallest first (the most blind)."""
-    F = V.T @ V
-    s = np.sqrt(np.diag(F))
+    F = V.conj().T @ V
+    s = np.sqrt(np.diag(F).real)
     e, Y = np.linalg.eigh(F / np.outer(s, s))
     parts = [Y[:, e < _BLIND] / s[:, None]]
-    q = 1.0 / np.sqrt(1.0 + tau * lam**2 * s**2)
-    h = tau * (lam[:, None] * F * lam[None, :])
+    q = 1.0 / np.sqrt(1.0 + tau * np.abs(lam) ** 2 * s**2)
+    h = tau * (lam.conj()[:, None] * F * lam[None, :])
     h[np.diag_indices_from(h)] += 1.0
     e, Y = np.linalg.eigh(h * np.outer(q, q))
     parts.append(Y[:, e < _BLIND] * q[:, None])
@@ -449,7 +470,7 @@ def _blind_directions(V: np.ndarray, lam: np.ndarray, tau: float) -> np.ndarray:
     U, S, _ = np.linalg.svd(X / np.linalg.norm(X, axis=0), full_matrices=False)
     U = U[:, S > 1e-8 * S[0]]
     # the same span, ordered from the most nearly cancelling transform (smallest ‖V x‖) on
-    return U @ np.linalg.eigh(U.T @ F @ U)[1]
+    return U @ np.linalg.eigh(U.conj().T @ F @ U)[1]
 
 
 def _kron(pieces: list[np.ndarray]) -> np.ndarray:
@@ -481,7 +502,7 @@ class _BlindBlocks:
     def __init__(self, prec: "_Preconditioner", X: list[np.ndarray], tau: float, beta: float) -> None:
         grid, V, lams, F = prec.grid, prec.V, prec.lams, prec.F
         ndim = len(grid)
-        f = [np.diag(Fd).copy() for Fd in F]
+        f = [np.diag(Fd).real.copy() for Fd in F]
         # the faces with boundary cells, weighted by the fraction of the face they cover
         faces = []
         for d, side, pos, _ in prec.faces.groups:
@@ -495,23 +516,27 @@ class _BlindBlocks:
             n_blocks = int(np.prod([grid[e] for e in O]))
             keep = max(1, int(np.floor((_BLOCK_ENTRIES / n_blocks) ** (0.5 / len(S)) + 1e-9)))
             XS = {d: X[d][:, :keep] for d in S}
-            C = {d: x.T @ F[d] @ x for d, x in XS.items()}
-            R = {d: (x.T * lams[d]) @ F[d] @ x for d, x in XS.items()}
-            P = {d: (x.T * lams[d]) @ F[d] @ (lams[d][:, None] * x) for d, x in XS.items()}
+            # Xᴴ F X, Xᴴ Λ̄ F X and Xᴴ Λ̄ F Λ X per dimension (Λ is imaginary where the model
+            # is antisymmetric; real otherwise, and then ᴴ is ᵀ)
+            C = {d: x.conj().T @ F[d] @ x for d, x in XS.items()}
+            R = {d: (x.conj().T * lams[d].conj()) @ F[d] @ x for d, x in XS.items()}
+            P = {d: (x.conj().T * lams[d].conj()) @ F[d] @ (lams[d][:, None] * x) for d, x in XS.items()}
             CS = _kron([C[d] for d in S])
             RS = sum(_kron([R[d] if d2 == d else C[d2] for d2 in S]) for d in S)
             PS = sum(
-                _kron([P[d] if d2 == d == d1 else R[d] if d2 == d else R[d1].T if d2 == d1 else C[d2] for d2 in S])
+                _kron([P[d] if d2 == d == d1 else R[d] if d2 == d else R[d1].conj().T if d2 == d1 else C[d2]
+                       for d2 in S])
                 for d in S for d1 in S
             )
             WS = sum(
-                (w * _kron([np.outer(XS[d].T @ V[d][side], XS[d].T @ V[d][side]) if d2 == d else C[d2] for d2 in S])
+                (w * _kron([np.outer((XS[d].T @ V[d][side]).conj(), XS[d].T @ V[d][side]) if d2 == d else C[d2]
+                            for d2 in S])
                  for d, side, w in faces if d in S),
                 np.zeros_like(CS),
             )
             # per J (the other dimensions' indices, C order): φ_J, c_J and the boundary weight
             ogrid = tuple(grid[e] for e in O)
-            phi, c, bo = np.ones(ogrid), np.full(ogrid, prec.shift), np.zeros(ogrid)
+            phi, c, bo = np.ones(ogrid), np.full(ogrid, prec.shift, dtype=prec.dtype), np.zeros(ogrid)
             for i, e in enumerate(O):
                 shape = [1] * len(O)
                 shape[i] = grid[e]
@@ -522,11 +547,12 @@ class _BlindBlocks:
                     i = O.index(d)
                     shape = [1] * len(O)
                     shape[i] = grid[d]
-                    bo = bo + w * (V[d][side] ** 2 / f[d]).reshape(shape)
+                    bo = bo + w * (np.abs(V[d][side]) ** 2 / f[d]).reshape(shape)
             phi, c, bo = (a.reshape(-1, 1, 1) for a in (phi, c, bo * phi))
             m = CS.shape[0]
-            B = (tau * phi) * (PS + c * (RS + RS.T) + c * c * CS) + (beta * phi) * WS + (beta * bo) * CS
-            B = 0.5 * (B + np.swapaxes(B, 1, 2))
+            RSH = RS.conj().T
+            B = (tau * phi) * (PS + c * RS + c.conj() * RSH + np.abs(c) ** 2 * CS) + (beta * phi) * WS + (beta * bo) * CS
+            B = 0.5 * (B + np.swapaxes(B, 1, 2).conj())
             B[:, np.arange(m), np.arange(m)] += 1.0
             self.blocks.append((S, O, [XS[d] for d in S], _block_inverse(B)))
             self.size += B.shape[0] * B.shape[1]
@@ -537,7 +563,7 @@ class _BlindBlocks:
         ndim = r.ndim
         for S, O, XS, inverse in self.blocks:
             mats = [XS[S.index(d)] if d in S else None for d in range(ndim)]
-            c = _modes(r, [None if m is None else m.T for m in mats])
+            c = _modes(r, [None if m is None else m.conj().T for m in mats])
             order = O + S  # the model's blocks: other dimensions outside, S inside
             ct = c.transpose(order)
             ct = inverse(ct.reshape(-1, int(np.prod(ct.shape[len(O):]))))
@@ -552,13 +578,14 @@ def _block_inverse(B: np.ndarray):
     two batched contractions for many small blocks, two triangular BLAS products for one large
     block (at 3375: 2.7 ms against 5.4 for LAPACK's Cholesky solve)."""
     if B.shape[0] == 1:
-        Linv, info = scipy.linalg.lapack.dtrtri(np.linalg.cholesky(B[0]), lower=1)
+        trtri, trmv = scipy.linalg.lapack.get_lapack_funcs("trtri", (B,)), scipy.linalg.blas.get_blas_funcs("trmv", (B,))
+        Linv, info = trtri(np.linalg.cholesky(B[0]), lower=1)
         if info:
             raise np.linalg.LinAlgError(f"coarse block factor is singular (LAPACK info {info})")
-        trmv = scipy.linalg.blas.dtrmv
-        return lambda c: trmv(Linv, trmv(Linv, c[0], lower=1), lower=1, trans=1)[None]
+        return lambda c: trmv(Linv, trmv(Linv, c[0], lower=1), lower=1, trans=2)[None]  # L⁻ᴴ(L⁻¹c)
     Linv = np.linalg.inv(np.linalg.cholesky(B))
-    return lambda c: np.einsum("jba,jb->ja", Linv, np.einsum("jab,jb->ja", Linv, c))
+    LinvH = Linv.conj()
+    return lambda c: np.einsum("jba,jb->ja", LinvH, np.einsum("jab,jb->ja", Linv, c))
 
 
 class _TwoLevel:
@@ -676,9 +703,9 @@ def _pcg(op: _Normal, prec: _Preconditioner, b, y, rtol, maxiter):
             return prec.apply(v)
 
     zr = precondition(b)
-    bnorm = np.sqrt(max(float(np.vdot(b, zr)), 0.0))
+    bnorm = np.sqrt(max(np.vdot(b, zr).real, 0.0))
     z = precondition(r) if y.any() else zr
-    rz = float(np.vdot(r, z))
+    rz = np.vdot(r, z).real
     history = [np.sqrt(max(rz, 0.0)) / bnorm if bnorm > 0 else 0.0]
     p = z.copy()
     it = 0
@@ -686,14 +713,14 @@ def _pcg(op: _Normal, prec: _Preconditioner, b, y, rtol, maxiter):
         if it >= _STALL and min(history[-_STALL:]) > 0.9 * min(history[:-_STALL]):
             break  # stagnation: rounding (or a spectrum the preconditioner misses) ended progress
         Hp = op.matvec(p)
-        pHp = float(np.vdot(p, Hp))
+        pHp = np.vdot(p, Hp).real
         if not pHp > 0:  # breakdown: H is SPD in exact arithmetic, so rounding ended progress
             break
         alpha = rz / pHp
         y += alpha * p
         r -= alpha * Hp
         z = precondition(r)
-        rz_new = float(np.vdot(r, z))
+        rz_new = np.vdot(r, z).real
         it += 1
         history.append(np.sqrt(max(rz_new, 0.0)) / bnorm)
         p = z + (rz_new / rz) * p
@@ -844,10 +871,15 @@ def solve_whitened(
         raise ValueError(f"maxiter must be a non-negative int, got {maxiter!r}")
 
     prec = _Preconditioner(Ls, terms, diag, bidx, tau, beta)
+    if method == "dual" and prec.dtype != np.float64:
+        raise ValueError(
+            "method='dual' needs a symmetric model in every dimension (a second-order term "
+            "dominating its first-order ones); use method='two_level' for first-order operators"
+        )
     op = _Normal(prec, terms, diag, bidx, g, target, tau, beta)
     coarse_size = 0
     b = op.rhs()
-    y = np.zeros(grid) if z0 is None else _modes(z0, [q.T for q in prec.Q])
+    y = np.zeros(grid, prec.dtype) if z0 is None else _modes(z0, [q.conj().T for q in prec.Q])
     if method == "dual":
         dual = _Dual(op)
         dprec = _DualPreconditioner(prec, Ls, bidx if beta > 0 else bidx[:0], tau, beta)
@@ -884,7 +916,7 @@ def solve_whitened(
                 it += k
                 history.extend(more)
                 res = _relative_residual(op, b, y)
-    Z = _modes(y, prec.Q)
+    Z = _modes(y, prec.Q).real  # the imaginary part of a complex rotation's is rounding
     info = {
         "iterations": it,
         "coarse": coarse_size,
