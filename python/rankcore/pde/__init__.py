@@ -295,9 +295,11 @@ class GPSolver(BaseEstimator):
         together with the kernel, as the paper and its reference code do (with Adam for
         10⁵ steps); it needs orders of magnitude more iterations for the same accuracy.
         The profiled solve is dense up to 4096 grid cells, two-level conjugate gradients
-        (:mod:`rankcore.pde._structured`) above; those are preconditioned by the operator's
-        second-order part, so an operator without a second-order term (advection) is
-        refused above 4096 cells (a ``ValueError``).
+        (:mod:`rankcore.pde._structured`) above; those are preconditioned by the fast
+        diagonalisation of the operator's single-dimension derivative terms (second-order
+        ones, or first-order ones in a dimension without a second-order term: advection, a
+        time derivative), so an operator with no derivative in a single dimension (only
+        mixed terms such as ``∂²/∂x∂y``) is refused above 4096 cells (a ``ValueError``).
     optimizer : {"lbfgs", "adam"}, default="lbfgs"
     whiten : bool, default=True
         Optimise over whitened values ``Z`` with ``U = Z ×₁ L₁ … ×_D L_D``
