@@ -264,7 +264,8 @@ def _first_order(mats, kind):
 @pytest.mark.parametrize("kind", ["advection", "heat"])
 def test_first_order_operators_match_dense(grid, kind):
     # a dimension with first derivatives only is modelled by its antisymmetric part
-    # (eigenvalues iμ, complex eigenvectors): the CG runs in complex and returns real Z
+    # (eigenvalues iμ, complex eigenvectors): the preconditioner works in complex, the CG in
+    # real Schur coordinates
     from rankcore.pde import _structured
 
     mats, Ls, bidx, g, r, _ = _problem(grid)
@@ -274,6 +275,27 @@ def test_first_order_operators_match_dense(grid, kind):
     assert [np.iscomplexobj(q) for q in prec.Q] == [kind == "advection", True]
     Z, info = _check(Ls, terms, r, bidx, g)
     assert Z.dtype == np.float64 and info["iterations"] < 40
+
+
+def test_antisymmetric_model_eigen_and_real_schur_coordinates():
+    # G = L⁻¹ D⁽¹⁾ L is antisymmetric; its complex eigenvectors Q = Q_r U diagonalise it with
+    # λ = ±iμ, U is unitary and maps real coordinates to complex ones and back exactly
+    from rankcore.pde import _structured
+
+    L, D1, _ = _mats(15)
+    G = scipy.linalg.solve_triangular(L, D1 @ L, lower=True)
+    G = 0.5 * (G - G.T)
+    lam, Qr, first = _structured._eig_model(G)
+    assert first.size == 7 and np.allclose(Qr.T @ Qr, np.eye(15), atol=1e-13)
+    basis = _structured._PairBasis([first])
+    U = basis.matrix(0, 15)
+    Q = Qr @ U
+    assert np.allclose(U.conj().T @ U, np.eye(15), atol=1e-15)
+    assert np.allclose(Q.conj().T @ G @ Q, np.diag(lam), atol=1e-12 * np.abs(G).max())
+    assert np.all(lam.real == 0) and np.allclose(np.sort(lam.imag), -np.sort(lam.imag)[::-1])
+    x = np.random.default_rng(0).standard_normal(15)
+    assert np.allclose(basis.to_complex(x), U.conj().T @ x, atol=1e-15)
+    assert np.allclose(basis.to_real(basis.to_complex(x)), x, atol=1e-15)
 
 
 @pytest.mark.parametrize("kind", ["advection", "heat"])
