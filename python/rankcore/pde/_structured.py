@@ -52,8 +52,9 @@ only the preconditioner in complex, between ``U`` and ``Uᴴ`` (``O(N)`` each,
 :class:`_PairBasis`): 7.5 ms per iteration at 200², against 4.3 for Poisson and 12.8 with
 the whole CG in complex. Measured: advection ``200 u_x + u_t`` with the default
 kernel (freq_scale 40 on [0, 1]²) and the two-level method: 64² in 639 iterations, 100² in
-1500, 200² in more than 2000 (its GP-HM run: 1.1e-4 in 250 s with its last inner solve not
-converged); the dense minimiser to 1e-10 where the dense solve exists.
+1500, 200² in more than 2000 (GP-HM runs there: 1.0e-4 … 7.5e-4 after 240 s, with their
+inner solves stopped at 2000 iterations or stalled); the dense minimiser to 1e-10 where the
+dense solve exists.
 
 Where it works and where it does not (measured, see ``benches/bench_pde_structured.py``):
 while the kernel's spectrum covers the frequencies the grid resolves (the GP-HM
@@ -104,8 +105,8 @@ _RESTARTS = 2
 _REFINE_STEPS = 3
 #: Stop when the best stopping quantity of the last this many iterations is not 10 % below the
 #: earlier best. Advection at 200² (default kernel) converges with plateaus of 100–200
-#: iterations: with a window of 100 it stopped after 184 at 7e-2 (L-BFGS then fed on it: 7.5e-4
-#: after 21 iterations); with 200 it ran on to 4e-6 at 2000 (1.0e-4 after 10).
+#: iterations: with a window of 100 it stopped after 184 iterations at 7e-2, with 200 it ran
+#: on to 4e-6 at 2000.
 _STALL = 200
 #: Sources of the Woodbury capacitance matrix formed per batch (bounds memory: batch · N).
 _BATCH_ELEMENTS = 1 << 22
@@ -246,7 +247,8 @@ class _Faces:
     def __init__(self, bidx: np.ndarray, grid: tuple[int, ...], V: list[np.ndarray]) -> None:
         self.grid, self.V, self.nb = grid, V, bidx.size
         self.dtype = np.result_type(*V)
-        self.VH = [v.conj().T for v in V]  # the adjoint's factors (V is complex where a dimension's model is antisymmetric)
+        # the adjoint's factors (V is complex where a dimension's model is antisymmetric)
+        self.VH = [v.conj().T for v in V]
         multi = np.unravel_index(bidx, grid)
         free = np.ones(bidx.size, dtype=bool)
         self.groups = []  # (d, side row of V_d, positions in bidx, flat index on the face)
@@ -505,8 +507,8 @@ class _Preconditioner:
 
 
 class _Normal:
-    """The normal matrix ``H_y = Qᴴ(I + τA_wᵀA_w + βB_wᵀB_w)Q`` and right-hand side in the
-    rotated unknowns, by mode products."""
+    """The normal matrix ``H_y = Q_rᵀ(I + τA_wᵀA_w + βB_wᵀB_w)Q_r`` and right-hand side in the
+    real rotated unknowns (:attr:`_Preconditioner.Qr`), by mode products."""
 
     def __init__(self, prec: "_Preconditioner", terms, diag, bidx, g, target, tau, beta) -> None:
         self.V, self.Vt = prec.Vr, [v.T for v in prec.Vr]
@@ -542,7 +544,7 @@ class _Normal:
         U = _modes(y, self.V)
         res = self.pde(U) - self.target
         bres = U.flat[self.bidx] - self.g
-        return 0.5 * float((np.vdot(y, y) + self.beta * np.vdot(bres, bres) + self.tau * np.vdot(res, res)).real)
+        return 0.5 * float(np.vdot(y, y) + self.beta * np.vdot(bres, bres) + self.tau * np.vdot(res, res))
 
 
 def _blind_directions(V: np.ndarray, lam: np.ndarray, tau: float) -> np.ndarray:
@@ -800,9 +802,9 @@ def _pcg(op: _Normal, prec: _Preconditioner, b, y, rtol, maxiter):
             return prec.apply(v)
 
     zr = precondition(b)
-    bnorm = np.sqrt(max(np.vdot(b, zr).real, 0.0))
+    bnorm = np.sqrt(max(float(np.vdot(b, zr)), 0.0))
     z = precondition(r) if y.any() else zr
-    rz = np.vdot(r, z).real
+    rz = float(np.vdot(r, z))
     history = [np.sqrt(max(rz, 0.0)) / bnorm if bnorm > 0 else 0.0]
     p = z.copy()
     it = 0
@@ -810,14 +812,14 @@ def _pcg(op: _Normal, prec: _Preconditioner, b, y, rtol, maxiter):
         if it >= _STALL and min(history[-_STALL:]) > 0.9 * min(history[:-_STALL]):
             break  # stagnation: rounding (or a spectrum the preconditioner misses) ended progress
         Hp = op.matvec(p)
-        pHp = np.vdot(p, Hp).real
+        pHp = float(np.vdot(p, Hp))
         if not pHp > 0:  # breakdown: H is SPD in exact arithmetic, so rounding ended progress
             break
         alpha = rz / pHp
         y += alpha * p
         r -= alpha * Hp
         z = precondition(r)
-        rz_new = np.vdot(r, z).real
+        rz_new = float(np.vdot(r, z))
         it += 1
         history.append(np.sqrt(max(rz_new, 0.0)) / bnorm)
         p = z + (rz_new / rz) * p
