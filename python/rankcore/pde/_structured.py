@@ -649,8 +649,12 @@ class _BlindBlocks:
                     bo = bo + w * (np.abs(V[d][side]) ** 2 / f[d]).reshape(shape)
             phi, c, bo = (a.reshape(-1, 1, 1) for a in (phi, c, bo * phi))
             m = CS.shape[0]
+            # c RS + c̄ RSᴴ, written so that a real model rounds as before the complex one existed
             RSH = RS.conj().T
-            B = (tau * phi) * (PS + c * RS + c.conj() * RSH + np.abs(c) ** 2 * CS) + (beta * phi) * WS + (beta * bo) * CS
+            cross = c.real * (RS + RSH)
+            if prec.complex:
+                cross = cross + 1j * c.imag * (RS - RSH)
+            B = (tau * phi) * (PS + cross + np.abs(c) ** 2 * CS) + (beta * phi) * WS + (beta * bo) * CS
             B = 0.5 * (B + np.swapaxes(B, 1, 2).conj())
             B[:, np.arange(m), np.arange(m)] += 1.0
             self.blocks.append((S, O, [XS[d] for d in S], _block_inverse(B)))
