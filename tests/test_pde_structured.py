@@ -254,13 +254,13 @@ def test_drifted_recurrence_restarts_from_the_true_residual(monkeypatch):
 
 
 def _first_order(mats, kind):
-    """Advection 200 ∂x + ∂y (first order in both dimensions) or heat −∂²x + ∂y (mixed)."""
-    if kind == "advection":
-        return [(200.0, [mats[0][1], None]), (1.0, [None, mats[1][1]])]
-    return [(-1.0, [mats[0][2], None]), (1.0, [None, mats[1][1]])]
+    """Advection 200 ∂x + Σ ∂_d (first order in every dimension) or heat −∂²x + Σ ∂_d (mixed)."""
+    D = len(mats)
+    first = (-1.0, [mats[0][2]] + [None] * (D - 1)) if kind == "heat" else (200.0, [mats[0][1]] + [None] * (D - 1))
+    return [first] + [(1.0, [m[1] if e == d else None for e, m in enumerate(mats)]) for d in range(1, D)]
 
 
-@pytest.mark.parametrize("grid", [(12, 10), (20, 16)])
+@pytest.mark.parametrize("grid", [(12, 10), (20, 16), (6, 5, 4)])
 @pytest.mark.parametrize("kind", ["advection", "heat"])
 def test_first_order_operators_match_dense(grid, kind):
     # a dimension with first derivatives only is modelled by its antisymmetric part
@@ -272,7 +272,7 @@ def test_first_order_operators_match_dense(grid, kind):
     terms = _first_order(mats, kind)
     prec = _structured._Preconditioner(Ls, _structured._check_terms(terms, grid), None, bidx, TAU, BETA)
     assert prec.dtype == np.complex128
-    assert [np.iscomplexobj(q) for q in prec.Q] == [kind == "advection", True]
+    assert [np.iscomplexobj(q) for q in prec.Q] == [kind == "advection"] + [True] * (len(grid) - 1)
     Z, info = _check(Ls, terms, r, bidx, g)
     assert Z.dtype == np.float64 and info["iterations"] < 40
 
