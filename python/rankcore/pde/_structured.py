@@ -455,13 +455,14 @@ class _Preconditioner:
         #: the complex eigen-coordinates, where the preconditioner below is diagonal
         #: (``Q = Q_r U``; ``U`` is the identity, and everything real, for symmetric models)
         self.basis = _PairBasis([first for _, _, first in eig])
-        self.complex = any(first is not None for _, _, first in eig)
         self.Q = [q if first is None else q @ self.basis.matrix(d, n)
                   for d, ((_, q, first), n) in enumerate(zip(eig, grid))]
         self.lams = [lam_d for lam_d, _, _ in eig]
         self.V = [L @ q for L, q in zip(Ls, self.Q)]
         self.F = [v.conj().T @ v for v in self.V]
         self.dtype = np.result_type(*self.V)
+        #: whether a dimension's model is antisymmetric (the preconditioner then works in complex)
+        self.complex = self.dtype == np.complex128
         lam = np.full(grid, shift, dtype=self.dtype)
         fdiag = np.ones(grid)
         for d, (lam_d, _, _) in enumerate(eig):
@@ -687,7 +688,7 @@ def _block_inverse(B: np.ndarray):
             raise np.linalg.LinAlgError(f"coarse block factor is singular (LAPACK info {info})")
         return lambda c: trmv(Linv, trmv(Linv, c[0], lower=1), lower=1, trans=2)[None]  # L⁻ᴴ(L⁻¹c)
     Linv = np.linalg.inv(np.linalg.cholesky(B))
-    LinvH = Linv.conj()
+    LinvH = Linv.conj() if np.iscomplexobj(Linv) else Linv  # no copy of a real stack
     return lambda c: np.einsum("jba,jb->ja", LinvH, np.einsum("jab,jb->ja", Linv, c))
 
 
