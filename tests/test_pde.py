@@ -470,15 +470,18 @@ def test_stall_rule_stops_on_the_window_not_on_one_iteration():
 
 
 def test_default_stopping_rule_ends_the_run_and_says_why():
-    """With the defaults (``max_iter=5000``) the run ends on the objective's progress; on
-    64 points it stops after ~100 iterations at ~1e-7 (measured 109, 9.8e-8)."""
+    """With the defaults (``max_iter=5000``) the run ends on the objective's progress or
+    L-BFGS's own tests; on 64 points it stops after a few hundred iterations at ~1e-7
+    (measured: 315, 9.7e-8, L-BFGS's own test; with one BLAS thread its line search at the
+    objective's floor)."""
     p = problems.get("poisson_1d_low")
     s = p.solver(grid=(64,)).fit()
-    assert s.stop_reason_ in ("tol", "optimizer") and s.converged_
+    assert s.stop_reason_ in ("tol", "optimizer", "line_search")
+    assert s.converged_ == (s.stop_reason_ in ("tol", "optimizer"))
     assert s.n_iter_ < 1000 and len(s.loss_curve_) == s.n_iter_
     assert p.relative_error(s) <= 1e-5
     # A looser tolerance stops no later, and tol=0 with a small cap stops on the cap.
-    loose = p.solver(grid=(64,), tol=1e-4).fit()
+    loose = p.solver(grid=(64,), tol=1e-4, n_iter_no_change=10).fit()
     assert loose.stop_reason_ == "tol" and loose.n_iter_ <= s.n_iter_
     capped = p.solver(grid=(64,), tol=0.0, max_iter=7).fit()
     assert capped.stop_reason_ == "max_iter" and capped.n_iter_ == 7 and not capped.converged_

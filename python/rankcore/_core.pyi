@@ -230,7 +230,13 @@ class PdeProblem:
     ) -> npt.NDArray[np.floating[Any]]: ...
     def cholesky_factors(self, kinds: list[str], kparams: list[list[float]]) -> list[npt.NDArray[np.float64]]: ...
     def kernel_contract(
-        self, kinds: list[str], kparams: list[list[float]], d: int, w: npt.NDArray[np.float64]
+        self,
+        kinds: list[str],
+        kparams: list[list[float]],
+        d: int,
+        w: npt.NDArray[np.float64] | None,
+        w1: npt.NDArray[np.float64] | None = None,
+        w2: npt.NDArray[np.float64] | None = None,
     ) -> list[float]: ...
 
 def pde_boundary_cells(shape: list[int]) -> list[int]: ...

@@ -234,10 +234,32 @@ def _check_nonlinearity(nonlinearity: Any) -> Callable | None:
         return _NONLINEARITIES[nonlinearity]
     if isinstance(nonlinearity, (tuple, list)) and len(nonlinearity) == 2 and all(map(callable, nonlinearity)):
         phi, dphi = nonlinearity
-        return lambda u: (phi(u), dphi(u))
+        return _checked_nonlinearity(lambda u: (phi(u), dphi(u)))
     if callable(nonlinearity):
-        return nonlinearity
+        return _checked_nonlinearity(nonlinearity)
     raise TypeError("nonlinearity must be None, 'allen_cahn', a callable u -> (φ(u), φ'(u)) or a (φ, φ') pair")
+
+
+def _checked_nonlinearity(fn: Callable) -> Callable:
+    """A user's ``U ↦ (φ(U), φ′(U))`` whose values are checked: finite, and one per cell (or
+    one number) — a clear ``ValueError`` instead of NaN reaching a linear solve."""
+
+    def checked(u):
+        out = fn(u)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise ValueError("the nonlinearity must return a pair (φ(U), φ′(U))")
+        vals = []
+        for name, v in zip(("φ(U)", "φ′(U)"), out):
+            try:
+                v = np.broadcast_to(np.asarray(v, dtype=np.float64), np.shape(u))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"the nonlinearity's {name} must be numbers of U's shape {np.shape(u)}") from e
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"the nonlinearity returned non-finite values ({name})")
+            vals.append(v)
+        return vals[0], vals[1]
+
+    return checked
 
 
 class GPSolver(BaseEstimator):
@@ -326,8 +348,10 @@ class GPSolver(BaseEstimator):
         gradient zero, or one iteration's relative decrease below 1e-12, round-off).
         ``tol=0`` runs to ``max_iter`` or L-BFGS's own stop.
     n_iter_no_change : int or None, default=None
-        The window of the stopping rule: None is 10 iterations for L-BFGS and 500 for Adam
-        (whose steps are small by design).
+        The window of the stopping rule: None is 50 iterations for L-BFGS and 500 for Adam
+        (whose steps are small by design). L-BFGS on the profiled objective has plateaus:
+        1-D Allen–Cahn (400 points) gained nothing for 10 iterations at 8.8e-5, then went on
+        to 2.6e-7 (with the window of 10 it had stopped there).
     max_time : float or None, default=240.0
         Seconds: the run stops at the first objective evaluation after this much time and
         returns the best point so far (``stop_reason_ = "max_time"``). On 2-D grids the
@@ -635,7 +659,7 @@ class GPSolver(BaseEstimator):
     def _window(self) -> int:
         if self.n_iter_no_change is not None:
             return int(self.n_iter_no_change)
-        return 10 if self.optimizer == "lbfgs" else 500
+        return 50 if self.optimizer == "lbfgs" else 500
 
     def _lbfgs(self, fun: "_Objective", theta0: np.ndarray, layout: "_Layout"):
         curve: list[float] = []
@@ -880,16 +904,6 @@ class _Layout:
         return [(None if np.isinf(a) else a, None if np.isinf(b) else b) for a, b in zip(lo, hi)]
 
 
-def _cholesky_adjoint(L: np.ndarray, Lbar: np.ndarray) -> np.ndarray:
-    """``∂f/∂A`` from ``∂f/∂L`` for ``A = LLᵀ`` (Murray 2016): ``L⁻ᵀ Φ(LᵀL̄) L⁻¹``, ``Φ`` the
-    lower triangle with the diagonal halved; symmetrised (``dA`` is symmetric)."""
-    P = np.tril(L.T @ Lbar)
-    P[np.diag_indices_from(P)] *= 0.5
-    A1 = scipy.linalg.solve_triangular(L, P, lower=True, trans="T")  # L⁻ᵀ P
-    S = scipy.linalg.solve_triangular(L, A1.T, lower=True, trans="T").T  # L⁻ᵀ P L⁻¹
-    return 0.5 * (S + S.T)
-
-
 class _Inner:
     """What the exact solve for ``U`` at fixed kernels needs (``method="profile"``): the
     operator's orders and coefficients, source, boundary and weight; keeps the minimiser at
@@ -927,7 +941,7 @@ class _Inner:
         )
         # The last linear solve made z; earlier ones only steered Gauss–Newton.
         self.converged = newton_ok and (not linear or linear[-1])
-        self.z = z
+        self.z, self.Ls, self.terms, self.tau, self.beta = z, Ls, terms, tau, beta
         U, R, b = _exact.parts(z, Ls, terms, self.source, self.bidx, self.g, self.nonlin)
         self.u = U
         self.j = _exact.objective_from_parts(z, R, b, tau, beta)
@@ -952,18 +966,38 @@ class _Inner:
         j0 = _exact.objective(self.z_best, Ls, terms, self.source, self.bidx, self.g, tau, beta, self.nonlin)
         return None if j0 <= 10.0 * self.j_best else self.u_best
 
-    def objective(self, out: dict, ltb: float, ltr: float) -> None:
-        """Replaces the core's value and diagnostics in ``out`` by the whitened ones (the
-        core's come through ``K⁻¹``, whose round-off would make the profiled objective noisy
-        at the 1e-5 level, enough to stall line searches); its gradient stays."""
+    def objective(self, ltb: float, ltr: float) -> dict:
+        """The profiled objective at the last solve, from the whitened values (the core's
+        comes through ``K⁻¹``, whose round-off made it noisy at the 1e-5 level, enough to
+        stall line searches), with its parts."""
         bsq = float(self.boundary @ self.boundary)
         rsq = float(self.residual @ self.residual)
         n, nb = self.residual.size, self.boundary.size
-        out["value"] = (
+        value = (
             self.prior + self.w_b * (0.5 * np.exp(ltb) * bsq - 0.5 * nb * ltb)
             + 0.5 * np.exp(ltr) * rsq - 0.5 * n * ltr
         )
-        out.update(prior=self.prior, boundary_sq=bsq, residual_sq=rsq, residual=self.residual)
+        return dict(
+            value=value, prior=self.prior, boundary_sq=bsq, residual_sq=rsq, residual=self.residual,
+            grad_log_tau_b=self.w_b * (0.5 * np.exp(ltb) * bsq - 0.5 * nb),
+            grad_log_tau_r=0.5 * np.exp(ltr) * rsq - 0.5 * n,
+        )
+
+    def kernel_gradient(self, prob, kinds, kpl) -> list[np.ndarray]:
+        """Per dimension, the gradient of the profiled objective in that kernel's parameters
+        (weights, frequencies, lengthscales as the core orders them), computed at fixed
+        whitened values (:func:`rankcore.pde._exact.kernel_adjoints`)."""
+        z = self.z.reshape(self.source.shape)
+        dphi = None
+        if self.nonlin is not None:
+            dphi = np.asarray(self.nonlin(self.u)[1], dtype=np.float64)
+        R = self.residual.reshape(self.source.shape)
+        Kbar = _exact.kernel_adjoints(z, self.Ls, self.terms, self.orders, R, self.boundary, self.bidx,
+                                      self.tau, self.beta, dphi)
+        return [
+            np.asarray(prob.kernel_contract(kinds, kpl, d, *[None if k is None else np.ascontiguousarray(k) for k in kb]))
+            for d, kb in enumerate(Kbar)
+        ]
 
 
 def _structured_solver(Ls, terms, target, bidx, g, tau, beta, diag=None, z0=None, *, converged: list):
@@ -984,11 +1018,12 @@ def _structured_solver(Ls, terms, target, bidx, g, tau, beta, diag=None, z0=None
 
 
 class _Objective:
-    """θ → (objective, gradient) through the core, with the chain rule of the log
-    parametrisation and (optionally) of the whitening ``U = Z ×_d L_d``; with an ``inner``
-    solve, θ holds only the kernel parameters and precisions and ``U`` is their exact
-    minimiser (the gradient is then the partial one: the envelope theorem). Keeps the latest
-    diagnostics for progress reports."""
+    """θ → (objective, gradient), with the chain rule of the log parametrisation. Without an
+    ``inner`` solve (``method="joint"``) through the core, and (optionally) the whitening
+    ``U = Z ×_d L_d``; with one, θ holds only the kernel parameters and precisions, ``Z`` is
+    their exact minimiser, and the value and gradient (the partial one at fixed ``Z``: the
+    envelope theorem) come from the whitened values (:meth:`_Inner.objective`,
+    :meth:`_Inner.kernel_gradient`). Keeps the latest diagnostics for progress reports."""
 
     def __init__(self, prob, layout: _Layout, kind: str, dtype, nonlin, n_boundary: int, whiten: bool = False,
                  inner: _Inner | None = None) -> None:
@@ -1018,23 +1053,27 @@ class _Objective:
         X, kp, ltb, ltr = lay.unpack(theta)
         kinds, kpl = [self.kind] * lay.ndim, [p.tolist() for p in kp]
         if self.inner is not None:
+            # the profiled objective and its gradient from the whitened values: nothing goes
+            # through K⁻¹ (see _Inner.objective and _exact.kernel_adjoints)
             U = self.inner.solve(self.prob, kinds, kpl, float(ltb), float(ltr))
-        elif self.whiten:
-            Ls = [np.asarray(L) for L in self.prob.cholesky_factors(kinds, kpl)]
-            Z = X.reshape(lay.grid)
-            U = _mode_apply(Z, Ls).ravel()
-        else:
-            U = X
-        u = np.ascontiguousarray(U, dtype=self.dtype)
-        phi = dphi = None
-        if self.nonlin is not None:
-            p, dp = self.nonlin(u)
-            phi = np.ascontiguousarray(np.broadcast_to(np.asarray(p, dtype=self.dtype), u.shape))
-            dphi = np.ascontiguousarray(np.broadcast_to(np.asarray(dp, dtype=self.dtype), u.shape))
-        out = self.prob.objective(kinds, kpl, float(ltb), float(ltr), u, phi, dphi, grad)
-        if self.inner is not None:
-            self.inner.objective(out, float(ltb), float(ltr))
+            out = self.inner.objective(float(ltb), float(ltr))
+            if grad:
+                out["grad_kernels"] = self.inner.kernel_gradient(self.prob, kinds, kpl)
             out["inner_converged"] = self.inner.converged
+        else:
+            if self.whiten:
+                Ls = [np.asarray(L) for L in self.prob.cholesky_factors(kinds, kpl)]
+                Z = X.reshape(lay.grid)
+                U = _mode_apply(Z, Ls).ravel()
+            else:
+                U = X
+            u = np.ascontiguousarray(U, dtype=self.dtype)
+            phi = dphi = None
+            if self.nonlin is not None:
+                p, dp = self.nonlin(u)
+                phi = np.ascontiguousarray(np.broadcast_to(np.asarray(p, dtype=self.dtype), u.shape))
+                dphi = np.ascontiguousarray(np.broadcast_to(np.asarray(dp, dtype=self.dtype), u.shape))
+            out = self.prob.objective(kinds, kpl, float(ltb), float(ltr), u, phi, dphi, grad)
         out["n"] = lay.n
         out["nb"] = self.n_boundary
         out["U"] = np.asarray(U, dtype=np.float64)
@@ -1049,8 +1088,9 @@ class _Objective:
             inner.z_best, inner.u_best, inner.j_best = inner.z, inner.u, inner.j
         if grad:
             g = np.empty(lay.size)
-            gU = np.asarray(out["grad_u"], dtype=np.float64)
             gk = [np.asarray(v, dtype=np.float64).copy() for v in out["grad_kernels"]]
+            if self.whiten or self.inner is None:
+                gU = np.asarray(out["grad_u"], dtype=np.float64)
             if self.whiten:
                 G = gU.reshape(lay.grid)
                 g[: lay.n] = _mode_apply(G, [L.T for L in Ls]).ravel()
@@ -1058,7 +1098,7 @@ class _Objective:
                     # ∂/∂L_d = G_(d) Y_(d)ᵀ with Y = Z ×_{e≠d} L_e.
                     Y = _mode_apply(Z, [None if e == d else Ls[e] for e in range(lay.ndim)])
                     Lbar = np.tensordot(np.moveaxis(G, d, 0), np.moveaxis(Y, d, 0), axes=(list(range(1, lay.ndim)),) * 2)
-                    W = np.ascontiguousarray(_cholesky_adjoint(Ls[d], Lbar))
+                    W = np.ascontiguousarray(_exact.cholesky_adjoint(Ls[d], Lbar))
                     gk[d] += np.asarray(self.prob.kernel_contract(kinds, kpl, d, W))
             elif self.inner is None:
                 g[: lay.n] = gU

@@ -308,20 +308,30 @@ impl PdeProblem {
         Ok(out)
     }
 
-    /// `Σ_ij ∂K_d/∂θ_p ∘ W` for every parameter of dimension `d` (`W` float64 `n_d × n_d`).
+    /// `Σ_m Σ_ij ∂K_d⁽ᵐ⁾/∂θ_p ∘ W_m` for every parameter of dimension `d`: `w` for `K_d` (its
+    /// nugget included), `w1`, `w2` for the derivative matrices `K_d⁽¹⁾`, `K_d⁽²⁾` (float64
+    /// `n_d × n_d`; None leaves an order out).
+    #[pyo3(signature = (kinds, kparams, d, w, w1=None, w2=None))]
+    #[allow(clippy::too_many_arguments)]
     fn kernel_contract<'py>(
         &self,
         py: Python<'py>,
         kinds: Vec<String>,
         kparams: Vec<Vec<f64>>,
         d: usize,
-        w: PyReadonlyArray2<'py, f64>,
+        w: Option<PyReadonlyArray2<'py, f64>>,
+        w1: Option<PyReadonlyArray2<'py, f64>>,
+        w2: Option<PyReadonlyArray2<'py, f64>>,
     ) -> PyResult<Vec<f64>> {
         let p = params(kinds, kparams, 0.0, 0.0)?;
-        let wv = crate::arrays::view(&w);
+        let ws = [
+            w.as_ref().map(crate::arrays::view),
+            w1.as_ref().map(crate::arrays::view),
+            w2.as_ref().map(crate::arrays::view),
+        ];
         match &self.inner {
-            Inner::F64(prob) => run(py, |_| pde::kernel_contract(prob, &p, d, wv)),
-            Inner::F32(prob) => run(py, |_| pde::kernel_contract(prob, &p, d, wv)),
+            Inner::F64(prob) => run(py, |_| pde::kernel_contract(prob, &p, d, ws)),
+            Inner::F32(prob) => run(py, |_| pde::kernel_contract(prob, &p, d, ws)),
         }
     }
 }

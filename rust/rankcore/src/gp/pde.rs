@@ -804,24 +804,26 @@ pub fn cholesky_factors<T: Float>(prob: &Problem<T>, params: &Params) -> Result<
         .collect()
 }
 
-/// `Σ_ij ∂K_d[i, j]/∂θ_p · W[i, j]` for every parameter of dimension `d`'s kernel (`K_d`
-/// with its nugget `ν k_d(0) I`).
+/// `Σ_m Σ_ij ∂K_d⁽ᵐ⁾[i, j]/∂θ_p · W_m[i, j]` for every parameter of dimension `d`'s kernel
+/// (`K_d⁽⁰⁾` with its nugget `ν k_d(0) I`; `K⁽ᵐ⁾[i, j] = k⁽ᵐ⁾(x_i − x_j)`), over the orders
+/// `m = 0, 1, 2` whose `W_m` is given.
 pub fn kernel_contract<T: Float>(
     prob: &Problem<T>,
     params: &Params,
     d: usize,
-    w: MatRef<'_, f64>,
+    w: [Option<MatRef<'_, f64>>; 3],
 ) -> Result<Vec<f64>> {
     let n = prob.axes.get(d).map(|a| a.len()).unwrap_or(0);
-    if d >= params.kernels.len() || w.nrows() != n || w.ncols() != n {
-        return Err(Error::InvalidShape(format!(
-            "dimension {d} out of range or W not {n}×{n}"
-        )));
+    if d >= params.kernels.len() {
+        return Err(Error::InvalidShape(format!("dimension {d} out of range")));
+    }
+    if w.iter().flatten().any(|m| m.nrows() != n || m.ncols() != n) {
+        return Err(Error::InvalidShape(format!("W not {n}×{n}")));
     }
     contract_with_nugget(
         &params.kernels[d],
         &prob.axes[d],
-        &[Some(w.to_owned()), None, None],
+        &w.map(|m| m.map(|m| m.to_owned())),
         prob.nugget,
     )
 }
