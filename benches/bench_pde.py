@@ -15,14 +15,16 @@ grid sizes from the reference code's configuration files):
 The reference code's logged problems (issue 24; the "reference" row is its logged error, the
 best of 20 checkpoints scored on the exact solution, at its own grid, on a GPU):
 
-6. ``poisson_1d_xsin200``: u = x sin(200x) on [0, 2π], 900 points (the reference's grid).
+6. ``poisson_1d_xsin200``: u = x sin(200x) on [0, 2π], 900 points (the reference's grid):
+   8.20e-7 in 163 s (2026-12-05; the reference logged 8.98e-7).
 7. ``advection_200``: 200 u_x + u_t = 0, u = sin(x − 200t) on [0, 1]², Dirichlet on all four
    edges, 16 × 256 (the dense solve's 4096 cells; the reference used 200 × 200, where the
    structured solve now runs first-order operators but its inner solves stop at their
    2000-iteration cap: 1.0e-4 … 7.5e-4 in 240 s, see the README).
 8. ``poisson_2d_sin100``: sin(100x) sin(100y) on [0, 2π]² at the reference's 400²: the
-   two-level structured solve; ``max_time`` bounds the run (1.35e-6 after 41 iterations and
-   5.79e-7 after 42 in 240 s on the AMD host, 2026-12-05; the reference logged 6.46e-5).
+   two-level structured solve; ``max_time`` bounds the run (1.35e-6 after 41 iterations,
+   5.79e-7 after 42, and 8.39e-6 after 39 with the whitened profiled gradient, in 240 s on the
+   AMD host, 2026-12-05; the reference logged 6.46e-5).
 9. ``poisson_3d`` / ``helmholtz_3d`` (Δ + 4): u = g(x) g(y) g(z), g = sin 2x + 0.5 cos x, on
    [0, 2π]³ at 16³ (the dense limit).
 10. ``poisson_3d_sin10``: u = sin 10x sin 10y sin 10z on [0, 2π]³ at 64³ (the issue's 3-D
