@@ -294,7 +294,7 @@ def kernel_adjoints(Z, Ls, terms, orders, R, b, bidx, tau, beta, dphi=None):
     ``Z`` every step is well scaled: the same derivative at fixed ``U`` goes through ``K⁻¹``
     (``½uᵀK⁻¹u``, ``K⁽ᵐ⁾K⁻¹``), whose round-off at a nugget of 1e-6 made the profiled
     gradient point uphill at the end of runs (1-D x·sin(200x), 900 points: directional
-    derivative +2e2 along the computed −∇J, components off by 3×–50× and in sign).
+    derivative +2e2 along the computed −∇J, whose norm was 1.4e3).
 
     ``R`` and ``b`` are :func:`parts`' residual and boundary misfit, ``dphi`` the
     nonlinearity's derivative ``φ′(U)`` (None without one)."""
