@@ -1052,7 +1052,7 @@ class _Validation:
 
     def __init__(self, prob, axes, terms, source, nonlin, dtype) -> None:
         self.prob, self.nonlin, self.dtype = prob, nonlin, dtype
-        self.mid = [((a[:-1] + a[1:]) / 2).tolist() if len(a) > 1 else a.tolist() for a in axes]
+        self.mid = [((a[:-1] + a[1:]) / 2).tolist() for a in axes]  # every axis has ≥ 3 points
         mesh = _mesh([np.asarray(m) for m in self.mid])
         for what, v in [("source", source)] + [(f"operator[{t}] coefficient", c) for t, (c, _) in enumerate(terms)]:
             if not callable(v) and np.ndim(v) > 0:
@@ -1155,19 +1155,15 @@ class _Objective:
         if grad:
             g = np.empty(lay.size)
             gk = [np.asarray(v, dtype=np.float64).copy() for v in out["grad_kernels"]]
-            if self.whiten or self.inner is None:
-                gU = np.asarray(out["grad_u"], dtype=np.float64)
             if self.whiten:
-                G = gU.reshape(lay.grid)
+                G = np.asarray(out["grad_u"], dtype=np.float64).reshape(lay.grid)
                 g[: lay.n] = _mode_apply(G, [L.T for L in Ls]).ravel()
                 for d in range(lay.ndim):
                     # ∂/∂L_d = G_(d) Y_(d)ᵀ with Y = Z ×_{e≠d} L_e.
-                    Y = _mode_apply(Z, [None if e == d else Ls[e] for e in range(lay.ndim)])
-                    Lbar = np.tensordot(np.moveaxis(G, d, 0), np.moveaxis(Y, d, 0), axes=(list(range(1, lay.ndim)),) * 2)
-                    W = np.ascontiguousarray(_exact.cholesky_adjoint(Ls[d], Lbar))
+                    W = np.ascontiguousarray(_exact.cholesky_adjoint(Ls[d], _exact.mode_gram(G, Z, Ls, d)))
                     gk[d] += np.asarray(self.prob.kernel_contract(kinds, kpl, d, W))
             elif self.inner is None:
-                g[: lay.n] = gU
+                g[: lay.n] = out["grad_u"]
             q = lay.q
             for d in range(lay.ndim):
                 sw, sf, sl = lay.kernel_slices(d)

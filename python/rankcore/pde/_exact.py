@@ -305,18 +305,12 @@ def kernel_adjoints(Z, Ls, terms, orders, R, b, bidx, tau, beta, dphi=None):
     Lbar = [np.diag(N / L.shape[0] / np.diag(L)) for L in Ls]
     Kbar: list[list[np.ndarray | None]] = [[None, None, None] for _ in Ls]
 
-    def gram(A, mats, d):
-        """``unfold_d(A) · unfold_d(Z ×_{e≠d} mats[e])ᵀ``: the adjoint of ``mats[d]``."""
-        Y = mode_apply(Z, [None if e == d else m for e, m in enumerate(mats)])
-        axes = list(range(1, ndim))
-        return np.tensordot(np.moveaxis(A, d, 0), np.moveaxis(Y, d, 0), axes=(axes, axes))
-
     for d in range(ndim):
-        Lbar[d] += gram(Ubar, Ls, d)
+        Lbar[d] += mode_gram(Ubar, Z, Ls, d)
     for (coef, mats), order in zip(terms, orders):
         A = np.asarray(coef) * Rbar
         for d, m in enumerate(order):
-            Wbar = gram(A, mats, d)
+            Wbar = mode_gram(A, Z, mats, d)
             if m == 0:
                 Lbar[d] += Wbar
                 continue
@@ -327,6 +321,14 @@ def kernel_adjoints(Z, Ls, terms, orders, R, b, bidx, tau, beta, dphi=None):
     for d, L in enumerate(Ls):
         Kbar[d][0] = cholesky_adjoint(L, Lbar[d])
     return Kbar
+
+
+def mode_gram(A: np.ndarray, Z: np.ndarray, mats, d: int) -> np.ndarray:
+    """``unfold_d(A) · unfold_d(Z ×_{e≠d} mats[e])ᵀ``: for ``X = Z ×_e mats[e]`` and
+    ``Ā = ∂f/∂X``, the adjoint ``∂f/∂mats[d]`` (``n_d × n_d``)."""
+    Y = mode_apply(Z, [None if e == d else m for e, m in enumerate(mats)])
+    axes = list(range(1, Z.ndim))
+    return np.tensordot(np.moveaxis(A, d, 0), np.moveaxis(Y, d, 0), axes=(axes, axes))
 
 
 def cholesky_adjoint(L: np.ndarray, Lbar: np.ndarray) -> np.ndarray:
