@@ -20,16 +20,18 @@ best of 20 checkpoints scored on the exact solution, at its own grid, on a GPU):
 7. ``advection_200``: 200 u_x + u_t = 0, u = sin(x − 200t) on [0, 1]², Dirichlet on all four
    edges, 16 × 256 (the dense solve's 4096 cells; the reference used 200 × 200, where the
    structured solve now runs first-order operators but its inner solves stop at their
-   2000-iteration cap: 1.0e-4 … 7.5e-4 in 240 s, see the README).
+   2000-iteration cap: 1.0e-4 … 7.5e-4 in 240 s, see the README). Defaults: 2.16e-4;
+   ``boundary_weight=2e4``: 4.21e-5 (2026-12-05 17:16 UTC run; the reference logged 1.43e-4).
 8. ``poisson_2d_sin100``: sin(100x) sin(100y) on [0, 2π]² at the reference's 400²: the
    two-level structured solve; ``max_time`` bounds the run (1.35e-6 after 41 iterations,
-   5.79e-7 after 42, and 8.39e-6 after 39 with the whitened profiled gradient, in 240 s on the
-   AMD host, 2026-12-05; the reference logged 6.46e-5).
+   5.79e-7 after 42, and 8.39e-6 after 39 and 7.77e-6 after 47 with the whitened profiled
+   gradient, in 240 s on the AMD host, 2026-12-05; the reference logged 6.46e-5).
 9. ``poisson_3d`` / ``helmholtz_3d`` (Δ + 4): u = g(x) g(y) g(z), g = sin 2x + 0.5 cos x, on
    [0, 2π]³ at 16³ (the dense limit).
 10. ``poisson_3d_sin10``: u = sin 10x sin 10y sin 10z on [0, 2π]³ at 64³ (the issue's 3-D
     case): about 500 two-level iterations (25–30 s) per solve; ``max_time`` bounds the run
-    (5.28e-5 after 5 iterations in 241 s on the AMD host, 2026-12-05).
+    (5.28e-5 after 5 iterations in 241 s, 5.81e-4 after 6 in 259 s on the AMD host,
+    2026-12-05).
 2-D Allen–Cahn (5.) is the reference's problem too (logged 2.6e-3 at 200²).
 
 Every GP row runs with the solver's default arguments except the grid (``--quick``: a few
