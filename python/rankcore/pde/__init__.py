@@ -365,12 +365,13 @@ class GPSolver(BaseEstimator):
         ``w_b``, the fixed weight of the boundary log-likelihood (the reference's
         ``llk_weight``): the boundary precision is ``w_b τ_b``. Raise it (``2e4``) where the
         boundary carries the solution: transport (``a u_x + u_t``, whose inflow edge
-        determines everything), operators with nearly singular modes (Helmholtz), 2-D
-        Allen–Cahn. There the default leaves the boundary values 1e-4 … 5e-4 off their data
-        and the objective trades that misfit for a sharper kernel as it falls; ``2e4``
-        lowered the error 2–30× (measured, README). Not the default: on 1-D problems and 3-D
-        Poisson the same weight made results worse (L-BFGS ended early on worse kernels, and
-        the dense solve is slower as ``β`` grows).
+        determines everything), indefinite operators (Helmholtz), 2-D Allen–Cahn. On
+        advection the default leaves the boundary values 1e-4 … 5e-4 off their data, and the
+        objective trades that misfit for a sharper kernel as it falls; ``2e4`` lowered the
+        error 5–25× on those three problems in the bench (README). Not the default: on 1-D
+        problems and 3-D Poisson the same weight made results worse (L-BFGS ended early on
+        worse kernels; 3-D Poisson made more evaluations per iteration, and a factorisation
+        that failed fell back to QR).
     max_log_precision : float, default=10.0
         Upper bound on ``log τ_b`` and ``log τ_r``. The paper's objective is unbounded below:
         once the boundary values are matched exactly, ``−N_b/2 log τ_b → −∞`` as ``τ_b``
