@@ -207,7 +207,8 @@ def run_problem(rc, name, grid, max_iter, threads, out, kwargs=None):
     rows = []
     kwargs = dict(kwargs or {})
     setting = ", ".join(f"{k}={v:g}" for k, v in kwargs.items())
-    case = f"{name} {'x'.join(map(str, grid))}" + (f" ({setting})" if setting else "")
+    suffix = f" ({setting})" if setting else ""
+    case = f"{name} {'x'.join(map(str, grid))}{suffix}"
     if max_iter is not None:
         kwargs["max_iter"] = max_iter
     with rc.threads(threads):
@@ -232,8 +233,7 @@ def run_problem(rc, name, grid, max_iter, threads, out, kwargs=None):
     paper = "n/a" if p.paper_error is None else f"{p.paper_error:.2e}"
     rows.append(Row(case=case, tool="reference GP-HM (logged, own grid)", accuracy=f"rel L2 {paper}",
                     note="best of 20 checkpoints scored on the exact solution; GPU; hours"))
-    key = name + (f" ({setting})" if setting else "")
-    out.setdefault("problems", {})[key] = dict(
+    out.setdefault("problems", {})[name + suffix] = dict(
         grid=grid, max_iter=max_iter, settings=setting, gp_error=err, gp_time=t_gp, gp_iter=s.n_iter_, stop_reason=s.stop_reason_,
         reference_error=p.paper_error,
         inner_converged=s.inner_converged_, fd_error=err_fd,

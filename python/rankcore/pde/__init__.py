@@ -407,7 +407,8 @@ class GPSolver(BaseEstimator):
         1-D multi-scale 9.1e-5 (1.2e-4), advection 1.7e-4 (1.4e-4 … 3.2e-4), but 1-D
         sin(100x) 5.8e-5 (1.7e-7) and x·sin(200x) 7.3e-4 (2.6e-7): on high-frequency 1-D
         problems the midpoint residual of a worse kernel was the smaller. Hence not the
-        default.
+        default. (On advection the growing error came from the boundary misfit, which a
+        larger ``boundary_weight`` removes more directly: see that parameter.)
 
     Attributes
     ----------
