@@ -10,7 +10,7 @@ grid sizes from the reference code's configuration files):
    paper's sin(100x) sin(100y) needs ≥ 400² points (``poisson_2d_sin100``, row 8).
 4. ``allen_cahn_1d``: u'' + u(u² − 1) = f on [0, 2π], u = sin(6x) cos(100x).
 5. ``allen_cahn_2d``: Δu + u(u² − 1) = f on [0, 1]², u = g(x) g(y), g = sin x + 0.1 sin 20x +
-   cos 100x.
+   cos 100x, at the reference's logged 200² (structured Gauss–Newton solves).
 
 The reference code's logged problems (issue 24; the "reference" row is its logged error, the
 best of 20 checkpoints scored on the exact solution, at its own grid, on a GPU):
@@ -18,10 +18,9 @@ best of 20 checkpoints scored on the exact solution, at its own grid, on a GPU):
 6. ``poisson_1d_xsin200``: u = x sin(200x) on [0, 2π], 900 points (the reference's grid):
    8.20e-7 in 163 s (2026-12-05; the reference logged 8.98e-7).
 7. ``advection_200``: 200 u_x + u_t = 0, u = sin(x − 200t) on [0, 1]², Dirichlet on all four
-   edges, 16 × 256 (the dense solve's 4096 cells; the reference used 200 × 200, where the
-   structured solve now runs first-order operators but its inner solves stop at their
-   2000-iteration cap: 1.0e-4 … 7.5e-4 in 240 s, see the README). Defaults: 2.16e-4;
-   ``boundary_weight=2e4``: 4.21e-5 (2026-12-05 17:16 UTC run; the reference logged 1.43e-4).
+   edges, at the reference's 200 × 200 (the structured solve; the reference logged 1.43e-4).
+   On the dense 16 × 256: 2.16e-4 with boundary weight 200, 4.21e-5 with 2e4 (2026-12-05
+   17:16 UTC run).
 8. ``poisson_2d_sin100``: sin(100x) sin(100y) on [0, 2π]² at the reference's 400²: the
    two-level structured solve; ``max_time`` bounds the run (1.35e-6 after 41 iterations,
    5.79e-7 after 42, and 8.39e-6 after 39 and 7.77e-6 after 47 with the whitened profiled
@@ -35,9 +34,8 @@ best of 20 checkpoints scored on the exact solution, at its own grid, on a GPU):
 2-D Allen–Cahn (5.) is the reference's problem too (logged 2.6e-3 at 200²).
 
 Every GP row runs with the solver's default arguments except the grid (``--quick``: a few
-iterations). The three problems whose solution the boundary carries (advection, 2-D
-Allen–Cahn, 3-D Helmholtz) run a second time with ``boundary_weight=2e4`` (100× the
-default: ``BOUNDARY_CARRIED``; why it is not the default: README, "The boundary weight").
+iterations); the boundary weight ``"auto"`` resolves to 200 in 1-D and 2e4 in 2-D and 3-D
+(its row note and JSON record the value; README, "The boundary weight").
 
 For each: relative L2 error on a dense 300-point-per-dimension test grid (the reference code's
 ``M = 300``), time, iterations. Beside it, a second-order central-difference solve
@@ -82,27 +80,18 @@ FULL = {
     "poisson_1d_multiscale": ((300,), None),
     "poisson_2d_sin20": ((120, 120), None),  # two-level structured solve (64²: dense, 3.1e-5)
     "allen_cahn_1d": ((400,), None),
-    # 50² is the dense solve's range (3 points per period of cos 100x): exact Gauss–Newton
-    # solves in ~1.5 s per evaluation, where the structured CG stalls at 100²
-    "allen_cahn_2d": ((50, 50), None),
+    # the reference's logged grid: the structured Gauss–Newton solves (50², the dense range:
+    # 1.88e-5 in the 2026-12-05 17:16 run with boundary_weight=2e4, now the default in 2-D)
+    "allen_cahn_2d": ((200, 200), None),
     # The reference code's logged problems (issue 24), at grids the inner solve handles.
     "poisson_1d_xsin200": ((900,), None),  # the reference's own 900 points
-    "advection_200": ((16, 256), None),  # 4096 cells: the dense limit (reference 200 × 200: README)
+    "advection_200": ((200, 200), None),  # the reference's grid (16 × 256, dense: 4.21e-5 at 2e4)
     # The reference's 400²: the two-level structured solve; max_time bounds the run.
     "poisson_2d_sin100": ((400, 400), None),
     "poisson_3d": ((16, 16, 16), None),  # 4096 cells: the dense limit (issue: 64³)
     "helmholtz_3d": ((16, 16, 16), None),
     # issue 24's 3-D case: the two-level inner solve, ~500 iterations per solve
     "poisson_3d_sin10": ((64, 64, 64), None),
-}
-#: Problems whose solution the boundary carries (transport, a nearly singular operator, the
-#: Allen–Cahn term's negative part): run a second time with a heavier boundary likelihood,
-#: the one argument set by hand (README, "The boundary weight"). Why it is not the default:
-#: on the 1-D problems the same weight made the result worse (measured, README).
-BOUNDARY_CARRIED = {
-    "allen_cahn_2d": dict(boundary_weight=2e4),
-    "advection_200": dict(boundary_weight=2e4),
-    "helmholtz_3d": dict(boundary_weight=2e4),
 }
 QUICK = {
     "poisson_1d_sin100": ((400,), 10),
@@ -200,17 +189,13 @@ def fd_error(p, axes, U, n_test=300) -> float:
     return float(np.linalg.norm(interp(pts) - ref) / np.linalg.norm(ref))
 
 
-def run_problem(rc, name, grid, max_iter, threads, out, kwargs=None):
+def run_problem(rc, name, grid, max_iter, threads, out):
     from rankcore.pde import problems
 
     p = problems.get(name)
     rows = []
-    kwargs = dict(kwargs or {})
-    setting = ", ".join(f"{k}={v:g}" for k, v in kwargs.items())
-    suffix = f" ({setting})" if setting else ""
-    case = f"{name} {'x'.join(map(str, grid))}{suffix}"
-    if max_iter is not None:
-        kwargs["max_iter"] = max_iter
+    case = f"{name} {'x'.join(map(str, grid))}"
+    kwargs = {} if max_iter is None else dict(max_iter=max_iter)
     with rc.threads(threads):
         t0 = time.perf_counter()
         s = p.solver(grid=grid, **kwargs)
@@ -219,7 +204,7 @@ def run_problem(rc, name, grid, max_iter, threads, out, kwargs=None):
     err = p.relative_error(s)
     rows.append(Row(case=case, tool=f"rankcore GPSolver ({s.kernel}, {s.method}, L-BFGS)", threads=threads, best=t_gp,
                     times=[t_gp], accuracy=f"rel L2 {err:.2e}",
-                    note=f"{s.n_iter_} iterations, stopped on {s.stop_reason_}"
+                    note=f"{s.n_iter_} iterations, stopped on {s.stop_reason_}, boundary weight {s.boundary_weight_:g}"
                     + ("" if s.inner_converged_ else ", inner solve not converged"),
                     metrics=dict(error=err, n_iter=s.n_iter_, converged=s.converged_, stop_reason=s.stop_reason_,
                                  inner_converged=s.inner_converged_), ours=True))
@@ -233,8 +218,8 @@ def run_problem(rc, name, grid, max_iter, threads, out, kwargs=None):
     paper = "n/a" if p.paper_error is None else f"{p.paper_error:.2e}"
     rows.append(Row(case=case, tool="reference GP-HM (logged, own grid)", accuracy=f"rel L2 {paper}",
                     note="best of 20 checkpoints scored on the exact solution; GPU; hours"))
-    out.setdefault("problems", {})[name + suffix] = dict(
-        grid=grid, max_iter=max_iter, settings=setting, gp_error=err, gp_time=t_gp, gp_iter=s.n_iter_, stop_reason=s.stop_reason_,
+    out.setdefault("problems", {})[name] = dict(
+        grid=grid, max_iter=max_iter, boundary_weight=s.boundary_weight_, gp_error=err, gp_time=t_gp, gp_iter=s.n_iter_, stop_reason=s.stop_reason_,
         reference_error=p.paper_error,
         inner_converged=s.inner_converged_, fd_error=err_fd,
         fd_time=t_fd, error_ratio_fd_over_gp=err_fd / err if err > 0 else None,
@@ -261,8 +246,6 @@ def main(argv=None) -> int:
         if name not in cases:
             continue
         rows += run_problem(rc, name, grid, max_iter, args.threads, out)
-        if name in BOUNDARY_CARRIED:
-            rows += run_problem(rc, name, grid, max_iter, args.threads, out, BOUNDARY_CARRIED[name])
     H.fill_ratios(rows)
     H.print_table(rows, title="GP-HM PDE solver (ratio = theirs / ours time; accuracy: rel L2 on a 300^D test grid)")
     elapsed = time.perf_counter() - t_start

@@ -83,6 +83,11 @@ _KINDS = {"gm": "sm", "stm": "stm"}
 _LOG_W_BOUNDS = (-60.0, 20.0)
 _LOG_L_BOUNDS = (-15.0, 8.0)
 _LOG_TAU_BOUNDS = (-40.0, None)  # upper: the max_log_precision parameter
+#: ``boundary_weight="auto"``: the reference's ``llk_weight`` on 1-D problems and with
+#: ``method="joint"``, 100× it for the profiled solve in two or more dimensions (measured:
+#: the GPSolver docstring and README, "The boundary weight").
+_BOUNDARY_WEIGHT = 200.0
+_BOUNDARY_WEIGHT_ND = 2e4
 
 
 def laplacian(ndim: int, coef: float = 1.0) -> list[tuple[float, tuple[int, ...]]]:
@@ -354,24 +359,29 @@ class GPSolver(BaseEstimator):
         to 2.6e-7 (with the window of 10 it had stopped there).
     max_time : float or None, default=240.0
         Seconds: the run stops at the first objective evaluation after this much time and
-        returns the best point so far (``stop_reason_ = "max_time"``). On 2-D grids the
+        returns the best point so far (``stop_reason_ = "max_time"``; one evaluation always
+        completes, possibly before the first iteration: the first line search of 2-D
+        Allen–Cahn at 200² took more than ten minutes). On 2-D grids the
         profiled objective keeps falling by ~0.1 % per iteration for hundreds of iterations
         (the log-determinant, as the mixture sharpens) while the solution has long stopped
         improving (2-D Poisson sin(20x) sin(20y) on 64²: error ~1e-4 from iteration 3,
         2e-5 … 6e-5 at iterations 50–64; objective still −0.3 % per 10 iterations), so no
         tolerance on the objective ends it in minutes. A run that stops on time depends on
         the machine's speed; ``max_time=None`` keeps runs reproducible.
-    boundary_weight : float, default=200.0
-        ``w_b``, the fixed weight of the boundary log-likelihood (the reference's
-        ``llk_weight``): the boundary precision is ``w_b τ_b``. Raise it (``2e4``) where the
-        boundary carries the solution: transport (``a u_x + u_t``, whose inflow edge
-        determines everything), indefinite operators (Helmholtz), 2-D Allen–Cahn. On
-        advection the default leaves the boundary values 1e-4 … 5e-4 off their data, and the
-        objective trades that misfit for a sharper kernel as it falls; ``2e4`` lowered the
-        error 5–25× on those three problems in the bench (README). Not the default: on 1-D
-        problems and 3-D Poisson the same weight made results worse (L-BFGS ended early on
-        worse kernels; 3-D Poisson made more evaluations per iteration, and a factorisation
-        that failed fell back to QR).
+    boundary_weight : float or "auto", default="auto"
+        ``w_b``, the fixed weight of the boundary log-likelihood: the boundary precision is
+        ``w_b τ_b``. ``"auto"`` is the reference's ``llk_weight`` of 200 on 1-D problems and
+        with ``method="joint"``, and ``2e4`` for the profiled solve in two or more dimensions
+        (the value used is ``boundary_weight_``). Why: at 200 the boundary values of 2-D and
+        3-D solutions drift 1e-4 … 5e-4 from their data while the objective falls (the
+        log-determinant buys kernel sharpness with boundary misfit), and the boundary carries
+        those solutions (the inflow edge of transport, the harmonic part of Poisson). Measured
+        with 200 and 2e4 (README, "The boundary weight"): advection 16 × 256 2.2e-4 → 4.2e-5,
+        2-D Allen–Cahn 50² 4.8e-4 → 1.9e-5 (200²: 1.2e-2 → 4.1e-4), 2-D Poisson 120²
+        1.5e-6 → 2.6e-7, 400² 7.8e-6 → 2.5e-6, 3-D Helmholtz 2.4e-3 → 4.8e-4, 3-D Poisson
+        64³ 5.8e-4 → 6.3e-4; worse on 3-D Poisson 16³ (3.2e-5 → 2.6e-4). On 1-D problems
+        (two boundary points) 2e4 made results worse (x·sin(200x) 2.6e-7 → 5.3e-5, 1-D
+        Allen–Cahn 2.6e-7 → 4.9e-4: L-BFGS ended early on worse kernels), hence 200 there.
     max_log_precision : float, default=10.0
         Upper bound on ``log τ_b`` and ``log τ_r``. The paper's objective is unbounded below:
         once the boundary values are matched exactly, ``−N_b/2 log τ_b → −∞`` as ``τ_b``
@@ -420,6 +430,8 @@ class GPSolver(BaseEstimator):
         The learned mixture of each dimension.
     tau_boundary_, tau_residual_ : float
         Learned precisions.
+    boundary_weight_ : float
+        The boundary weight used (``boundary_weight``, with ``"auto"`` resolved).
     residual_ : ndarray of shape grid
         ``L[U] + φ(U) − f`` at the collocation points.
     loss_curve_ : list of float
@@ -467,7 +479,7 @@ class GPSolver(BaseEstimator):
         tol: float = 1e-7,
         n_iter_no_change: int | None = None,
         max_time: float | None = 240.0,
-        boundary_weight: float = 200.0,
+        boundary_weight: float | str = "auto",
         max_log_precision: float = 10.0,
         nugget: float = 1e-6,
         dtype: Any = np.float64,
@@ -522,8 +534,11 @@ class GPSolver(BaseEstimator):
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         for name in ("freq_scale", "learning_rate", "boundary_weight", "nugget", "max_log_precision"):
             v = getattr(self, name)
+            if name == "boundary_weight" and isinstance(v, str) and v == "auto":
+                continue
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) or v <= 0:
-                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+                also = " or 'auto'" if name == "boundary_weight" else ""
+                raise ValueError(f"{name} must be a positive finite number{also}, got {v!r}")
         if self.max_time is not None and (
             isinstance(self.max_time, bool) or not isinstance(self.max_time, numbers.Real)
             or not np.isfinite(self.max_time) or self.max_time <= 0
@@ -560,7 +575,10 @@ class GPSolver(BaseEstimator):
                 "(∂/∂x_d or ∂²/∂x_d²), which the structured inner solve needs; use a grid of at "
                 f"most {_exact.DENSE_MAX_CELLS} cells"
             )
-        return dict(domain=domain, grid=grid, terms=terms, dtype=dtype)
+        w_b = self.boundary_weight
+        if isinstance(w_b, str):  # "auto" (checked above)
+            w_b = _BOUNDARY_WEIGHT_ND if ndim > 1 and self.method == "profile" else _BOUNDARY_WEIGHT
+        return dict(domain=domain, grid=grid, terms=terms, dtype=dtype, boundary_weight=float(w_b))
 
     # -- fitting ------------------------------------------------------------------------
 
@@ -574,6 +592,7 @@ class GPSolver(BaseEstimator):
         t0 = time.perf_counter()
         cfg = self._check_params()
         domain, grid, dtype = cfg["domain"], cfg["grid"], cfg["dtype"]
+        self.boundary_weight_ = cfg["boundary_weight"]
         axes = [np.linspace(lo, hi, n) for (lo, hi), n in zip(domain, grid)]
         mesh = _mesh(axes)
         source = _grid_values(self.source, mesh, "source")
@@ -595,7 +614,7 @@ class GPSolver(BaseEstimator):
             np.ascontiguousarray(source.ravel(), dtype=dtype),
             [int(i) for i in bidx],
             np.ascontiguousarray(bvals, dtype=dtype),
-            float(self.boundary_weight),
+            cfg["boundary_weight"],
             float(self.nugget),
         )
         profile = self.method == "profile"
@@ -604,7 +623,7 @@ class GPSolver(BaseEstimator):
         theta0 = self._initial_theta(layout)
         inner = None
         if profile:
-            inner = _Inner(axes, [o for _, o in cfg["terms"]], coefs, source, bidx, bvals, float(self.boundary_weight), nonlin)
+            inner = _Inner(axes, [o for _, o in cfg["terms"]], coefs, source, bidx, bvals, cfg["boundary_weight"], nonlin)
         fun = _Objective(prob, layout, _KINDS[self.kernel], dtype, nonlin, len(bidx), bool(self.whiten), inner)
         if self.selection == "validation":
             fun.validation = _Validation(prob, axes, cfg["terms"], self.source, nonlin, dtype)
@@ -709,7 +728,9 @@ class GPSolver(BaseEstimator):
         accepted = [theta0[free]]
 
         def f(x):
-            if self._timed_out() and curve:
+            # Time is up once one point has been evaluated (not one iteration accepted: the
+            # first line search of a large nonlinear problem can outlast max_time).
+            if self._timed_out() and fun.last:
                 raise _TimeUp
             full[free] = x
             out = fun.try_evaluate(full)
@@ -742,11 +763,13 @@ class GPSolver(BaseEstimator):
                 return full, len(curve), "max_time", curve
             gained = lowest[0] < before - _LBFGS_FTOL * abs(lowest[0])
             x, nit = res.x, nit + int(res.nit)
-            # A line search that fails (status 2) on a noisy objective — inexact iterative
-            # inner solves on large grids — ends the run although the point still improves
-            # along a fresh steepest-descent start: restart with an empty memory while the
-            # last run gained and iterations remain.
-            if stop.stopped or res.status != 2 or nit >= self.max_iter or not gained:
+            # A line search that fails (status 2), or one iteration's relative decrease below
+            # round-off (status 0), on a noisy objective — inexact iterative inner solves on
+            # large grids — ends the run although the point still improves along a fresh
+            # steepest-descent start (2-D Poisson 400²: status 0 after 10 iterations at
+            # 8.2e-5): restart with an empty memory while the last run gained and
+            # iterations remain.
+            if stop.stopped or res.status not in (0, 2) or nit >= self.max_iter or not gained:
                 break
         full[free] = x
         if stop.stopped:
