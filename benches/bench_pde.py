@@ -18,20 +18,23 @@ best of 20 checkpoints scored on the exact solution, at its own grid, on a GPU):
 6. ``poisson_1d_xsin200``: u = x sin(200x) on [0, 2π], 900 points (the reference's grid):
    8.20e-7 in 163 s (2026-12-05; the reference logged 8.98e-7).
 7. ``advection_200``: 200 u_x + u_t = 0, u = sin(x − 200t) on [0, 1]², Dirichlet on all four
-   edges, at the reference's 200 × 200 (the structured solve; the reference logged 1.43e-4).
+   edges, at the reference's 200 × 200 (the structured solve; 6.22e-5 in the 2026-12-05
+   20:08 UTC run; the reference logged 1.43e-4).
    On the dense 16 × 256: 2.16e-4 with boundary weight 200, 4.21e-5 with 2e4 (2026-12-05
    17:16 UTC run).
 8. ``poisson_2d_sin100``: sin(100x) sin(100y) on [0, 2π]² at the reference's 400²: the
    two-level structured solve; ``max_time`` bounds the run (1.35e-6 after 41 iterations,
    5.79e-7 after 42, and 8.39e-6 after 39 and 7.77e-6 after 47 with the whitened profiled
-   gradient, in 240 s on the AMD host, 2026-12-05; the reference logged 6.46e-5).
+   gradient, in 240 s on the AMD host, 2026-12-05, boundary weight 200; 2.47e-6 after 38
+   with 2e4, the 2-D default since; the reference logged 6.46e-5).
 9. ``poisson_3d`` / ``helmholtz_3d`` (Δ + 4): u = g(x) g(y) g(z), g = sin 2x + 0.5 cos x, on
    [0, 2π]³ at 16³ (the dense limit).
 10. ``poisson_3d_sin10``: u = sin 10x sin 10y sin 10z on [0, 2π]³ at 64³ (the issue's 3-D
     case): about 500 two-level iterations (25–30 s) per solve; ``max_time`` bounds the run
     (5.28e-5 after 5 iterations in 241 s, 5.81e-4 after 6 in 259 s on the AMD host,
-    2026-12-05).
-2-D Allen–Cahn (5.) is the reference's problem too (logged 2.6e-3 at 200²).
+    2026-12-05, boundary weight 200; 6.28e-4 after 3 in 245 s with 2e4).
+2-D Allen–Cahn (5.) is the reference's problem too (logged 2.6e-3 at 200²; 4.13e-4 here,
+2026-12-05 20:08 UTC run).
 
 Every GP row runs with the solver's default arguments except the grid (``--quick``: a few
 iterations); the boundary weight ``"auto"`` resolves to 200 in 1-D and 2e4 in 2-D and 3-D

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.linalg.lapack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
@@ -133,6 +134,31 @@ def test_semi_normal_dense_solve_property(n1, n2, q, log_tau, log_beta, seed):
         m.setattr(_exact, "_householder", None)  # no fallback
         got = _exact.dense_solve(*args)
     np.testing.assert_allclose(got, want, rtol=0, atol=30 * np.finfo(float).eps * cond * np.abs(want).max())
+
+
+def test_failed_factorisation_is_retried_with_a_shift_not_qr(monkeypatch):
+    """Where the equilibrated normal matrix does not factorise (rounding), a factor of it
+    shifted by 1e-12 preconditions CGLS, which still reaches QR's answer; QR is not used."""
+    monkeypatch.setattr(_exact, "QR_MAX_CELLS", 0)
+    t = tiny()
+    args = (t["Ls"], t["ops"], t["source"], t["bidx"], t["g"], 1e9, 1e10, None)
+    want = _exact.dense_solve(*args)
+    real, shifts = scipy.linalg.lapack.dpotrf, []
+
+    def first_fails(A, **kw):
+        shifts.append(A[0, 0] - 1.0)  # the diagonal is 1 before the shift
+        if len(shifts) == 1:
+            return A, 1
+        return real(A, **kw)
+
+    def no_fallback(*a):
+        raise AssertionError("fell back to QR")
+
+    monkeypatch.setattr(scipy.linalg.lapack, "dpotrf", first_fails)
+    monkeypatch.setattr(_exact, "_householder", no_fallback)
+    got = _exact.dense_solve(*args)
+    assert len(shifts) == 2 and abs(shifts[0]) < 1e-15 and abs(shifts[1] - _exact._SHIFTS[0]) < 1e-15
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9 * np.abs(want).max())
 
 
 def test_dense_solver_reuses_its_factor_across_gauss_newton_steps(monkeypatch):

@@ -376,10 +376,11 @@ class GPSolver(BaseEstimator):
         3-D solutions drift 1e-4 … 5e-4 from their data while the objective falls (the
         log-determinant buys kernel sharpness with boundary misfit), and the boundary carries
         those solutions (the inflow edge of transport, the harmonic part of Poisson). Measured
-        with 200 and 2e4 (README, "The boundary weight"): advection 16 × 256 2.2e-4 → 4.2e-5,
-        2-D Allen–Cahn 50² 4.8e-4 → 1.9e-5 (200²: 1.2e-2 → 4.1e-4), 2-D Poisson 120²
-        1.5e-6 → 2.6e-7, 400² 7.8e-6 → 2.5e-6, 3-D Helmholtz 2.4e-3 → 4.8e-4, 3-D Poisson
-        64³ 5.8e-4 → 6.3e-4; worse on 3-D Poisson 16³ (3.2e-5 → 2.6e-4). On 1-D problems
+        with 200 and 2e4 (README, "The boundary weight"): advection 16 × 256 2.2e-4 → 4.2e-5
+        (200²: 6.2e-5 with 2e4), 2-D Allen–Cahn 50² 4.8e-4 → 1.9e-5 (200²: 1.2e-2 → 4.1e-4),
+        2-D Poisson 120² 1.5e-6 → 2.6e-7, 400² 7.8e-6 → 2.5e-6, 3-D Helmholtz 2.4e-3 →
+        5.0e-4, 3-D Poisson 64³ 5.8e-4 → 6.3e-4; worse on 3-D Poisson 16³ (3.2e-5 → 1.4e-4,
+        fewer iterations in ``max_time``). On 1-D problems
         (two boundary points) 2e4 made results worse (x·sin(200x) 2.6e-7 → 5.3e-5, 1-D
         Allen–Cahn 2.6e-7 → 4.9e-4: L-BFGS ended early on worse kernels), hence 200 there.
     max_log_precision : float, default=10.0
@@ -413,12 +414,13 @@ class GPSolver(BaseEstimator):
         improving (its log-determinant), and on some problems the error grows meanwhile:
         advection ``200 u_x + u_t`` on 16 × 256 from 5.6e-5 to 1.4e-4 at the midpoints over
         240 s, 2-D Allen–Cahn on 50² from 1.5e-4 to 3.9e-4. Measured with defaults otherwise
-        (one BLAS thread, exploratory): 2-D Allen–Cahn 50² 1.2e-4 (``"objective"``: 3.8e-4),
+        (boundary weight 200; one BLAS thread, exploratory): 2-D Allen–Cahn 50² 1.2e-4 (``"objective"``: 3.8e-4),
         1-D multi-scale 9.1e-5 (1.2e-4), advection 1.7e-4 (1.4e-4 … 3.2e-4), but 1-D
         sin(100x) 5.8e-5 (1.7e-7) and x·sin(200x) 7.3e-4 (2.6e-7): on high-frequency 1-D
         problems the midpoint residual of a worse kernel was the smaller. Hence not the
-        default. (On advection the growing error came from the boundary misfit, which a
-        larger ``boundary_weight`` removes more directly: see that parameter.)
+        default. (On advection the growing error came from the boundary misfit, which the
+        heavier boundary weight, now the 2-D default, removes more directly: see that
+        parameter.)
 
     Attributes
     ----------
