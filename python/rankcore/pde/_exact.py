@@ -145,7 +145,7 @@ class DenseSolver:
 
     def __init__(self) -> None:
         self._key = None
-        self._factor = None  # (R, column norms c) of the last factorisation
+        self._factor = None  # (R, column norms c, CGLS patience) of the last factorisation
 
     def __call__(self, Ls, terms, target, bidx, g, tau, beta, diag=None, z0=None):
         shape = tuple(L.shape[0] for L in Ls)
@@ -163,17 +163,19 @@ class DenseSolver:
             return _householder(C, r, np.ones(n)).reshape(shape)
         x = None
         if self._factor is not None:
-            R, c = self._factor
-            x = _cgls(C / c, r, 1.0 / c, R, _STALE_STEPS)
+            R, c, patience = self._factor
+            x = _cgls(C / c, r, 1.0 / c, R, _STALE_STEPS, patience)
         if x is None:
             c = np.sqrt(1.0 + np.einsum("ij,ij->j", C, C))
             C /= c
             factor = _cholesky_normal(C, 1.0 / c)
-            self._factor = None if factor is None else (factor[0], c)
+            self._factor = None
             if factor is not None:
+                # a shifted factor: more steps, and no stall rule (see _cgls)
                 R, shift = factor
-                x = (_cgls(C, r, 1.0 / c, R, _CGLS_STEPS) if shift == 0
-                     else _cgls(C, r, 1.0 / c, R, _STALE_STEPS, patience=_STALE_STEPS))
+                patience = 3 if shift == 0 else _STALE_STEPS
+                self._factor = (R, c, patience)
+                x = _cgls(C, r, 1.0 / c, R, _CGLS_STEPS if shift == 0 else _STALE_STEPS, patience)
             if x is None:
                 x = _householder(C, r, 1.0 / c)
         return mode_apply((x / c).reshape(shape), self._Q)
