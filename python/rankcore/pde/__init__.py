@@ -45,6 +45,8 @@ High-Freq-PDE), all deliberate:
   profiled solve the precisions stay at their cap.
 - The default kernel is the Gaussian mixture (the reference's best runs use the Student-t
   mixture).
+- The boundary weight (the reference's ``llk_weight`` = 200) is 2e4 for the profiled solve
+  in two and three dimensions (``boundary_weight="auto"``; measured, see that parameter).
 
 References
 ----------
