@@ -5,8 +5,9 @@ per CUDA thread (``shim.h``: barriers for ``__syncthreads``/``__syncwarp``, a bu
 ``__shfl_sync``, statics for ``__shared__``). ``DeviceOps`` then launches them exactly as it
 does on a GPU (same grids, blocks, argument lists), with NumPy arrays in device memory's
 place. So CI checks, without a GPU: Philox words and sparse-family lists bit-identical to
-the Rust generator, normals equal to the Rust ones (host libm here; CUDA's ``log``/``cos``
-may differ by an ulp, checked on the device by ``tests/gpu``), and the fused projections
+the Rust generator, normals within four ulps of the Rust ones (the kernel's ``log``/``cos``
+are glibc's here, CUDA's on the device, checked there by ``tests/gpu``; the Rust generator
+has its own vectorised ones, each within an ulp), and the fused projections
 bit-identical to the CPU products (same terms, same order), through the public
 orchestration. What remains for the device: NVRTC code generation (compiled, not run, by
 ``tests/test_cuda_compile.py``), warp scheduling and memory ordering on real hardware.
@@ -80,10 +81,18 @@ SEEDS = [0, 7, 2**32 + 5, 2**64 - 1]
 def test_words_and_normals_equal_the_rust_generator(emulated, seed, row0, col0, shape):
     w = emulated.words(shape[0], shape[1], row0, col0, seed, 0x52500001)
     np.testing.assert_array_equal(w, HostOps().words(shape[0], shape[1], row0, col0, seed, 0x52500001))
+    # glibc's ln and cos (the kernel here, within half an ulp) and the Rust generator's
+    # (fdlibm's algorithms, within one): z = sqrt(-2 ln u1)·cos(x) can then differ by 0.75 ulp
+    # through ln (the square root halves it), 1.5 through cos and 2 in the roundings of sqrt
+    # and the product: 4 ulps. Measured on these cases: at most 2, and 94 % bit-identical.
     z = emulated.normal(shape[0], shape[1], row0, col0, seed, 0, np.float64)
-    np.testing.assert_array_equal(z, _core.random_matrix("normal", seed, 0, row0, col0, *shape))
+    host = _core.random_matrix("normal", seed, 0, row0, col0, *shape)
+    assert np.all(np.abs(z - host) <= 4 * np.spacing(np.abs(host)))
+    assert np.mean(z == host) > 0.75
     z32 = emulated.normal(shape[0], shape[1], row0, col0, seed, 3, np.float32, scale=0.25)
-    np.testing.assert_array_equal(z32, HostOps().normal(shape[0], shape[1], row0, col0, seed, 3, np.float32, 0.25))
+    host32 = HostOps().normal(shape[0], shape[1], row0, col0, seed, 3, np.float32, 0.25)
+    # float32 rounds the float64 value once: equal unless it sits next to a rounding boundary.
+    assert np.all(np.abs(z32 - host32) <= np.spacing(np.abs(host32)))
 
 
 @pytest.mark.parametrize("density", [0.01, 1 / 3, 1.0])

@@ -1,7 +1,8 @@
 """On the device: the CUDA Philox generator reproduces the Rust one.
 
 Words (hence uniforms and signs) and the sparse-family lists must be bit-identical; normals
-go through CUDA's ``log``/``cos`` and must agree within 2 ulp of the float64 value.
+go through CUDA's ``log``/``cos`` (the host's are fdlibm's, vectorised) and must agree within
+the sum of the two libraries' error bounds (6 ulp of the float64 value).
 """
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ def test_words_are_bit_identical(cp, seed, row0, col0, shape):
 def test_normals_agree_within_two_ulp(cp, seed, row0, col0, shape):
     dev = cp.asnumpy(DeviceOps().normal(shape[0], shape[1], row0, col0, seed, 0, np.float64))
     host = _core.random_matrix("normal", seed, 0, row0, col0, shape[0], shape[1])
+    # CUDA's log (1 ulp) and cos (2 ulp) against the host's fdlibm ones (1 ulp each): through
+    # z = sqrt(-2 ln u1)·cos(x), 1 ulp from ln (halved by the root), 3 from cos, 2 from the
+    # roundings of sqrt and the product.
     ulp = np.spacing(np.abs(host))
-    assert np.all(np.abs(dev - host) <= 2 * ulp)
+    assert np.all(np.abs(dev - host) <= 6 * ulp)
     dev32 = cp.asnumpy(DeviceOps().normal(shape[0], shape[1], row0, col0, seed, 0, np.float32))
     # Rounding the float64 value once: equal unless it sits on a float32 rounding boundary.
     assert np.all(np.abs(dev32 - host.astype(np.float32)) <= np.spacing(np.abs(host.astype(np.float32))))

@@ -6,7 +6,7 @@ NVRTC-compiled kernels of ``python/rankcore/cuda``); on NumPy arrays :class:`Hos
 whose references are computed another way (the Rust generator, plain products), so CI
 runs every orchestration without a GPU and compares it with the Rust path.
 
-Random matrices follow ``rust/rankcore/src/rng.rs``: entry (i, j) of the matrix with key
+Random matrices follow ``rust/rankcore/src/rng/mod.rs``: entry (i, j) of the matrix with key
 (seed, stream) is a pure function of (seed, stream, i, j). Sparse-family lists follow
 ``projection.rs``: ``R[c, j]`` (component c, feature j) is decoded from word (j, c); an
 entry of a list is ``+(index + 1)`` or ``-(index + 1)`` by sign, sorted by index.

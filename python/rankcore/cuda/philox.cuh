@@ -1,4 +1,4 @@
-// Philox4x32-10 and the random-matrix layout of rust/rankcore/src/rng.rs, so that entry
+// Philox4x32-10 and the random-matrix layout of rust/rankcore/src/rng/mod.rs, so that entry
 // (i, j) of a random matrix is the same function of (seed, stream, i, j) on both devices.
 //
 //   key     = [seed as u32, seed >> 32]
@@ -7,7 +7,8 @@
 // 32-bit words (uniforms, signs, the sparse projection families): q = i / 4, word i % 4.
 // Normals: q = i / 2, words (0, 1) for even i and (2, 3) for odd i, Box-Muller (cosine
 // branch) in double precision. Words are bit-identical to the CPU's; normals go through
-// CUDA's log and cos, which may differ from glibc's in the last ulp.
+// CUDA's log and cos, which may differ from the CPU's (fdlibm's algorithms, vectorised) in the
+// last ulps.
 #pragma once
 
 #define RK_PHILOX_M0 0xD2511F53u

@@ -1,4 +1,4 @@
-// Random matrices addressed by index (rust/rankcore/src/rng.rs) and the non-zero lists of
+// Random matrices addressed by index (rust/rankcore/src/rng/mod.rs) and the non-zero lists of
 // the sparse projection families (rust/rankcore/src/projection.rs). Instantiations launched
 // by rankcore._gpu are listed in random.names.
 #include "philox.cuh"
