@@ -29,6 +29,23 @@ inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return
 inline unsigned __umulhi(unsigned a, unsigned b) {
     return (unsigned)(((unsigned long long)a * b) >> 32);
 }
+// Double arithmetic rounded operation by operation (the test compiles without FMA
+// contraction) and bit casts, as CUDA's intrinsics.
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dsub_rn(double a, double b) { return a - b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __ddiv_rn(double a, double b) { return a / b; }
+inline double __dsqrt_rn(double a) { return std::sqrt(a); }
+inline long long __double_as_longlong(double x) {
+    long long v;
+    std::memcpy(&v, &x, sizeof v);
+    return v;
+}
+inline double __longlong_as_double(long long v) {
+    double x;
+    std::memcpy(&x, &v, sizeof x);
+    return x;
+}
 using std::isfinite;
 using std::max;
 using std::min;

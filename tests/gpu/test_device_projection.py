@@ -1,7 +1,7 @@
 """On the device: random projections on cupy input against the CPU path on the same data.
 
 Sparse families: exactly equal (same lists, same summation order). Gaussian: the same
-matrix (normals within a few ulps) times cuBLAS instead of faer, so equal to rounding.
+matrix (normals bit-identical) times cuBLAS instead of faer, so equal to rounding.
 """
 
 from __future__ import annotations

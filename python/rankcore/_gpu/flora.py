@@ -74,7 +74,7 @@ def delta_vjp(core: Any, factors: Sequence[Any], grad: Any, scale: float) -> tup
 
 def init_factors(xp: Any, shape: Sequence[int], ranks: Sequence[int], seed: int, dtype: Any) -> list[Any]:
     """The paper's factors N(0, 1/(2rₖ)) from Philox stream k (the CPU's numbers: the
-    device generator gives the same normals within a few ulps), generated where `xp` lives."""
+    device generator gives the same normals, bit for bit), generated where `xp` lives."""
     from rankcore._gpu._ops import ops_for
 
     ops = ops_for(xp)

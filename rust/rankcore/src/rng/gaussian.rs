@@ -11,7 +11,9 @@
 //! below bound the fraction that are not).
 //!
 //! Plain multiplications and additions only (no fused multiply-add, which Rust never
-//! introduces by itself), so scalar and vector code give the same bits on every CPU.
+//! introduces by itself), so scalar and vector code give the same bits on every CPU, and
+//! the CUDA kernel (`python/rankcore/cuda/philox.cuh`), which performs the same operations in
+//! the same order with `__dadd_rn` & co., gives them on the GPU: change both together.
 
 /// `ln x` for positive normal `x` (here `x = u1 ∈ [2⁻³², 1]`): fdlibm's reduction to
 /// `x = 2ᵏ (1 + f)` with `1 + f ∈ [√2/2, √2)`, then `ln(1 + f) = 2 atanh(f / (2 + f))` by
