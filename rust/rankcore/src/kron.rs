@@ -55,9 +55,10 @@ pub fn ordered_sum(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
 
 /// `Σ_j ln v(j)` for positive values, chunked as [`ordered_sum`] (so thread-independent).
 /// Within a chunk, the mantissas of up to 32 values are multiplied (the product stays in
-/// `[1, 2³²)`) and their binary exponents added, so one logarithm serves 32 terms; the
-/// rounding error, at most 32ε per block, matches that of 32 separate logarithms. Zero,
-/// subnormal, negative and non-finite values take the plain `ln` (and its NaN or −∞).
+/// `[1, 2³²)`; in eight independent chains when all 32 are positive normal numbers) and
+/// their binary exponents added, so one logarithm serves 32 terms; the rounding error, at
+/// most 32ε per block, matches that of 32 separate logarithms. Zero, subnormal, negative
+/// and non-finite values take the plain `ln` (and its NaN or −∞).
 pub fn sum_ln(n: usize, v: impl Fn(usize) -> f64 + Sync) -> f64 {
     sum_ln_by(n, |start, block| {
         for (i, x) in block.iter_mut().enumerate() {
