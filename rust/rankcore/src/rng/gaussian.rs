@@ -15,6 +15,10 @@
 //! the CUDA kernel (`python/rankcore/cuda/philox.cuh`), which performs the same operations in
 //! the same order with `__dadd_rn` & co., gives them on the GPU: change both together.
 
+// The coefficients are written as fdlibm publishes them (more digits than a double holds;
+// each parses to the intended double), so that they can be checked against the source.
+#![allow(clippy::excessive_precision)]
+
 /// `ln x` for positive normal `x` (here `x = u1 ∈ [2⁻³², 1]`): fdlibm's reduction to
 /// `x = 2ᵏ (1 + f)` with `1 + f ∈ [√2/2, √2)`, then `ln(1 + f) = 2 atanh(f / (2 + f))` by
 /// its degree-14 minimax polynomial in `s = f / (2 + f)`. Error below one ulp.
@@ -54,7 +58,7 @@ pub(crate) fn ln_positive(x: f64) -> f64 {
 /// Error below one ulp.
 #[inline(always)]
 pub(crate) fn cos_reduced(x: f64) -> f64 {
-    const INV_PIO2: f64 = 6.366_197_723_675_813_824_33e-1;
+    const INV_PIO2: f64 = std::f64::consts::FRAC_2_PI;
     const PIO2_1: f64 = 1.570_796_326_734_125_614_17; // π/2, first 33 bits
     const PIO2_2: f64 = 6.077_100_506_303_965_976_60e-11; // next 33 bits
     const PIO2_2T: f64 = 2.022_266_248_795_950_631_54e-21; // π/2 - PIO2_1 - PIO2_2
