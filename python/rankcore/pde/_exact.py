@@ -173,7 +173,7 @@ class DenseSolver:
             if factor is not None:
                 # a shifted factor: more steps, and no stall rule (see _cgls)
                 R, shift = factor
-                patience = 3 if shift == 0 else _STALE_STEPS
+                patience = _PATIENCE if shift == 0 else _STALE_STEPS
                 self._factor = (R, c, patience)
                 x = _cgls(C, r, 1.0 / c, R, _CGLS_STEPS if shift == 0 else _STALE_STEPS, patience)
             if x is None:
@@ -219,26 +219,27 @@ _STALE_STEPS = 40
 #: not converge. Measured on 3-D Poisson 16³ with boundary weight 2e4 (one thread): one
 #: failed factorisation in a 130-s run, whose QR fallback took 47 s of it.
 _SHIFTS = (1e-12, 1e-10, 1e-8)
+#: Steps without a new best residual after which CGLS stops (with an unshifted factor).
+_PATIENCE = 3
 
 
 def _cholesky_normal(C: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float] | None:
     """Upper Cholesky factor of ``diag(w²) + CᵀC + δI`` and its shift ``δ``: 0 where the
     matrix factorises as it is, else the first of ``_SHIFTS`` that does; None where none
-    does."""
+    does. Each attempt factorises in place; a failed one (rare) forms the matrix again
+    rather than every attempt copying it."""
     n = C.shape[1]
-    H = scipy.linalg.blas.dsyrk(1.0, C, trans=1, lower=0)
-    H[np.diag_indices(n)] += w * w
     for shift in (0.0,) + _SHIFTS:
-        A = H.copy()
-        A[np.diag_indices(n)] += shift
-        R, info = scipy.linalg.lapack.dpotrf(A, lower=0, overwrite_a=1, clean=1)
+        H = scipy.linalg.blas.dsyrk(1.0, C, trans=1, lower=0)
+        H[np.diag_indices(n)] += w * w + shift
+        R, info = scipy.linalg.lapack.dpotrf(H, lower=0, overwrite_a=1, clean=1)
         if info == 0:
             return R, shift
     return None
 
 
 def _cgls(C: np.ndarray, r: np.ndarray, w: np.ndarray, R: np.ndarray, max_steps: int,
-          patience: int = 3) -> np.ndarray | None:
+          patience: int = _PATIENCE) -> np.ndarray | None:
     """``argmin ‖w ∘ x‖² + ‖Cx − r‖²`` by CGLS on ``[diag(w); C] R⁻¹ y ≈ [0; r]`` from the
     semi-normal solution; None where it has not converged in ``max_steps`` steps, or
     ``patience`` steps without a new best (the residual of a shifted factor's iteration
