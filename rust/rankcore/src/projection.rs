@@ -140,9 +140,15 @@ impl Lists {
 /// every row.
 pub(crate) fn huge_zeroed<T: Float>(len: usize) -> Vec<T> {
     let v = vec![T::ZERO; len];
-    #[cfg(target_os = "linux")]
-    advise_huge_pages(v.as_ptr() as usize, len * std::mem::size_of::<T>());
+    advise_huge(&v);
     v
+}
+
+/// Asks for transparent huge pages behind `s` (see [`huge_zeroed`]); it affects pages not
+/// yet touched, so call it before the first write.
+pub(crate) fn advise_huge<T>(s: &[T]) {
+    #[cfg(target_os = "linux")]
+    advise_huge_pages(s.as_ptr() as usize, std::mem::size_of_val(s));
 }
 
 #[cfg(target_os = "linux")]

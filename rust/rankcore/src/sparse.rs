@@ -496,6 +496,13 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
     pub fn row_entries(&self, i: usize) -> (&'a [I], &'a [T]) {
         self.row(i)
     }
+
+    /// Column indices of rows `i0 .. i1` one after another, in storage order (to look
+    /// ahead across rows, e.g. for prefetching).
+    #[inline]
+    pub fn rows_indices(&self, i0: usize, i1: usize) -> &'a [I] {
+        &self.indices[self.indptr[i0].to_usize()..self.indptr[i1].to_usize()]
+    }
 }
 
 #[cfg(test)]

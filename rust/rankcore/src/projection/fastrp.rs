@@ -27,7 +27,7 @@
 //! bit-identical for any thread count.
 
 use super::{
-    has_avx2, huge_zeroed, is_negative, is_nonzero, Family, Projection, STREAM_FASTRP_FEATURES,
+    advise_huge, has_avx2, huge_zeroed, is_negative, is_nonzero, Family, Projection, STREAM_FASTRP_FEATURES,
     STREAM_SPARSE,
 };
 use crate::sparse::{CsrRef, SpIndex};
@@ -124,7 +124,11 @@ fn check(
     }
 }
 
-/// FastRP embeddings of the graph `a` (CSR, `n × n`) into `out` (row-major `n × k`).
+/// FastRP embeddings of the graph `a` (CSR, `n × n`) into `out` (row-major `n × k`; its
+/// contents on entry do not matter).
+///
+/// Memory: `E₀` is kept compact ([`Start`], a few bytes per node); the powers `Nᵢ` need at
+/// most two `n × k` buffers besides `out`, fewer where the weights allow ([`plan`]).
 pub fn fastrp<T: Float, I: SpIndex>(
     a: CsrRef<'_, T, I>,
     features: Option<MatRef<'_, T>>,
@@ -138,86 +142,349 @@ pub fn fastrp<T: Float, I: SpIndex>(
         Variant::Paper => a.row_sums(),
         Variant::Gds => (0..n).map(|v| a.row_entries(v).0.len() as f64).collect(),
     };
-    let mut prev = initial_vectors(n, &degree, features, p, stop)?;
-    out.fill(T::ZERO);
-    let gds = p.variant == Variant::Gds;
-    if p.self_influence != 0.0 {
-        let w0 = T::from_f64(p.self_influence);
-        let norm = gds || p.normalize;
-        out.par_chunks_mut(CHUNK * k)
-            .zip(prev.par_chunks(CHUNK * k))
-            .for_each(|(o, e)| {
-                for (orow, erow) in o.chunks_mut(k).zip(e.chunks(k)) {
-                    let s = if norm { inv_norm(erow) } else { T::ONE };
-                    for (x, &y) in orow.iter_mut().zip(erow) {
-                        *x += w0 * (s * y);
-                    }
-                }
-            });
+    let steps = plan(p.self_influence, &p.iteration_weights);
+    if steps.is_empty() {
+        out.par_chunks_mut(CHUNK * k).for_each(|c| c.fill(T::ZERO));
+        return Ok(());
     }
-    let inv_deg: Vec<T> = degree
-        .iter()
-        .map(|&d| T::from_f64(if d > 0.0 { 1.0 / d } else { 0.0 }))
-        .collect();
-    let mut cur = huge_zeroed::<T>(n * k);
-    for &alpha in &p.iteration_weights {
-        let alpha = T::from_f64(alpha);
-        let prev_ref = &prev;
-        let inv_deg = &inv_deg;
-        // Rows go in sections so that Ctrl-C is seen within a section, not an iteration.
-        for (sec, (cs, os)) in cur
-            .chunks_mut(SECTION * k)
-            .zip(out.chunks_mut(SECTION * k))
-            .enumerate()
-        {
-            stop.check()?;
-            cs.par_chunks_mut(CHUNK * k)
-                .zip(os.par_chunks_mut(CHUNK * k))
-                .enumerate()
-                .for_each(|(b, (c, o))| {
-                    for (r, (crow, orow)) in c.chunks_mut(k).zip(o.chunks_mut(k)).enumerate() {
-                        let v = sec * SECTION + b * CHUNK + r;
-                        let (cols, vals) = a.row_entries(v);
-                        #[cfg(target_arch = "x86_64")]
-                        if has_avx2() {
-                            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-                            unsafe { gather_avx2(crow, cols, vals, prev_ref, k) };
-                        } else {
-                            gather(crow, cols, vals, prev_ref, k);
-                        }
-                        #[cfg(not(target_arch = "x86_64"))]
-                        gather(crow, cols, vals, prev_ref, k);
-                        // Paper: the transition row scaling; GDS: the L2 normalisation that
-                        // propagates. Then the weighted contribution to the embedding.
-                        let post = if gds {
-                            inv_norm(crow)
-                        } else if p.transition {
-                            inv_deg[v]
-                        } else {
-                            T::ONE
-                        };
-                        if post != T::ONE {
-                            crow.iter_mut().for_each(|x| *x *= post);
-                        }
-                        let g = if !gds && p.normalize {
-                            inv_norm(crow)
-                        } else {
-                            T::ONE
-                        };
-                        if alpha != T::ZERO {
-                            for (x, &y) in orow.iter_mut().zip(crow.iter()) {
-                                *x += alpha * (g * y);
-                            }
-                        }
+    let start = Start::new(n, &degree, features, p, stop)?;
+    let ctx = Ctx {
+        k,
+        gds: p.variant == Variant::Gds,
+        normalize: p.normalize,
+        inv_deg: match (p.variant, p.transition) {
+            (Variant::Paper, true) => degree
+                .iter()
+                .map(|&d| T::from_f64(if d > 0.0 { 1.0 / d } else { 0.0 }))
+                .collect(),
+            _ => Vec::new(),
+        },
+    };
+    let scratch = |b: Buf| {
+        if steps.iter().any(|s| s.write == Some(b)) {
+            huge_zeroed::<T>(n * k)
+        } else {
+            Vec::new()
+        }
+    };
+    let (mut x, mut y) = (scratch(Buf::X), scratch(Buf::Y));
+    advise_huge(out);
+    for step in &steps {
+        let mut bufs = [&mut *out, &mut x[..], &mut y[..]];
+        let in_pass = matches!(step.add, Add::InPass { .. });
+        let (read, write, acc) = pick(&mut bufs, step.read, step.write, in_pass);
+        run_step(&a, &start, read, write, acc, step, &ctx, stop)?;
+        if step.add == Add::After {
+            let [out, x, y] = bufs;
+            let rows: &[T] = if step.write == Some(Buf::X) { x } else { y };
+            out.par_chunks_mut(CHUNK * k)
+                .zip(rows.par_chunks(CHUNK * k))
+                .for_each(|(o, c)| {
+                    for (orow, crow) in o.chunks_mut(k).zip(c.chunks(k)) {
+                        let g = ctx.weight_norm(crow);
+                        contribute(orow, crow, T::from_f64(step.alpha), g, true);
                     }
                 });
         }
-        std::mem::swap(&mut prev, &mut cur);
     }
     Ok(())
 }
 
+/// The `n × k` places a step's rows can live in: the output or one of two scratch buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Buf {
+    Out,
+    X,
+    Y,
+}
+
+/// How a step's weighted rows reach the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Add {
+    /// Weight zero: not at all.
+    No,
+    /// In the step's own pass; `first`: the output holds nothing of the embedding yet, so
+    /// its rows are set (`0 + α g y`) rather than added to.
+    InPass { first: bool },
+    /// In a pass after the step (its input was the output, used as scratch): set.
+    After,
+}
+
+/// One pass over the rows: `Nᵢ` from `Nᵢ₋₁` (`gather`), or the `w₀ E₀` term (no gather).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Step {
+    pub(super) alpha: f64,
+    pub(super) gather: bool,
+    /// The previous rows (`None`: `E₀`).
+    pub(super) read: Option<Buf>,
+    /// Where this step's rows are kept for the next one (`None`: only added to the output).
+    pub(super) write: Option<Buf>,
+    pub(super) add: Add,
+}
+
+/// The passes for weights `w₀` and `α₁ … α_q`, and where each keeps its rows.
+///
+/// Powers after the last non-zero weight are skipped (they change nothing), the last one
+/// computed is added to the output row by row without being stored, and while the output
+/// holds nothing of the embedding (all weights so far zero) it serves as a scratch buffer.
+/// So the GDS default `(0, 1, 1)` needs one scratch buffer, the paper's default two.
+pub(super) fn plan(w0: f64, alphas: &[f64]) -> Vec<Step> {
+    let q = alphas.iter().rposition(|&a| a != 0.0).map_or(0, |i| i + 1);
+    let mut steps = Vec::with_capacity(q + 1);
+    let mut empty = true;
+    if w0 != 0.0 {
+        steps.push(Step {
+            alpha: w0,
+            gather: false,
+            read: None,
+            write: None,
+            add: Add::InPass { first: true },
+        });
+        empty = false;
+    }
+    let mut prev = None;
+    for (i, &alpha) in alphas[..q].iter().enumerate() {
+        let in_out = prev == Some(Buf::Out);
+        let write = if i + 1 == q && !in_out {
+            None
+        } else if alpha == 0.0 && empty && !in_out {
+            Some(Buf::Out)
+        } else if prev == Some(Buf::X) {
+            Some(Buf::Y)
+        } else {
+            Some(Buf::X)
+        };
+        let add = if alpha == 0.0 {
+            Add::No
+        } else if in_out {
+            Add::After
+        } else {
+            Add::InPass { first: empty }
+        };
+        steps.push(Step {
+            alpha,
+            gather: true,
+            read: prev,
+            write,
+            add,
+        });
+        empty &= alpha == 0.0;
+        prev = write;
+    }
+    steps
+}
+
+/// The input, output and accumulator slices of a step (distinct places of `bufs`, which
+/// holds the output, X and Y in that order).
+#[allow(clippy::type_complexity)]
+fn pick<'a, T>(
+    bufs: &'a mut [&mut [T]; 3],
+    read: Option<Buf>,
+    write: Option<Buf>,
+    acc: bool,
+) -> (Option<&'a [T]>, Option<&'a mut [T]>, Option<&'a mut [T]>) {
+    let (mut r, mut w, mut o) = (None, None, None);
+    for (b, s) in [Buf::Out, Buf::X, Buf::Y].into_iter().zip(bufs.iter_mut()) {
+        if read == Some(b) {
+            r = Some(&**s);
+        } else if write == Some(b) {
+            w = Some(&mut **s);
+        } else if acc && b == Buf::Out {
+            o = Some(&mut **s);
+        }
+    }
+    (r, w, o)
+}
+
+/// What every pass needs besides its slices.
+struct Ctx<T> {
+    k: usize,
+    gds: bool,
+    normalize: bool,
+    /// `1/deg` per node for the paper's transition matrix (empty otherwise).
+    inv_deg: Vec<T>,
+}
+
+impl<T: Float> Ctx<T> {
+    /// `g`: the L2 normalisation applied before weighting (the paper's `normalize`).
+    fn weight_norm(&self, row: &[T]) -> T {
+        if !self.gds && self.normalize {
+            inv_norm(row)
+        } else {
+            T::ONE
+        }
+    }
+}
+
+/// `out = 0 + α (g y)` (`first`) or `out += α (g y)`.
+#[inline(always)]
+fn contribute<T: Float>(out: &mut [T], y: &[T], alpha: T, g: T, first: bool) {
+    for (x, &y) in out.iter_mut().zip(y) {
+        let c = alpha * (g * y);
+        *x = if first { T::ZERO + c } else { *x + c };
+    }
+}
+
+/// One step over all rows, in sections so that Ctrl-C is seen within a section.
+#[allow(clippy::too_many_arguments)]
+fn run_step<T: Float, I: SpIndex>(
+    a: &CsrRef<'_, T, I>,
+    start: &Start<T>,
+    read: Option<&[T]>,
+    write: Option<&mut [T]>,
+    acc: Option<&mut [T]>,
+    step: &Step,
+    ctx: &Ctx<T>,
+    stop: &dyn Interrupt,
+) -> Result<()> {
+    let (n, k) = (a.shape().0, ctx.k);
+    let tasks = n.div_ceil(CHUNK);
+    // Each task's rows of the two optional slices.
+    fn split<T>(s: Option<&mut [T]>, len: usize, tasks: usize) -> Vec<Option<&mut [T]>> {
+        match s {
+            Some(s) => s.chunks_mut(len).map(Some).collect(),
+            None => (0..tasks).map(|_| None).collect(),
+        }
+    }
+    let (mut wch, mut ach) = (split(write, CHUNK * k, tasks), split(acc, CHUNK * k, tasks));
+    let pass = Pass {
+        a,
+        start,
+        read,
+        ctx,
+        gather: step.gather,
+        alpha: T::from_f64(step.alpha),
+        first: step.add == Add::InPass { first: true },
+    };
+    for t0 in (0..tasks).step_by(SECTION / CHUNK) {
+        stop.check()?;
+        let t1 = (t0 + SECTION / CHUNK).min(tasks);
+        wch[t0..t1]
+            .par_iter_mut()
+            .zip(ach[t0..t1].par_iter_mut())
+            .enumerate()
+            .for_each(|(t, (w, o))| {
+                let (v0, w, o) = ((t0 + t) * CHUNK, w.as_deref_mut(), o.as_deref_mut());
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2() {
+                    // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+                    unsafe { pass.rows_avx2(v0, w, o) };
+                    return;
+                }
+                pass.rows(v0, w, o);
+            });
+    }
+    Ok(())
+}
+
+/// A step's work on one task's rows.
+struct Pass<'a, 'g, T, I> {
+    a: &'a CsrRef<'g, T, I>,
+    start: &'a Start<T>,
+    read: Option<&'a [T]>,
+    ctx: &'a Ctx<T>,
+    gather: bool,
+    alpha: T,
+    first: bool,
+}
+
+impl<T: Float, I: SpIndex> Pass<'_, '_, T, I> {
+    /// [`rows`](Self::rows) compiled for AVX2/FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows_avx2(&self, v0: usize, write: Option<&mut [T]>, out: Option<&mut [T]>) {
+        self.rows(v0, write, out)
+    }
+
+    /// Rows `v0 ..` (`CHUNK` of them, fewer at the end): each is computed into its row of
+    /// `write` (or a scratch row), scaled, and its weighted contribution put into `out`.
+    #[inline(always)]
+    fn rows(&self, v0: usize, mut write: Option<&mut [T]>, mut out: Option<&mut [T]>) {
+        let (k, ctx) = (self.ctx.k, self.ctx);
+        let rows = CHUNK.min(self.a.shape().0 - v0);
+        let mut tmp = Vec::new();
+        for r in 0..rows {
+            let v = v0 + r;
+            let crow: &mut [T] = match write.as_deref_mut() {
+                Some(w) => &mut w[r * k..(r + 1) * k],
+                None => {
+                    tmp.resize(k, T::ZERO);
+                    &mut tmp
+                }
+            };
+            let g = if self.gather {
+                // This row's columns and those of the task's later rows, to prefetch
+                // across rows (most rows have fewer edges than the prefetch distance).
+                let ahead = self.a.rows_indices(v, v0 + rows);
+                let vals = self.a.row_entries(v).1;
+                gather(crow, ahead, vals, self.read, self.start, k);
+                // Paper: the transition row scaling; GDS: the L2 normalisation that
+                // propagates.
+                let post = if ctx.gds {
+                    inv_norm(crow)
+                } else if ctx.inv_deg.is_empty() {
+                    T::ONE
+                } else {
+                    ctx.inv_deg[v]
+                };
+                if post != T::ONE {
+                    crow.iter_mut().for_each(|x| *x *= post);
+                }
+                ctx.weight_norm(crow)
+            } else {
+                crow.fill(T::ZERO);
+                self.start.add_row(v, T::ONE, crow);
+                if ctx.gds || ctx.normalize {
+                    inv_norm(crow)
+                } else {
+                    T::ONE
+                }
+            };
+            if let Some(o) = out.as_deref_mut() {
+                contribute(&mut o[r * k..(r + 1) * k], crow, self.alpha, g, self.first);
+            }
+        }
+    }
+}
+
+/// `row = Σ_e w_e prev[col_e, :]` in storage order (the row updates vectorise); `prev` is
+/// `E₀` when `None`. The columns are the first `vals.len()` of `ahead`; the rest are
+/// prefetched.
+#[inline(always)]
+fn gather<T: Float, I: SpIndex>(
+    row: &mut [T],
+    ahead: &[I],
+    vals: &[T],
+    prev: Option<&[T]>,
+    start: &Start<T>,
+    k: usize,
+) {
+    row.fill(T::ZERO);
+    for (e, (&j, &w)) in ahead.iter().zip(vals).enumerate() {
+        // The rows gathered are scattered over a matrix much larger than the caches: ask
+        // for the row a few edges ahead while this one is summed.
+        let j = j.to_usize();
+        match prev {
+            Some(prev) => {
+                if let Some(&u) = ahead.get(e + PREFETCH_AHEAD) {
+                    prefetch_row(prev, u.to_usize() * k, k);
+                }
+                for (x, &y) in row.iter_mut().zip(&prev[j * k..(j + 1) * k]) {
+                    *x += w * y;
+                }
+            }
+            None => {
+                if let Some(&u) = ahead.get(e + PREFETCH_AHEAD_START) {
+                    start.prefetch(u.to_usize());
+                }
+                start.add_row(j, w, row);
+            }
+        }
+    }
+}
+
 /// `1/‖row‖₂` (summed in f64 in storage order), or 1 for a zero row.
+#[inline(always)]
 fn inv_norm<T: Float>(row: &[T]) -> T {
     let ss: f64 = row.iter().map(|v| v.to_f64() * v.to_f64()).sum();
     if ss > 0.0 {
@@ -227,38 +494,10 @@ fn inv_norm<T: Float>(row: &[T]) -> T {
     }
 }
 
-/// [`gather`] compiled for AVX2/FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gather_avx2<T: Float, I: SpIndex>(
-    row: &mut [T],
-    cols: &[I],
-    vals: &[T],
-    prev: &[T],
-    k: usize,
-) {
-    gather(row, cols, vals, prev, k)
-}
-
-/// `row = Σ_e w_e prev[col_e, :]` in storage order (the row updates vectorise).
-#[inline(always)]
-fn gather<T: Float, I: SpIndex>(row: &mut [T], cols: &[I], vals: &[T], prev: &[T], k: usize) {
-    row.fill(T::ZERO);
-    for (e, (&j, &w)) in cols.iter().zip(vals).enumerate() {
-        // The rows gathered are scattered over a matrix much larger than the caches: ask
-        // for the row a few edges ahead while this one is summed.
-        if let Some(&ahead) = cols.get(e + PREFETCH_AHEAD) {
-            prefetch_row(prev, ahead.to_usize() * k, k);
-        }
-        let j = j.to_usize();
-        for (x, &y) in row.iter_mut().zip(&prev[j * k..(j + 1) * k]) {
-            *x += w * y;
-        }
-    }
-}
-
 /// Edges between a row's prefetch and its use.
 const PREFETCH_AHEAD: usize = 4;
+/// The same for the rows of `E₀`, a cache line or two each: more of them are in flight.
+const PREFETCH_AHEAD_START: usize = 16;
 
 /// Hints the cache lines of `data[start .. start + len]` into the cache (x86-64 only; a
 /// hint, so no effect on results).
@@ -279,107 +518,176 @@ fn prefetch_row<T>(data: &[T], start: usize, len: usize) {
     }
 }
 
-/// Writes the non-zeros of `L R` for the nodes `v0 .. v0 + rows` into their rows.
-struct Fill<'a> {
+/// The initial vectors `E₀ = [L R | F P]` in compact form: the non-zeros of a row of `L R`
+/// are `±s_v` (`s_v = s·deg_v^β`, `s` the projection's scale), so a node needs its scale
+/// and two bit masks (`k_b / 8` bytes each) instead of `k` values. The first product
+/// gathers these (32 + 4 bytes a node for `k = 128` in float32, against 512), and no
+/// `n × k` buffer is filled or paged in for them.
+struct Start<T> {
+    kb: usize,
+    /// `u32` words per mask, `⌈k_b / 32⌉`.
+    words: usize,
+    /// Per node, `words` words marking its positive entries, then `words` marking its
+    /// negative ones (column `c`: bit `c % 32` of word `c / 32`).
+    signs: Vec<u32>,
+    /// `s_v` per node (empty when `k_b = 0`).
+    scale: Vec<T>,
+    /// `F P`, row-major `n × p` (empty without features).
+    features: Vec<T>,
+    pd: usize,
+}
+
+impl<T: Float> Start<T> {
+    fn new(
+        n: usize,
+        degree: &[f64],
+        features: Option<MatRef<'_, T>>,
+        p: &FastRpParams,
+        stop: &dyn Interrupt,
+    ) -> Result<Self> {
+        let pd = p.property_dim;
+        let kb = p.n_components - pd;
+        let words = kb.div_ceil(32);
+        let mut signs = vec![0u32; n * 2 * words];
+        advise_huge(&signs);
+        let mut scale = huge_zeroed::<T>(if kb > 0 { n } else { 0 });
+        if kb > 0 {
+            let r = Projection::new(n, kb, Family::Sparse { density: p.density }, p.seed)?
+                .with_stream(STREAM_SPARSE);
+            let (rng, t, s) = (r.rng(), r.threshold(), r.scale());
+            signs
+                .par_chunks_mut(CHUNK * 2 * words)
+                .zip(scale.par_chunks_mut(CHUNK))
+                .enumerate()
+                .for_each(|(b, (bits, sc))| {
+                    let v0 = b * CHUNK;
+                    for (v, x) in (v0..).zip(sc.iter_mut()) {
+                        let d = degree[v];
+                        *x = T::from_f64(if d > 0.0 {
+                            s * d.powf(p.normalization_strength)
+                        } else {
+                            s
+                        });
+                    }
+                    let fill = Fill {
+                        rng,
+                        t,
+                        v0,
+                        rows: sc.len(),
+                        kb,
+                        words,
+                    };
+                    #[cfg(target_arch = "x86_64")]
+                    if has_avx2() {
+                        // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+                        unsafe { fill.run_avx2(bits) };
+                        return;
+                    }
+                    fill.run(bits);
+                });
+        }
+        let mut fp = Vec::new();
+        if let Some(f) = features {
+            let proj =
+                Projection::new(f.ncols(), pd, Family::Sparse { density: 1.0 / 3.0 }, p.seed)?
+                    .with_stream(STREAM_FASTRP_FEATURES);
+            fp = vec![T::ZERO; n * pd];
+            proj.transform_dense(f, &mut fp, stop)?;
+        }
+        Ok(Start {
+            kb,
+            words,
+            signs,
+            scale,
+            features: fp,
+            pd,
+        })
+    }
+
+    /// `row += w E₀[u, :]`, each entry as `x += w·e` would (`w·(±s) = ±(w·s)`, `w·0 = 0`).
+    #[inline(always)]
+    fn add_row(&self, u: usize, w: T, row: &mut [T]) {
+        let (random, feats) = row.split_at_mut(self.kb);
+        if self.kb > 0 {
+            let m = w * self.scale[u];
+            let (neg_m, zero) = (-m, T::ZERO);
+            let bits = &self.signs[u * 2 * self.words..(u + 1) * 2 * self.words];
+            let (pos, neg) = bits.split_at(self.words);
+            for ((xs, &pw), &nw) in random.chunks_mut(32).zip(pos).zip(neg) {
+                for (j, x) in xs.iter_mut().enumerate() {
+                    *x += if (pw >> j) & 1 != 0 {
+                        m
+                    } else if (nw >> j) & 1 != 0 {
+                        neg_m
+                    } else {
+                        zero
+                    };
+                }
+            }
+        }
+        if self.pd > 0 {
+            let f = &self.features[u * self.pd..(u + 1) * self.pd];
+            for (x, &y) in feats.iter_mut().zip(f) {
+                *x += w * y;
+            }
+        }
+    }
+
+    /// Hints node `u`'s masks, scale and features into the cache.
+    #[inline(always)]
+    fn prefetch(&self, u: usize) {
+        prefetch_row(&self.signs, u * 2 * self.words, 2 * self.words);
+        prefetch_row(&self.scale, u, 1);
+        prefetch_row(&self.features, u * self.pd, self.pd);
+    }
+}
+
+/// Sets the sign bits of `R` for the nodes `v0 .. v0 + rows`.
+struct Fill {
     rng: crate::rng::RandomMatrix,
     t: u64,
     v0: usize,
     rows: usize,
-    k: usize,
     kb: usize,
-    scale: &'a [f64],
+    words: usize,
 }
 
-impl Fill<'_> {
+impl Fill {
     /// [`run`](Self::run) compiled for AVX2 (the Philox generators of `words_x8` in
     /// vector lanes).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_avx2<T: Float>(&self, chunk: &mut [T]) {
-        self.run(chunk)
+    unsafe fn run_avx2(&self, bits: &mut [u32]) {
+        self.run(bits)
     }
 
-    /// `v0` is a multiple of 4: one Philox call gives the words of four nodes.
+    /// `v0` is a multiple of 4: one Philox call gives the words of four nodes, for eight
+    /// columns `c0 .. c0 + 8` that share one mask word (`c0` is a multiple of 8). The bits
+    /// are formed without branches (a third of the entries are non-zero, at random).
     #[inline(always)]
-    fn run<T: Float>(&self, chunk: &mut [T]) {
-        let (v0, rows, k) = (self.v0, self.rows, self.k);
+    fn run(&self, bits: &mut [u32]) {
+        let (v0, rows, words) = (self.v0, self.rows, self.words);
         for q in v0 / 4..(v0 + rows).div_ceil(4) {
             for c0 in (0..self.kb).step_by(8) {
                 let w8 = self.rng.words_x8(q as u64, c0 as u32);
-                for (c, w) in (c0..self.kb).zip(w8) {
-                    for (lane, &word) in w.iter().enumerate() {
-                        let r = 4 * q + lane - v0;
-                        if r < rows && is_nonzero(word, self.t) {
-                            let s = self.scale[r];
-                            chunk[r * k + c] = T::from_f64(if is_negative(word) { -s } else { s });
-                        }
+                let cols = (self.kb - c0).min(8);
+                for lane in 0..4 {
+                    let r = 4 * q + lane - v0;
+                    if r >= rows {
+                        break;
                     }
+                    let (mut pos, mut neg) = (0u32, 0u32);
+                    for (t, w) in w8[..cols].iter().enumerate() {
+                        let nz = u32::from(is_nonzero(w[lane], self.t));
+                        let minus = u32::from(is_negative(w[lane]));
+                        pos |= (nz & !minus & 1) << t;
+                        neg |= (nz & minus) << t;
+                    }
+                    let at = r * 2 * words + c0 / 32;
+                    bits[at] |= pos << (c0 % 32);
+                    bits[at + words] |= neg << (c0 % 32);
                 }
             }
         }
     }
-}
-
-/// `E₀ = [L R | F P]`, row-major `n × k`.
-fn initial_vectors<T: Float>(
-    n: usize,
-    degree: &[f64],
-    features: Option<MatRef<'_, T>>,
-    p: &FastRpParams,
-    stop: &dyn Interrupt,
-) -> Result<Vec<T>> {
-    let k = p.n_components;
-    let kb = k - p.property_dim;
-    let mut e = huge_zeroed::<T>(n * k);
-    if kb > 0 {
-        let r = Projection::new(n, kb, Family::Sparse { density: p.density }, p.seed)?
-            .with_stream(STREAM_SPARSE);
-        let (rng, t, s) = (r.rng(), r.threshold(), r.scale());
-        e.par_chunks_mut(CHUNK * k)
-            .enumerate()
-            .for_each(|(b, chunk)| {
-                let v0 = b * CHUNK;
-                let rows = chunk.len() / k;
-                let scale: Vec<f64> = (v0..v0 + rows)
-                    .map(|v| {
-                        if degree[v] > 0.0 {
-                            s * degree[v].powf(p.normalization_strength)
-                        } else {
-                            s
-                        }
-                    })
-                    .collect();
-                let fill = Fill {
-                    rng,
-                    t,
-                    v0,
-                    rows,
-                    k,
-                    kb,
-                    scale: &scale,
-                };
-                #[cfg(target_arch = "x86_64")]
-                if has_avx2() {
-                    // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-                    unsafe { fill.run_avx2(chunk) };
-                } else {
-                    fill.run(chunk);
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                fill.run(chunk);
-            });
-    }
-    if let Some(f) = features {
-        let pd = p.property_dim;
-        let proj = Projection::new(f.ncols(), pd, Family::Sparse { density: 1.0 / 3.0 }, p.seed)?
-            .with_stream(STREAM_FASTRP_FEATURES);
-        let mut fp = vec![T::ZERO; n * pd];
-        proj.transform_dense(f, &mut fp, stop)?;
-        e.par_chunks_mut(k)
-            .zip(fp.par_chunks(pd))
-            .for_each(|(row, src)| {
-                row[kb..].copy_from_slice(src);
-            });
-    }
-    Ok(e)
 }

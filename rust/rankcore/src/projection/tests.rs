@@ -277,9 +277,10 @@ fn non_finite_input_is_an_error_for_the_sparse_families() {
 }
 
 mod fastrp_tests {
-    use super::super::fastrp::{fastrp, FastRpParams, Variant};
+    use super::super::fastrp::{fastrp, plan, Add, Buf, FastRpParams, Variant};
+    use super::super::{Family, Projection, STREAM_SPARSE};
     use crate::sparse::CsrRef;
-    use crate::NeverInterrupt;
+    use crate::{Float, NeverInterrupt};
 
     fn params(variant: Variant) -> FastRpParams {
         FastRpParams {
@@ -338,5 +339,177 @@ mod fastrp_tests {
         let a = CsrRef::new(201, 201, &p, &ix, &bad).unwrap();
         let mut out = vec![0.0; 201 * 16];
         assert!(fastrp(a, None, &params(Variant::Gds), &mut out, &NeverInterrupt).is_err());
+    }
+
+    /// FastRP written plainly: `E₀` dense from the projection's components, every power in
+    /// its own buffer, every contribution added to a zeroed output (the algorithm of the
+    /// module docs with the same operations per entry).
+    fn plain<T: Float>(a: CsrRef<'_, T, i64>, p: &FastRpParams) -> Vec<T> {
+        let (n, k) = (a.shape().0, p.n_components);
+        let gds = p.variant == Variant::Gds;
+        let degree: Vec<f64> = if gds {
+            (0..n).map(|v| a.row_entries(v).0.len() as f64).collect()
+        } else {
+            a.row_sums()
+        };
+        let r = Projection::new(n, k, Family::Sparse { density: p.density }, p.seed)
+            .unwrap()
+            .with_stream(STREAM_SPARSE)
+            .components_dense::<f64>();
+        let e0: Vec<T> = (0..n * k)
+            .map(|i| {
+                let (v, c) = (i / k, i % k);
+                let d = degree[v];
+                let l = if d > 0.0 { d.powf(p.normalization_strength) } else { 1.0 };
+                T::from_f64(r[(c, v)] * l)
+            })
+            .collect();
+        let inv_norm = |row: &[T]| {
+            let ss: f64 = row.iter().map(|v| v.to_f64() * v.to_f64()).sum();
+            T::from_f64(if ss > 0.0 { 1.0 / ss.sqrt() } else { 1.0 })
+        };
+        let mut out = vec![T::ZERO; n * k];
+        let add = |out: &mut [T], rows: &[T], w: f64, norm: bool| {
+            for (o, y) in out.chunks_mut(k).zip(rows.chunks(k)) {
+                let g = if norm { inv_norm(y) } else { T::ONE };
+                for (x, &y) in o.iter_mut().zip(y) {
+                    *x += T::from_f64(w) * (g * y);
+                }
+            }
+        };
+        if p.self_influence != 0.0 {
+            add(&mut out, &e0, p.self_influence, gds || p.normalize);
+        }
+        let mut prev = e0;
+        for &alpha in &p.iteration_weights {
+            let mut cur = vec![T::ZERO; n * k];
+            for v in 0..n {
+                let row = &mut cur[v * k..(v + 1) * k];
+                let (cols, vals) = a.row_entries(v);
+                for (&u, &w) in cols.iter().zip(vals) {
+                    let u = u as usize;
+                    for (x, &y) in row.iter_mut().zip(&prev[u * k..(u + 1) * k]) {
+                        *x += w * y;
+                    }
+                }
+                let d = degree[v];
+                let post = if gds {
+                    inv_norm(row)
+                } else if p.transition {
+                    T::from_f64(if d > 0.0 { 1.0 / d } else { 0.0 })
+                } else {
+                    T::ONE
+                };
+                row.iter_mut().for_each(|x| *x *= post);
+            }
+            if alpha != 0.0 {
+                add(&mut out, &cur, alpha, !gds && p.normalize);
+            }
+            prev = cur;
+        }
+        out
+    }
+
+    fn weights_cases() -> Vec<(f64, Vec<f64>)> {
+        let mut cases = vec![];
+        for w0 in [0.0, 0.7] {
+            for a in [
+                vec![],
+                vec![0.0],
+                vec![2.0],
+                vec![0.0, 1.0, 1.0],
+                vec![1.0, 1.0, 7.81, 45.28],
+                vec![0.0, 0.0, 1.0],
+                vec![0.0, 0.0, 0.0, 1.0],
+                vec![1.0, 0.0, 0.0],
+                vec![0.5, 0.0, 2.0, 0.0, 3.0],
+                vec![0.0, 2.0, 0.0, 0.0, 1.0],
+            ] {
+                cases.push((w0, a));
+            }
+        }
+        cases
+    }
+
+    /// The buffer plan, the compact `E₀` and the fused last power change no bit of the
+    /// result, whatever the weights (zeros first, last, between; `w₀`), for both variants,
+    /// both precisions and a row length that is not a multiple of 32.
+    #[test]
+    fn planned_passes_equal_the_plain_algorithm() {
+        let (p, ix, w) = ring();
+        let w32: Vec<f32> = w.iter().map(|&x| x as f32).collect();
+        let a64 = CsrRef::new(201, 201, &p, &ix, &w).unwrap();
+        let a32 = CsrRef::new(201, 201, &p, &ix, &w32).unwrap();
+        for variant in [Variant::Paper, Variant::Gds] {
+            for (transition, normalize) in [(true, false), (false, true)] {
+                for (w0, alphas) in weights_cases() {
+                    let prm = FastRpParams {
+                        n_components: 40,
+                        iteration_weights: alphas.clone(),
+                        self_influence: w0,
+                        transition,
+                        normalize,
+                        ..params(variant)
+                    };
+                    let mut out = vec![f64::NAN; 201 * 40];
+                    fastrp(a64, None, &prm, &mut out, &NeverInterrupt).unwrap();
+                    let want = plain(a64, &prm);
+                    assert!(out.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{variant:?} {w0} {alphas:?}");
+                    let mut out = vec![f32::NAN; 201 * 40];
+                    fastrp(a32, None, &prm, &mut out, &NeverInterrupt).unwrap();
+                    let want = plain(a32, &prm);
+                    assert!(out.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "f32 {variant:?} {w0} {alphas:?}");
+                }
+            }
+        }
+    }
+
+    /// Each step reads what the step before it wrote, never writes the place it reads or
+    /// that holds the sum, and the output serves as scratch only before anything is added.
+    #[test]
+    fn plans_use_few_buffers_and_never_overwrite_live_rows() {
+        let uses = |w0: f64, a: &[f64]| {
+            let steps = plan(w0, a);
+            let mut prev = None;
+            let mut added = false;
+            for s in &steps {
+                if s.gather {
+                    assert_eq!(s.read, prev, "{w0} {a:?}");
+                    prev = s.write;
+                }
+                assert!(s.write.is_none() || s.write != s.read);
+                if s.write == Some(Buf::Out) {
+                    assert!(!added && s.add == Add::No, "{w0} {a:?}");
+                }
+                match s.add {
+                    Add::No => assert_eq!(s.alpha, 0.0),
+                    Add::InPass { first } => {
+                        assert_eq!(first, !added);
+                        assert_ne!(s.read, Some(Buf::Out));
+                        added = true;
+                    }
+                    Add::After => {
+                        assert!(!added && s.read == Some(Buf::Out) && s.write.is_some());
+                        added = true;
+                    }
+                }
+            }
+            assert_eq!(added, w0 != 0.0 || a.iter().any(|&x| x != 0.0));
+            [Buf::X, Buf::Y]
+                .into_iter()
+                .filter(|b| steps.iter().any(|s| s.write == Some(*b)))
+                .count()
+        };
+        // GDS's default needs one scratch buffer, the paper's two, a single power none.
+        assert_eq!(uses(0.0, &[0.0, 1.0, 1.0]), 1);
+        assert_eq!(uses(0.0, &[1.0, 1.0, 7.81, 45.28]), 2);
+        assert_eq!(uses(0.0, &[3.0, 0.0, 0.0]), 0);
+        assert_eq!(uses(0.0, &[0.0, 0.0, 0.0, 1.0]), 1);
+        assert!(plan(0.0, &[0.0, 0.0]).is_empty());
+        for (w0, a) in weights_cases() {
+            assert!(uses(w0, &a) <= 2);
+        }
     }
 }
