@@ -168,6 +168,23 @@ fn advise_huge_pages(addr: usize, bytes: usize) {
     }
 }
 
+/// Whether the CPU runs the AVX-512 builds of the kernels that have one (F, BW, VL, with
+/// AVX2 and FMA; checked once by std).
+#[inline(always)]
+pub(crate) fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && has_avx2()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Whether the CPU runs the AVX2/FMA builds of the kernels (checked once by std).
 #[inline(always)]
 pub(crate) fn has_avx2() -> bool {

@@ -27,7 +27,7 @@
 //! bit-identical for any thread count.
 
 use super::{
-    advise_huge, has_avx2, huge_zeroed, is_negative, is_nonzero, Family, Projection, STREAM_FASTRP_FEATURES,
+    advise_huge, has_avx2, has_avx512, huge_zeroed, is_negative, is_nonzero, Family, Projection, STREAM_FASTRP_FEATURES,
     STREAM_SPARSE,
 };
 use crate::sparse::{CsrRef, SpIndex};
@@ -366,7 +366,11 @@ fn run_step<T: Float, I: SpIndex>(
             .for_each(|(t, (w, o))| {
                 let (v0, w, o) = ((t0 + t) * CHUNK, w.as_deref_mut(), o.as_deref_mut());
                 #[cfg(target_arch = "x86_64")]
-                if has_avx2() {
+                if has_avx512() {
+                    // SAFETY: the CPU has these features (checked at run time).
+                    unsafe { pass.rows_avx512(v0, w, o) };
+                    return;
+                } else if has_avx2() {
                     // SAFETY: the CPU has AVX2 and FMA (checked at run time).
                     unsafe { pass.rows_avx2(v0, w, o) };
                     return;
@@ -389,6 +393,14 @@ struct Pass<'a, 'g, T, I> {
 }
 
 impl<T: Float, I: SpIndex> Pass<'_, '_, T, I> {
+    /// [`rows`](Self::rows) compiled for AVX-512 (the sign masks of `E₀` select with
+    /// mask registers).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    unsafe fn rows_avx512(&self, v0: usize, write: Option<&mut [T]>, out: Option<&mut [T]>) {
+        self.rows(v0, write, out)
+    }
+
     /// [`rows`](Self::rows) compiled for AVX2/FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
@@ -483,10 +495,22 @@ fn gather<T: Float, I: SpIndex>(
     }
 }
 
-/// `1/‖row‖₂` (summed in f64 in storage order), or 1 for a zero row.
+/// `1/‖row‖₂`, or 1 for a zero row. The squares are summed in f64 in eight interleaved
+/// partial sums (entry `i` into sum `i % 8`, in storage order: vector lanes rather than one
+/// chain of `k` dependent additions), added as `((s₀+s₄)+(s₂+s₆))+((s₁+s₅)+(s₃+s₇))`.
 #[inline(always)]
-fn inv_norm<T: Float>(row: &[T]) -> T {
-    let ss: f64 = row.iter().map(|v| v.to_f64() * v.to_f64()).sum();
+pub(super) fn inv_norm<T: Float>(row: &[T]) -> T {
+    let mut s = [0.0f64; 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in s.iter_mut().zip(c) {
+            *a += v.to_f64() * v.to_f64();
+        }
+    }
+    for (a, &v) in s.iter_mut().zip(chunks.remainder()) {
+        *a += v.to_f64() * v.to_f64();
+    }
+    let ss = ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
     if ss > 0.0 {
         T::from_f64(1.0 / ss.sqrt())
     } else {
@@ -578,7 +602,11 @@ impl<T: Float> Start<T> {
                         words,
                     };
                     #[cfg(target_arch = "x86_64")]
-                    if has_avx2() {
+                    if has_avx512() {
+                        // SAFETY: the CPU has these features (checked at run time).
+                        unsafe { fill.run_avx512(bits) };
+                        return;
+                    } else if has_avx2() {
                         // SAFETY: the CPU has AVX2 and FMA (checked at run time).
                         unsafe { fill.run_avx2(bits) };
                         return;
@@ -653,6 +681,13 @@ struct Fill {
 }
 
 impl Fill {
+    /// [`run`](Self::run) compiled for AVX-512.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    unsafe fn run_avx512(&self, bits: &mut [u32]) {
+        self.run(bits)
+    }
+
     /// [`run`](Self::run) compiled for AVX2 (the Philox generators of `words_x8` in
     /// vector lanes).
     #[cfg(target_arch = "x86_64")]
@@ -671,21 +706,23 @@ impl Fill {
             for c0 in (0..self.kb).step_by(8) {
                 let w8 = self.rng.words_x8(q as u64, c0 as u32);
                 let cols = (self.kb - c0).min(8);
-                for lane in 0..4 {
-                    let r = 4 * q + lane - v0;
-                    if r >= rows {
-                        break;
-                    }
-                    let (mut pos, mut neg) = (0u32, 0u32);
-                    for (t, w) in w8[..cols].iter().enumerate() {
+                // The four nodes' masks side by side (vector lanes).
+                let (mut pos, mut neg) = ([0u32; 4], [0u32; 4]);
+                for (c, w) in w8[..cols].iter().enumerate() {
+                    for lane in 0..4 {
                         let nz = u32::from(is_nonzero(w[lane], self.t));
                         let minus = u32::from(is_negative(w[lane]));
-                        pos |= (nz & !minus & 1) << t;
-                        neg |= (nz & minus) << t;
+                        pos[lane] |= (nz & (minus ^ 1)) << c;
+                        neg[lane] |= (nz & minus) << c;
                     }
-                    let at = r * 2 * words + c0 / 32;
-                    bits[at] |= pos << (c0 % 32);
-                    bits[at + words] |= neg << (c0 % 32);
+                }
+                for lane in 0..4 {
+                    let r = 4 * q + lane - v0;
+                    if r < rows {
+                        let at = r * 2 * words + c0 / 32;
+                        bits[at] |= pos[lane] << (c0 % 32);
+                        bits[at + words] |= neg[lane] << (c0 % 32);
+                    }
                 }
             }
         }

@@ -277,7 +277,7 @@ fn non_finite_input_is_an_error_for_the_sparse_families() {
 }
 
 mod fastrp_tests {
-    use super::super::fastrp::{fastrp, plan, Add, Buf, FastRpParams, Variant};
+    use super::super::fastrp::{fastrp, inv_norm, plan, Add, Buf, FastRpParams, Variant};
     use super::super::{Family, Projection, STREAM_SPARSE};
     use crate::sparse::CsrRef;
     use crate::{Float, NeverInterrupt};
@@ -343,7 +343,7 @@ mod fastrp_tests {
 
     /// FastRP written plainly: `E₀` dense from the projection's components, every power in
     /// its own buffer, every contribution added to a zeroed output (the algorithm of the
-    /// module docs with the same operations per entry).
+    /// module docs with the same operations per entry and the same row norms).
     fn plain<T: Float>(a: CsrRef<'_, T, i64>, p: &FastRpParams) -> Vec<T> {
         let (n, k) = (a.shape().0, p.n_components);
         let gds = p.variant == Variant::Gds;
@@ -364,10 +364,6 @@ mod fastrp_tests {
                 T::from_f64(r[(c, v)] * l)
             })
             .collect();
-        let inv_norm = |row: &[T]| {
-            let ss: f64 = row.iter().map(|v| v.to_f64() * v.to_f64()).sum();
-            T::from_f64(if ss > 0.0 { 1.0 / ss.sqrt() } else { 1.0 })
-        };
         let mut out = vec![T::ZERO; n * k];
         let add = |out: &mut [T], rows: &[T], w: f64, norm: bool| {
             for (o, y) in out.chunks_mut(k).zip(rows.chunks(k)) {
@@ -511,5 +507,21 @@ mod fastrp_tests {
         for (w0, a) in weights_cases() {
             assert!(uses(w0, &a) <= 2);
         }
+    }
+
+    /// The row norm's partial sums: equal to the plain sum up to rounding, exact on rows
+    /// of small integers, 1 for a zero row, any length.
+    #[test]
+    fn inv_norm_sums_the_squares() {
+        for k in [1usize, 7, 8, 9, 40, 128, 131] {
+            let row: Vec<f64> = (0..k).map(|i| ((i * 37) % 11) as f64 - 5.0).collect();
+            let ss: f64 = row.iter().map(|v| v * v).sum();
+            let want = if ss > 0.0 { 1.0 / ss.sqrt() } else { 1.0 };
+            assert_eq!(inv_norm(&row), want, "k = {k}");
+            let row32: Vec<f32> = (1..=k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let ss: f64 = row32.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+            assert!((f64::from(inv_norm(&row32)) * ss.sqrt() - 1.0).abs() < 1e-7);
+        }
+        assert_eq!(inv_norm(&[0.0f32; 20]), 1.0);
     }
 }
