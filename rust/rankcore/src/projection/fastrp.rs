@@ -208,6 +208,8 @@ pub(super) enum Add {
     InPass { first: bool },
     /// In a pass after the step (its input was the output, used as scratch): set.
     After,
+    /// Likewise, but by the next step, which reads these rows anyway (its `carry`).
+    Next,
 }
 
 /// One pass over the rows: `Nᵢ` from `Nᵢ₋₁` (`gather`), or the `w₀ E₀` term (no gather).
@@ -220,13 +222,18 @@ pub(super) struct Step {
     /// Where this step's rows are kept for the next one (`None`: only added to the output).
     pub(super) write: Option<Buf>,
     pub(super) add: Add,
+    /// The weight of the previous step's rows when this step puts them into the output
+    /// (`Add::Next`; 0 otherwise): each output row is set to them, then the step adds its
+    /// own.
+    pub(super) carry: f64,
 }
 
 /// The passes for weights `w₀` and `α₁ … α_q`, and where each keeps its rows.
 ///
 /// Powers after the last non-zero weight are skipped (they change nothing), the last one
 /// computed is added to the output row by row without being stored, and while the output
-/// holds nothing of the embedding (all weights so far zero) it serves as a scratch buffer.
+/// holds nothing of the embedding (all weights so far zero) it serves as a scratch buffer
+/// (the rows computed from it reach the output in the next step's pass where possible).
 /// So the GDS default `(0, 1, 1)` needs one scratch buffer, the paper's default two.
 pub(super) fn plan(w0: f64, alphas: &[f64]) -> Vec<Step> {
     let q = alphas.iter().rposition(|&a| a != 0.0).map_or(0, |i| i + 1);
@@ -239,10 +246,11 @@ pub(super) fn plan(w0: f64, alphas: &[f64]) -> Vec<Step> {
             read: None,
             write: None,
             add: Add::InPass { first: true },
+            carry: 0.0,
         });
         empty = false;
     }
-    let mut prev = None;
+    let (mut prev, mut carry) = (None, 0.0);
     for (i, &alpha) in alphas[..q].iter().enumerate() {
         let in_out = prev == Some(Buf::Out);
         let write = if i + 1 == q && !in_out {
@@ -256,6 +264,8 @@ pub(super) fn plan(w0: f64, alphas: &[f64]) -> Vec<Step> {
         };
         let add = if alpha == 0.0 {
             Add::No
+        } else if in_out && i + 1 < q && alphas[i + 1] != 0.0 {
+            Add::Next
         } else if in_out {
             Add::After
         } else {
@@ -267,9 +277,11 @@ pub(super) fn plan(w0: f64, alphas: &[f64]) -> Vec<Step> {
             read: prev,
             write,
             add,
+            carry,
         });
         empty &= alpha == 0.0;
         prev = write;
+        carry = if add == Add::Next { alpha } else { 0.0 };
     }
     steps
 }
@@ -355,6 +367,7 @@ fn run_step<T: Float, I: SpIndex>(
         gather: step.gather,
         alpha: T::from_f64(step.alpha),
         first: step.add == Add::InPass { first: true },
+        carry: T::from_f64(step.carry),
     };
     for t0 in (0..tasks).step_by(SECTION / CHUNK) {
         stop.check()?;
@@ -390,6 +403,7 @@ struct Pass<'a, 'g, T, I> {
     gather: bool,
     alpha: T,
     first: bool,
+    carry: T,
 }
 
 impl<T: Float, I: SpIndex> Pass<'_, '_, T, I> {
@@ -453,7 +467,12 @@ impl<T: Float, I: SpIndex> Pass<'_, '_, T, I> {
                 }
             };
             if let Some(o) = out.as_deref_mut() {
-                contribute(&mut o[r * k..(r + 1) * k], crow, self.alpha, g, self.first);
+                let o = &mut o[r * k..(r + 1) * k];
+                if self.carry != T::ZERO {
+                    let prev = &self.read.expect("a carry comes with rows")[v * k..(v + 1) * k];
+                    contribute(o, prev, self.carry, ctx.weight_norm(prev), true);
+                }
+                contribute(o, crow, self.alpha, g, self.first);
             }
         }
     }

@@ -470,7 +470,14 @@ mod fastrp_tests {
             let steps = plan(w0, a);
             let mut prev = None;
             let mut added = false;
+            let mut carry = 0.0;
             for s in &steps {
+                assert_eq!(s.carry, carry, "{w0} {a:?}");
+                if carry != 0.0 {
+                    assert!(s.read.is_some() && s.read != Some(Buf::Out) && s.add != Add::No);
+                    added = true;
+                }
+                carry = 0.0;
                 if s.gather {
                     assert_eq!(s.read, prev, "{w0} {a:?}");
                     prev = s.write;
@@ -490,8 +497,13 @@ mod fastrp_tests {
                         assert!(!added && s.read == Some(Buf::Out) && s.write.is_some());
                         added = true;
                     }
+                    Add::Next => {
+                        assert!(!added && s.read == Some(Buf::Out) && s.write.is_some());
+                        carry = s.alpha;
+                    }
                 }
             }
+            assert_eq!(carry, 0.0, "{w0} {a:?}");
             assert_eq!(added, w0 != 0.0 || a.iter().any(|&x| x != 0.0));
             [Buf::X, Buf::Y]
                 .into_iter()
