@@ -212,6 +212,11 @@ def test_estimator_passes_every_keyword():
     [
         (lambda: sp.csr_array(-np.eye(4)), {}, "non-negative"),
         (lambda: sp.csr_array(np.array([[0, np.inf], [1, 0]])), {}, "finite"),
+        # Canonical CSR: its weights are checked by the core, after the dtype conversion
+        # (an overflow to inf) and before directed=False takes the maximum with Aᵀ.
+        (lambda: sp.csr_array(np.array([[0, 1e300], [1, 0]])), dict(dtype=np.float32), "finite"),
+        (lambda: sp.csr_array(np.array([[0, -1.0], [2.0, 0]])), dict(directed=False), "non-negative"),
+        (lambda: sp.csr_array(np.array([[0, -1.0], [2.0, 0]])), dict(dtype=np.float32), "non-negative"),
         (lambda: sp.csr_array(np.ones((3, 4))), {}, "square"),
         (lambda: (np.array([0, 5]), np.array([1, 2])), dict(n_nodes=4), "edge indices"),
         (lambda: (np.array([0, -1]), np.array([1, 2])), {}, "edge indices"),

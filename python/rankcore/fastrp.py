@@ -174,12 +174,17 @@ def _adjacency(graph: Any, *, n_nodes: int | None, directed: bool | None, dtype:
         if graph.dtype.kind not in "biuf":
             raise TypeError(f"graph must hold real weights, got dtype {graph.dtype}")
         dt = np.dtype(dtype) if dtype is not None else (graph.dtype if graph.dtype in (np.float32, np.float64) else np.float64)
-        _check_weights(graph)
         A = graph
-        if A.format != "csr" or A.dtype != dt or not A.has_canonical_format:
+        if A.format != "csr" or not A.has_canonical_format:
+            _check_weights(A)  # before duplicates are summed
             A = sp.csr_array(A, dtype=dt, copy=True)
             A.sum_duplicates()
-        _check_weights(A)
+        elif A.dtype != dt:
+            # The same structure with converted weights: the index arrays are shared.
+            with np.errstate(over="ignore"):  # an overflow to inf is rejected below
+                A = sp.csr_array((A.data.astype(dt), A.indices, A.indptr), shape=A.shape)
+            A.has_canonical_format = True
+        # The core checks every stored weight (finite, non-negative) before it starts.
         if A.nnz and np.any(A.data == 0):
             A = sp.csr_array(A, copy=True)
             A.eliminate_zeros()
@@ -207,6 +212,7 @@ def _adjacency(graph: Any, *, n_nodes: int | None, directed: bool | None, dtype:
     if n_nodes is not None and A.shape[0] != n_nodes:
         raise ValueError(f"n_nodes={n_nodes} does not match the graph's {A.shape[0]} nodes")
     if directed is not None and not _bool(directed, "directed"):
+        _check_weights(A)  # before the maximum hides a negative weight
         A = sp.csr_array(A.maximum(A.T))
         A.sum_duplicates()
         A.eliminate_zeros()

@@ -105,7 +105,7 @@ fn check(
             "iteration_weights, normalization_strength and self_influence must be finite"
         ));
     }
-    if (0..n).any(|v| {
+    if (0..n).into_par_iter().with_min_len(CHUNK).any(|v| {
         a.row_entries(v)
             .1
             .iter()
