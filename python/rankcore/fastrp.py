@@ -52,7 +52,11 @@ Graph conventions (both variants)
 The similarity matrix is never formed: each iteration is one parallel CSR x dense product
 (rows in storage order, so results are bit-identical for any thread count), and ``R`` is
 generated from the seed (``R == SparseRandomProjection(n_components, density=...,
-random_state=seed).fit(np.empty((1, n))).components_.T``).
+random_state=seed).fit(np.empty((1, n))).components_.T``). Memory besides the graph and the
+``n x n_components`` result: ``R`` as two bit masks per node, and one more ``n x
+n_components`` buffer for the gds default weights (two for the paper's; none for a single
+power), as powers after the last non-zero weight are skipped and the last one is added to
+the result row by row.
 """
 
 from __future__ import annotations
