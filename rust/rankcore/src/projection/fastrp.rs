@@ -27,8 +27,8 @@
 //! bit-identical for any thread count.
 
 use super::{
-    advise_huge, has_avx2, has_avx512, huge_zeroed, is_negative, is_nonzero, Family, Projection, STREAM_FASTRP_FEATURES,
-    STREAM_SPARSE,
+    advise_huge, has_avx2, has_avx512, huge_zeroed, is_negative, is_nonzero, Family, Projection,
+    STREAM_FASTRP_FEATURES, STREAM_SPARSE,
 };
 use crate::sparse::{CsrRef, SpIndex};
 use crate::{invalid, Float, Interrupt, Result};

@@ -360,7 +360,11 @@ mod fastrp_tests {
             .map(|i| {
                 let (v, c) = (i / k, i % k);
                 let d = degree[v];
-                let l = if d > 0.0 { d.powf(p.normalization_strength) } else { 1.0 };
+                let l = if d > 0.0 {
+                    d.powf(p.normalization_strength)
+                } else {
+                    1.0
+                };
                 T::from_f64(r[(c, v)] * l)
             })
             .collect();
@@ -450,13 +454,21 @@ mod fastrp_tests {
                     let mut out = vec![f64::NAN; 201 * 40];
                     fastrp(a64, None, &prm, &mut out, &NeverInterrupt).unwrap();
                     let want = plain(a64, &prm);
-                    assert!(out.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
-                        "{variant:?} {w0} {alphas:?}");
+                    assert!(
+                        out.iter()
+                            .zip(&want)
+                            .all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{variant:?} {w0} {alphas:?}"
+                    );
                     let mut out = vec![f32::NAN; 201 * 40];
                     fastrp(a32, None, &prm, &mut out, &NeverInterrupt).unwrap();
                     let want = plain(a32, &prm);
-                    assert!(out.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
-                        "f32 {variant:?} {w0} {alphas:?}");
+                    assert!(
+                        out.iter()
+                            .zip(&want)
+                            .all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "f32 {variant:?} {w0} {alphas:?}"
+                    );
                 }
             }
         }
