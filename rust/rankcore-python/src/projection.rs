@@ -223,9 +223,10 @@ fn fastrp_impl<'py, T: Float + Element, I: SpIndex + Element>(
     let (indptr, indices, data) = (indptr.as_slice()?, indices.as_slice()?, data.as_slice()?);
     let feats: Option<PyReadonlyArray2<'py, T>> = features.map(|f| f.extract()).transpose()?;
     let fview = feats.as_ref().map(view);
-    // Allocated here rather than by numpy: at this size the allocator (mimalloc) hands out
-    // fresh, zeroed pages at a 64-byte boundary, so every 128-value float32 row is 8 whole
-    // cache lines when a later power gathers it (numpy's data sits 16 bytes past one).
+    // Allocated here rather than by numpy: for large outputs the allocator (mimalloc) hands
+    // out fresh, zeroed pages starting at a 64-byte boundary (seen at 512 MB), so every
+    // 128-value float32 row is 8 whole cache lines when a later power gathers it (numpy's
+    // data sits 16 bytes past one). Only speed depends on it.
     let k = params.n_components;
     let mut out = vec![T::ZERO; n * k];
     run(py, |stop| {
