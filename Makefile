@@ -20,9 +20,11 @@ $(VPY):
 # .venv, so the tests exercise what users install. tests/test_wheel.py installs the same wheel
 # into a fresh environment with only the runtime dependencies.
 # cupy-cuda13x with CUDA 13's NVRTC and headers (~150 MB): tests/test_cuda_compile.py compiles
-# every kernel without a GPU.
+# every kernel without a GPU. distributed has a lower bound: each release pins its dask, and
+# when the newest dask has no distributed yet, an unbounded `distributed` resolves to a 2021
+# release that cannot import with it (seen 2026-12-06: dask 2026.11.0, distributed 2021.4.1).
 $(STAMP): $(VPY) $(SOURCES)
-	$(VPY) -m pip install -q "maturin>=1.7,<2" numpy scipy scikit-learn pytest hypothesis pandas threadpoolctl "dask[array,dataframe]" distributed fbpca matplotlib psutil networkx tensorly cupy-cuda13x nvidia-cuda-nvrtc nvidia-cuda-runtime mypy
+	$(VPY) -m pip install -q "maturin>=1.7,<2" numpy scipy scikit-learn pytest hypothesis pandas threadpoolctl "dask[array,dataframe]>=2024.1" "distributed>=2024.1" fbpca matplotlib psutil networkx tensorly cupy-cuda13x nvidia-cuda-nvrtc nvidia-cuda-runtime mypy
 	rm -rf $(WHEELS) python/rankcore/_core*.so
 	MATURIN_PEP517_ARGS="--profile $(PROFILE)" $(VPY) -m pip wheel -q --no-build-isolation --no-deps -w $(WHEELS) .
 	$(VPY) -m pip install -q --force-reinstall --no-deps $(WHEELS)/rankcore-*.whl
