@@ -136,6 +136,40 @@ pub fn fastrp<T: Float, I: SpIndex>(
     out: &mut [T],
     stop: &dyn Interrupt,
 ) -> Result<()> {
+    fastrp_with(a, features, p, out, stop, Isa::detect())
+}
+
+/// The kernel builds a CPU can run; every one gives the same bits (tested).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Isa {
+    Scalar,
+    Avx2,
+    Avx512,
+}
+
+impl Isa {
+    /// The fastest build this CPU runs.
+    pub(super) fn detect() -> Self {
+        if has_avx512() {
+            Isa::Avx512
+        } else if has_avx2() {
+            Isa::Avx2
+        } else {
+            Isa::Scalar
+        }
+    }
+}
+
+/// [`fastrp`] with the kernel build chosen by the caller (`isa` must be one the CPU runs:
+/// [`Isa::detect`] or a slower one).
+pub(super) fn fastrp_with<T: Float, I: SpIndex>(
+    a: CsrRef<'_, T, I>,
+    features: Option<MatRef<'_, T>>,
+    p: &FastRpParams,
+    out: &mut [T],
+    stop: &dyn Interrupt,
+    isa: Isa,
+) -> Result<()> {
     check(&a, features, p, out.len())?;
     let (n, k) = (a.shape().0, p.n_components);
     let degree: Vec<f64> = match p.variant {
@@ -147,9 +181,10 @@ pub fn fastrp<T: Float, I: SpIndex>(
         out.par_chunks_mut(CHUNK * k).for_each(|c| c.fill(T::ZERO));
         return Ok(());
     }
-    let start = Start::new(n, &degree, features, p, stop)?;
+    let start = Start::new(n, &degree, features, p, stop, isa)?;
     let ctx = Ctx {
         k,
+        isa,
         gds: p.variant == Variant::Gds,
         normalize: p.normalize,
         inv_deg: match (p.variant, p.transition) {
@@ -311,6 +346,7 @@ fn pick<'a, T>(
 /// What every pass needs besides its slices.
 struct Ctx<T> {
     k: usize,
+    isa: Isa,
     gds: bool,
     normalize: bool,
     /// `1/deg` per node for the paper's transition matrix (empty otherwise).
@@ -378,17 +414,15 @@ fn run_step<T: Float, I: SpIndex>(
             .enumerate()
             .for_each(|(t, (w, o))| {
                 let (v0, w, o) = ((t0 + t) * CHUNK, w.as_deref_mut(), o.as_deref_mut());
-                #[cfg(target_arch = "x86_64")]
-                if has_avx512() {
-                    // SAFETY: the CPU has these features (checked at run time).
-                    unsafe { pass.rows_avx512(v0, w, o) };
-                    return;
-                } else if has_avx2() {
-                    // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-                    unsafe { pass.rows_avx2(v0, w, o) };
-                    return;
+                match ctx.isa {
+                    // SAFETY: the CPU has these features (`Isa`, checked at run time).
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => unsafe { pass.rows_avx512(v0, w, o) },
+                    // SAFETY: as above.
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => unsafe { pass.rows_avx2(v0, w, o) },
+                    _ => pass.rows(v0, w, o),
                 }
-                pass.rows(v0, w, o);
             });
     }
     Ok(())
@@ -587,6 +621,7 @@ impl<T: Float> Start<T> {
         features: Option<MatRef<'_, T>>,
         p: &FastRpParams,
         stop: &dyn Interrupt,
+        isa: Isa,
     ) -> Result<Self> {
         let pd = p.property_dim;
         let kb = p.n_components - pd;
@@ -620,17 +655,15 @@ impl<T: Float> Start<T> {
                         kb,
                         words,
                     };
-                    #[cfg(target_arch = "x86_64")]
-                    if has_avx512() {
-                        // SAFETY: the CPU has these features (checked at run time).
-                        unsafe { fill.run_avx512(bits) };
-                        return;
-                    } else if has_avx2() {
-                        // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-                        unsafe { fill.run_avx2(bits) };
-                        return;
+                    match isa {
+                        // SAFETY: the CPU has these features (`Isa`, checked at run time).
+                        #[cfg(target_arch = "x86_64")]
+                        Isa::Avx512 => unsafe { fill.run_avx512(bits) },
+                        // SAFETY: as above.
+                        #[cfg(target_arch = "x86_64")]
+                        Isa::Avx2 => unsafe { fill.run_avx2(bits) },
+                        _ => fill.run(bits),
                     }
-                    fill.run(bits);
                 });
         }
         let mut fp = Vec::new();

@@ -277,7 +277,9 @@ fn non_finite_input_is_an_error_for_the_sparse_families() {
 }
 
 mod fastrp_tests {
-    use super::super::fastrp::{fastrp, inv_norm, plan, Add, Buf, FastRpParams, Variant};
+    use super::super::fastrp::{
+        fastrp, fastrp_with, inv_norm, plan, Add, Buf, FastRpParams, Isa, Variant,
+    };
     use super::super::{Family, Projection, STREAM_SPARSE};
     use crate::sparse::CsrRef;
     use crate::{Float, NeverInterrupt};
@@ -544,5 +546,45 @@ mod fastrp_tests {
             assert!((f64::from(inv_norm(&row32)) * ss.sqrt() - 1.0).abs() < 1e-7);
         }
         assert_eq!(inv_norm(&[0.0f32; 20]), 1.0);
+    }
+
+    /// The AVX-512, AVX2 and scalar builds (those this CPU runs) give the same bits, on a
+    /// row length with a partial mask word and with features.
+    #[test]
+    fn every_kernel_build_gives_the_same_bits() {
+        let (p, ix, w) = ring();
+        let w32: Vec<f32> = w.iter().map(|&x| x as f32).collect();
+        let a = CsrRef::new(201, 201, &p, &ix, &w32).unwrap();
+        let feats = faer::Mat::<f32>::from_fn(201, 5, |i, j| ((i * 7 + j * 3) % 11) as f32 - 5.0);
+        let isas: Vec<Isa> = [Isa::Scalar, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|&i| match i {
+                Isa::Scalar => true,
+                Isa::Avx2 => super::super::has_avx2(),
+                Isa::Avx512 => super::super::has_avx512(),
+            })
+            .collect();
+        for variant in [Variant::Paper, Variant::Gds] {
+            for (w0, alphas) in weights_cases() {
+                for features in [None, Some(feats.as_ref())] {
+                    let prm = FastRpParams {
+                        n_components: 45,
+                        iteration_weights: alphas.clone(),
+                        self_influence: w0,
+                        property_dim: if features.is_some() { 6 } else { 0 },
+                        ..params(variant)
+                    };
+                    let run = |isa| {
+                        let mut out = vec![f32::NAN; 201 * 45];
+                        fastrp_with(a, features, &prm, &mut out, &NeverInterrupt, isa).unwrap();
+                        out.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                    };
+                    let scalar = run(Isa::Scalar);
+                    for &isa in &isas {
+                        assert_eq!(run(isa), scalar, "{isa:?} {prm:?}");
+                    }
+                }
+            }
+        }
     }
 }
