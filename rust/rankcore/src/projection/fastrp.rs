@@ -212,12 +212,12 @@ pub(super) fn fastrp_with<T: Float, I: SpIndex>(
         if step.add == Add::After {
             let [out, x, y] = bufs;
             let rows: &[T] = if step.write == Some(Buf::X) { x } else { y };
+            let alpha = T::from_f64(step.alpha);
             out.par_chunks_mut(CHUNK * k)
                 .zip(rows.par_chunks(CHUNK * k))
                 .for_each(|(o, c)| {
                     for (orow, crow) in o.chunks_mut(k).zip(c.chunks(k)) {
-                        let g = ctx.weight_norm(crow);
-                        contribute(orow, crow, T::from_f64(step.alpha), g, true);
+                        contribute(orow, crow, alpha, ctx.weight_norm(crow), true);
                     }
                 });
         }
