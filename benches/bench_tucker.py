@@ -38,10 +38,10 @@ from _harness import Row  # noqa: E402
 
 SEED = 0
 FULL = dict(shape=(200, 200, 200), rank=(10, 10, 10), noise=0.1, repeat=3, warmup=1,
-            large_shape=(400, 400, 400), flora_repeat=30,
+            large_shape=(400, 400, 400), flora_repeat=100, flora_warmup=50,
             flora=[((64, 64, 3, 3), (16, 16, 3, 3)), ((256, 256, 3, 3), (32, 32, 3, 3))])
 QUICK = dict(FULL, shape=(60, 60, 60), rank=(5, 5, 5), repeat=2, large_shape=(120, 120, 120),
-             flora_repeat=5)
+             flora_repeat=5, flora_warmup=5)
 CASES = ("hooi", "partial", "flora", "large")
 
 
@@ -118,25 +118,26 @@ def flora_cases(rc, cfg, threads, gflops):
             size = size / ranks[k] * shape[k]
         # VJP: the leave-one-out products and the small contractions are roughly 2-3x that
         name = "x".join(map(str, shape))
-        letters = "abcd"
         spec = "abcd,Aa,Bb,Cc,Dd->ABCD"
         ceiling = flops / (gflops * 1e9)
         # Sub-millisecond calls: the previous case's BLAS threads (numpy's anchors) spin for a
         # while after their last call and take a core from ours (0.87x measured right after
-        # the HOOI case, 1.03-1.22x alone); let them park first, then 5 warm-ups, 30 repeats.
+        # the HOOI case, 1.03-1.22x alone); let them park first. The first few dozen calls of
+        # any tool run slower (a 0.23 ms ΔW took 0.33 ms on its 5th call, measured), hence 50
+        # warm-ups and 100 repeats.
         time.sleep(0.5)
         with H.rankcore_threads(rc, threads):
             t = H.time_call(lambda: flora.delta(core, factors, 1.0), repeat=cfg["flora_repeat"],
-                            warmup=5)
+                            warmup=cfg["flora_warmup"])
             rows.append(_row(f"flora delta {name}", "rankcore", threads, t, ours=True,
                              note=f"{flops / 1e6:.1f} MFLOP; ceiling {ceiling * 1e3:.3f} ms "
                                   f"({t['best'] / ceiling:.1f}x)",
                              metrics=dict(flops=flops, ceiling_s=ceiling)))
             tv = H.time_call(lambda: flora.delta_vjp(core, factors, grad, 1.0),
-                             repeat=cfg["flora_repeat"], warmup=5)
+                             repeat=cfg["flora_repeat"], warmup=cfg["flora_warmup"])
         with H.anchor_threads(threads):
             te = H.time_call(lambda: np.einsum(spec, core, *factors, optimize=True),
-                             repeat=cfg["flora_repeat"], warmup=5)
+                             repeat=cfg["flora_repeat"], warmup=cfg["flora_warmup"])
         rows.append(_row(f"flora delta {name}", "numpy einsum", threads, te))
         # VJP flops: grad read by two half-contractions, then small products; count them
         vflops = _vjp_flops(shape, ranks)
@@ -147,9 +148,8 @@ def flora_cases(rc, cfg, threads, gflops):
                          metrics=dict(flops=vflops, ceiling_s=vceil)))
         with H.anchor_threads(threads):
             tn = H.time_call(lambda: _numpy_vjp(core, factors, grad), repeat=cfg["flora_repeat"],
-                             warmup=5)
+                             warmup=cfg["flora_warmup"])
         rows.append(_row(f"flora delta_vjp {name}", "numpy einsum", threads, tn))
-        del letters
     return rows
 
 

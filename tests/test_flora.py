@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rankcore import flora
 
@@ -91,6 +93,58 @@ def test_vjp_matches_finite_differences(shape, ranks):
             fm[k][idx] -= h
             fdk[idx] = (loss(core, fp) - loss(core, fm)) / (2 * h)
         np.testing.assert_allclose(gf[k], fdk, atol=1e-6)
+
+
+def ref_vjp(core, factors, g, scale):
+    """Both gradients by einsum in float64: ``∂L/∂G = s·R ×ₖ Uₖᵀ`` and ``∂L/∂Uₖ`` the
+    contraction of ``R`` with the core expanded in every mode but ``k``."""
+    n = core.ndim
+    big, small = "ABCDEFGH"[:n], "abcdefgh"[:n]
+    c, r = core.astype(np.float64), g.astype(np.float64)
+    us = [f.astype(np.float64) for f in factors]
+    spec = ",".join([big] + [big[k] + small[k] for k in range(n)]) + "->" + small
+    want_c = scale * np.einsum(spec, r, *us, optimize=True)
+    want_u = []
+    for k in range(n):
+        ops = [r, c] + [us[j] for j in range(n) if j != k]
+        subs = [big, small] + [big[j] + small[j] for j in range(n) if j != k]
+        want_u.append(
+            scale * np.einsum(",".join(subs) + "->" + big[k] + small[k], *ops, optimize=True)
+        )
+    return want_c, want_u
+
+
+@st.composite
+def adapters(draw):
+    """Shapes and ranks of order 1-5 whose factors shrink (r < I), are square or widen
+    (r > I), in any mix: each kind takes another route through ``delta_vjp``."""
+    n = draw(st.integers(1, 5))
+    shape = tuple(draw(st.integers(1, 7)) for _ in range(n))
+    ranks = tuple(draw(st.integers(1, 5)) for _ in range(n))
+    return shape, ranks, draw(st.integers(0, 2**32 - 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(adapters(), st.sampled_from([np.float32, np.float64]), st.booleans())
+def test_vjp_matches_einsum_on_any_shape(problem, dtype, fortran):
+    shape, ranks, seed = problem
+    core, factors = random_adapter(shape, ranks, dtype, seed=seed)
+    g = np.random.default_rng(seed + 1).standard_normal(shape).astype(dtype)
+    if fortran:
+        core, g = np.asfortranarray(core), np.asfortranarray(g)
+        factors = [np.asfortranarray(f) for f in factors]
+    before = [core.copy(), g.copy()] + [f.copy() for f in factors]
+    gc, gf = flora.delta_vjp(core, factors, g, 0.6)
+    want_c, want_u = ref_vjp(core, factors, g, 0.6)
+    # float32: each output sums at most 7^5 products of O(1) terms; 1e-4 of the largest
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    assert gc.shape == core.shape and gc.dtype == dtype
+    np.testing.assert_allclose(gc, want_c, rtol=tol, atol=tol * max(1, np.abs(want_c).max()))
+    for k, (a, b) in enumerate(zip(gf, want_u)):
+        assert a.shape == factors[k].shape and a.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * max(1, np.abs(b).max()))
+    for a, b in zip([core, g] + factors, before):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_vjp_float32_and_layouts():

@@ -9,8 +9,9 @@ pub use decomp::{
     reconstruct, tucker, tucker_masked, Init, Method, SvdMethod, TuckerParams, TuckerResult,
 };
 pub use tensor::{
-    chain_order, mode_product, mode_product_with, multi_mode_product, multi_mode_product_with,
-    unfolding_gram, Tensor, TensorRef, Unfolding, MAX_ORDER,
+    chain_order, mode_product, mode_product_in, mode_product_with, multi_mode_product,
+    multi_mode_product_in, multi_mode_product_with, unfolding_gram, Tensor, TensorRef, Unfolding,
+    MAX_ORDER,
 };
 
 #[cfg(test)]

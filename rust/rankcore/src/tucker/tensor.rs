@@ -131,6 +131,18 @@ impl<'a, T: Copy> TensorRef<'a, T> {
         same.then(|| unsafe { std::slice::from_raw_parts(self.ptr, self.len()) })
     }
 
+    /// The view with its modes permuted: mode `i` of the result is mode `perm[i]` of `self`
+    /// (numpy's `transpose(perm)`). `perm` must be a permutation of `0..ndim`.
+    pub fn permuted(&self, perm: &[usize]) -> Result<Self> {
+        check_order(perm, self.ndim)?;
+        let mut out = *self;
+        for (i, &k) in perm.iter().enumerate() {
+            out.shape[i] = self.shape[k];
+            out.strides[i] = self.strides[k];
+        }
+        Ok(out)
+    }
+
     /// A dense copy in C order.
     pub fn to_c_vec(&self) -> Vec<T> {
         let mut v = Vec::with_capacity(self.len());
@@ -152,15 +164,25 @@ impl<T: Float> TensorRef<'_, T> {
     /// checking a 256×256×3×3 gradient element by element).
     pub fn all_finite(&self) -> bool {
         if let Some(data) = self.dense_slice() {
-            return data
-                .chunks(256)
-                .all(|c| c.iter().fold(true, |ok, &x| ok & x.is_finite()));
+            let finite = |part: &[T]| {
+                part.chunks(256)
+                    .all(|c| c.iter().fold(true, |ok, &x| ok & x.is_finite()))
+            };
+            // in parallel for large views (FLoRA checks its whole gradient on every call)
+            return if data.len() >= PAR_FINITE {
+                data.par_chunks(PAR_FINITE / 4).all(finite)
+            } else {
+                finite(data)
+            };
         }
         let mut ok = true;
         self.for_each_c(|x| ok &= x.is_finite());
         ok
     }
 }
+
+/// Elements from which [`TensorRef::all_finite`] reads a dense view in parallel.
+const PAR_FINITE: usize = 1 << 17;
 
 /// An owned dense tensor. Its strides are a dense layout in some memory order (C order
 /// unless it was produced from a view in another order).
@@ -397,7 +419,20 @@ pub fn mode_product_with<T: Float>(
     n: usize,
     stop: &dyn Interrupt,
 ) -> Result<Tensor<T>> {
+    mode_product_in(t, m, n, &memory_order(t.strides(), t.shape()), stop)
+}
+
+/// [`mode_product_with`] with the result in the memory order `order` (a permutation of the
+/// modes, `order[0]` slowest) instead of the input's.
+pub fn mode_product_in<T: Float>(
+    t: TensorRef<'_, T>,
+    m: MatRef<'_, T>,
+    n: usize,
+    order: &[usize],
+    stop: &dyn Interrupt,
+) -> Result<Tensor<T>> {
     let shape = t.shape();
+    check_order(order, shape.len())?;
     if n >= shape.len() {
         return Err(invalid!("mode must be in [0, {}), got {n}", shape.len()));
     }
@@ -411,15 +446,14 @@ pub fn mode_product_with<T: Float>(
     let j = m.nrows();
     let mut out_shape = shape.to_vec();
     out_shape[n] = j;
-    let order = memory_order(t.strides(), shape);
     if t.is_empty() || j == 0 {
-        return Ok(Tensor::<T>::zeros_in_order(&out_shape, &order));
+        return Ok(Tensor::<T>::zeros_in_order(&out_shape, order));
     }
     // The output is not zeroed first (that cost a tenth of a FLoRA `delta` at 256×256×3×3):
     // the batch items below write every element once, GEMMs with `Accum::Replace` (which never
     // read their destination) or fibres that assign before adding; on an early return
     // (interrupt) the buffer is dropped unread.
-    let strides = dense_strides(&out_shape, &order);
+    let strides = dense_strides(&out_shape, order);
     let mut buf = uninit_buffer::<T>(out_shape.iter().product());
     let bt = batch(groups(shape, t.strides(), &strides, n), true);
     let (sa, sb) = (t.strides()[n], strides[n]);
@@ -461,6 +495,10 @@ use std::mem::MaybeUninit;
 /// Mode and matrix sizes up to which a product is done fibre by fibre: a GEMM with an inner
 /// dimension of 3 (a 3×3 kernel mode) runs at a fraction of memory speed, a plain loop at it.
 const SMALL: usize = 16;
+/// Multiply-adds below which [`small_product`] runs on the calling thread: at 9,216 elements
+/// and a 3×3 matrix (FLoRA's kernel modes of a 32×32×3×3 core) the pool's wake-up took
+/// longer than the product.
+const SEQUENTIAL_WORK: usize = 1 << 16;
 /// Fibres per parallel task of [`small_product`].
 const FIBRES: usize = 4096;
 /// Strided fibres gathered per block by [`small_product`].
@@ -486,85 +524,88 @@ fn small_product<T: Float>(
     let c = bt.cols;
     let per_item = c.size.div_ceil(FIBRES);
     let tasks = bt.offsets.len() * per_item;
-    (0..tasks)
-        .into_par_iter()
-        .try_for_each(|task| -> Result<()> {
-            stop.check()?;
-            let (b, part) = (task / per_item, task % per_item);
-            let (c0, c1) = (part * FIBRES, c.size.min((part + 1) * FIBRES));
-            let (oa, ob) = bt.offsets[b];
-            let (ia, ib) = (oa + c0 as isize * c.a, ob + c0 as isize * c.b);
-            let len = c1 - c0;
-            let xp = t.as_ptr();
-            // SAFETY (both branches): fibres lie inside the input view; each output fibre belongs
-            // to one task.
-            if c.a == 1 && c.b == 1 {
-                // Fibres side by side in memory: one pass over the chunk per (output row, input
-                // row) pair, long unit-stride loops that vectorise. y[j] = Σₖ m[j,k]·x[k], k
-                // ascending.
-                for jj in 0..j {
-                    for k in 0..i_n {
-                        let a = coef[jj * SMALL + k];
-                        unsafe {
-                            let x =
-                                std::slice::from_raw_parts(xp.offset(ia + k as isize * sa), len);
-                            let y = std::slice::from_raw_parts_mut(
-                                yp.get().offset(ib + jj as isize * sb),
-                                len,
-                            );
-                            if k == 0 {
-                                y.iter_mut().zip(x).for_each(|(y, &x)| *y = a * x);
-                            } else {
-                                y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
-                            }
-                        }
-                    }
-                }
-            } else {
-                // Strided fibres (e.g. the last mode of a C-order tensor): gather a block of
-                // fibres transposed into a local buffer, so that the sums run as unit-stride loops
-                // across fibres (which vectorise) with the same terms in the same order, then
-                // scatter the block's outputs.
-                let mut xb = [T::ZERO; SMALL * LANES];
-                let mut yb = [T::ZERO; LANES];
-                for f0 in (0..len).step_by(LANES) {
-                    let nb = LANES.min(len - f0);
-                    // SAFETY: as above; pointers step along the fibres of this task's chunk.
-                    let mut src = unsafe { xp.offset(ia + f0 as isize * c.a) };
-                    for f in 0..nb {
-                        let mut p = src;
-                        for k in 0..i_n {
-                            unsafe {
-                                *xb.get_unchecked_mut(k * LANES + f) = *p;
-                                p = p.offset(sa);
-                            }
-                        }
-                        src = unsafe { src.offset(c.a) };
-                    }
-                    for jj in 0..j {
-                        let row = &coef[jj * SMALL..jj * SMALL + i_n];
-                        let y = &mut yb[..nb];
-                        y.iter_mut()
-                            .zip(&xb[..nb])
-                            .for_each(|(y, &x)| *y = row[0] * x);
-                        for (k, &a) in row.iter().enumerate().skip(1) {
-                            y.iter_mut()
-                                .zip(&xb[k * LANES..k * LANES + nb])
-                                .for_each(|(y, &x)| *y += a * x);
-                        }
-                        let mut dst =
-                            unsafe { yp.get().offset(ib + f0 as isize * c.b + jj as isize * sb) };
-                        for &v in y.iter() {
-                            unsafe {
-                                *dst = v;
-                                dst = dst.offset(c.b);
-                            }
+    let task = |task: usize| -> Result<()> {
+        stop.check()?;
+        let (b, part) = (task / per_item, task % per_item);
+        let (c0, c1) = (part * FIBRES, c.size.min((part + 1) * FIBRES));
+        let (oa, ob) = bt.offsets[b];
+        let (ia, ib) = (oa + c0 as isize * c.a, ob + c0 as isize * c.b);
+        let len = c1 - c0;
+        let xp = t.as_ptr();
+        // SAFETY (both branches): fibres lie inside the input view; each output fibre belongs
+        // to one task.
+        if c.a == 1 && c.b == 1 {
+            // Fibres side by side in memory: one pass over the chunk per (output row, input
+            // row) pair, long unit-stride loops that vectorise. y[j] = Σₖ m[j,k]·x[k], k
+            // ascending.
+            for jj in 0..j {
+                for k in 0..i_n {
+                    let a = coef[jj * SMALL + k];
+                    unsafe {
+                        let x = std::slice::from_raw_parts(xp.offset(ia + k as isize * sa), len);
+                        let y = std::slice::from_raw_parts_mut(
+                            yp.get().offset(ib + jj as isize * sb),
+                            len,
+                        );
+                        if k == 0 {
+                            y.iter_mut().zip(x).for_each(|(y, &x)| *y = a * x);
+                        } else {
+                            y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
                         }
                     }
                 }
             }
-            Ok(())
-        })
+        } else {
+            // Strided fibres (e.g. the last mode of a C-order tensor): gather a block of
+            // fibres transposed into a local buffer, so that the sums run as unit-stride loops
+            // across fibres (which vectorise) with the same terms in the same order, then
+            // scatter the block's outputs.
+            let mut xb = [T::ZERO; SMALL * LANES];
+            let mut yb = [T::ZERO; LANES];
+            for f0 in (0..len).step_by(LANES) {
+                let nb = LANES.min(len - f0);
+                // SAFETY: as above; pointers step along the fibres of this task's chunk.
+                let mut src = unsafe { xp.offset(ia + f0 as isize * c.a) };
+                for f in 0..nb {
+                    let mut p = src;
+                    for k in 0..i_n {
+                        unsafe {
+                            *xb.get_unchecked_mut(k * LANES + f) = *p;
+                            p = p.offset(sa);
+                        }
+                    }
+                    src = unsafe { src.offset(c.a) };
+                }
+                for jj in 0..j {
+                    let row = &coef[jj * SMALL..jj * SMALL + i_n];
+                    let y = &mut yb[..nb];
+                    y.iter_mut()
+                        .zip(&xb[..nb])
+                        .for_each(|(y, &x)| *y = row[0] * x);
+                    for (k, &a) in row.iter().enumerate().skip(1) {
+                        y.iter_mut()
+                            .zip(&xb[k * LANES..k * LANES + nb])
+                            .for_each(|(y, &x)| *y += a * x);
+                    }
+                    let mut dst =
+                        unsafe { yp.get().offset(ib + f0 as isize * c.b + jj as isize * sb) };
+                    for &v in y.iter() {
+                        unsafe {
+                            *dst = v;
+                            dst = dst.offset(c.b);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
+    // Waking the thread pool costs more than a product of this size.
+    if t.len() * j < SEQUENTIAL_WORK {
+        (0..tasks).try_for_each(task)
+    } else {
+        (0..tasks).into_par_iter().try_for_each(task)
+    }
 }
 
 /// The cheapest order in which to apply a chain of mode products, by dynamic programming
@@ -634,7 +675,19 @@ pub fn multi_mode_product_with<T: Float>(
     mats: &[(usize, MatRef<'_, T>)],
     stop: &dyn Interrupt,
 ) -> Result<Tensor<T>> {
+    multi_mode_product_in(t, mats, &memory_order(t.strides(), t.shape()), stop)
+}
+
+/// [`multi_mode_product_with`] with the result (and every intermediate) in the memory order
+/// `order` instead of the input's.
+pub fn multi_mode_product_in<T: Float>(
+    t: TensorRef<'_, T>,
+    mats: &[(usize, MatRef<'_, T>)],
+    order: &[usize],
+    stop: &dyn Interrupt,
+) -> Result<Tensor<T>> {
     let shape = t.shape();
+    check_order(order, shape.len())?;
     let mut seen = [false; MAX_ORDER];
     for &(mode, m) in mats {
         if mode >= shape.len() {
@@ -655,8 +708,7 @@ pub fn multi_mode_product_with<T: Float>(
         }
     }
     if mats.is_empty() {
-        let order = memory_order(t.strides(), shape);
-        let mut y = Tensor::<T>::zeros_in_order(shape, &order);
+        let mut y = Tensor::<T>::zeros_in_order(shape, order);
         copy_into(t, &mut y);
         return Ok(y);
     }
@@ -664,12 +716,29 @@ pub fn multi_mode_product_with<T: Float>(
         .iter()
         .map(|&(md, m)| (md, m.nrows(), m.ncols()))
         .collect();
-    let order = chain_order(shape, &dims);
-    let mut cur = mode_product_with(t, mats[order[0]].1, mats[order[0]].0, stop)?;
-    for &i in &order[1..] {
+    let chain = chain_order(shape, &dims);
+    let (first, rest) = (mats[chain[0]], &chain[1..]);
+    let mut cur = mode_product_in(t, first.1, first.0, order, stop)?;
+    for &i in rest {
         cur = mode_product_with(cur.view(), mats[i].1, mats[i].0, stop)?;
     }
     Ok(cur)
+}
+
+/// An error unless `order` is a permutation of `0..ndim`.
+fn check_order(order: &[usize], ndim: usize) -> Result<()> {
+    let mut seen = [false; MAX_ORDER];
+    let ok = order.len() == ndim
+        && order
+            .iter()
+            .all(|&k| k < ndim && !std::mem::replace(&mut seen[k], true));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid!(
+            "order must be a permutation of 0..{ndim}, got {order:?}"
+        ))
+    }
 }
 
 /// Copies a view into a dense tensor of the same shape (any layouts).

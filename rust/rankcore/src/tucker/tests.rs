@@ -106,7 +106,56 @@ fn mode_product_matches_loops_c_and_f() {
                     assert!((a - b).abs() < 1e-12, "{shape:?} mode {n}");
                 }
             }
+            // any output order: the same values, laid out densely in that order
+            let nd = shape.len();
+            let rotated: Vec<usize> = (0..nd).map(|i| (i + n) % nd).collect();
+            let product_last: Vec<usize> = (0..nd).filter(|&k| k != n).chain([n]).collect();
+            for order in [rotated, product_last] {
+                for src in [&t, &tf] {
+                    let y = mode_product_in(src.view(), m.as_ref(), n, &order, &NeverInterrupt)
+                        .unwrap();
+                    assert_eq!(tensor::memory_order(&y.strides, &y.shape)[..], order[..]);
+                    let got = y.view().to_c_vec();
+                    for (a, b) in got.iter().zip(&want) {
+                        assert!((a - b).abs() < 1e-12, "{shape:?} mode {n} order {order:?}");
+                    }
+                }
+            }
         }
+    }
+}
+
+#[test]
+fn products_in_an_order_check_it() {
+    let t = pseudo(&[3, 4, 5], 2);
+    let m = mat(2, 4, 1);
+    for bad in [vec![0, 1], vec![0, 1, 1], vec![0, 1, 3]] {
+        let err = mode_product_in(t.view(), m.as_ref(), 1, &bad, &NeverInterrupt);
+        assert!(err.is_err(), "{bad:?}");
+        let err = multi_mode_product_in(t.view(), &[(1, m.as_ref())], &bad, &NeverInterrupt);
+        assert!(err.is_err(), "{bad:?}");
+        assert!(t.view().permuted(&bad).is_err(), "{bad:?}");
+    }
+    // a chain keeps the order through every product
+    let m0 = mat(6, 3, 2);
+    let y = multi_mode_product_in(
+        t.view(),
+        &[(0, m0.as_ref()), (1, m.as_ref())],
+        &[2, 0, 1],
+        &NeverInterrupt,
+    )
+    .unwrap();
+    assert_eq!(tensor::memory_order(&y.strides, &y.shape), vec![2, 0, 1]);
+    let want = multi_mode_product(t.view(), &[(0, m0.as_ref()), (1, m.as_ref())]).unwrap();
+    assert_eq!(y.view().to_c_vec(), want.view().to_c_vec());
+    // a permuted view reads as numpy's transpose
+    let p = t.view().permuted(&[2, 0, 1]).unwrap();
+    assert_eq!(p.shape(), &[5, 3, 4]);
+    let c = t.view().to_c_vec();
+    let pc = p.to_c_vec();
+    for (i, v) in pc.iter().enumerate() {
+        let (a, b, k) = (i / 12, (i / 4) % 3, i % 4);
+        assert_eq!(*v, c[b * 20 + k * 5 + a]);
     }
 }
 
@@ -296,4 +345,10 @@ fn all_finite_sees_every_element_of_dense_and_strided_views() {
         }
     }
     assert!(t.view().all_finite());
+    // large enough to be read in parallel chunks: a bad value in the last one is found
+    let mut big = pseudo(&[700, 400], 3);
+    assert!(big.view().all_finite());
+    let last = big.data.len() - 1;
+    big.data[last] = f64::NAN;
+    assert!(!big.view().all_finite());
 }
