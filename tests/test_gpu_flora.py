@@ -2,7 +2,8 @@
 
 Compared with the Rust path (``_core.flora_delta`` / ``_core.flora_delta_vjp``) on the same
 data. Both apply the same products in the same order (ΔW: the flop-optimal chain; the VJP:
-the same leave-one-out split and the same mode for ∂L/∂G), differing only in how each GEMM
+the same modes on the gradient's side and on the core's, the same leave-one-out split),
+differing only in how each GEMM
 sums, so results agree to ~100 eps of the magnitudes involved: 1e-13 (float64) and 1e-5
 (float32) relative to the largest entry of the exact result (computed in float64 by einsum).
 Routing from the public functions is checked with the test_gpu_tucker :class:`Dev` dress.
@@ -19,7 +20,9 @@ from rankcore._gpu import flora as gf
 from test_gpu_tucker import Dev, fake_device, no_host_path  # noqa: F401  (fixtures)
 
 SHAPES = [((6, 5), (2, 3)), ((8, 6, 3, 3), (3, 2, 2, 3)), ((4, 3, 2, 3, 2), (2, 2, 1, 2, 2)),
-          ((32, 16, 3, 3), (4, 4, 3, 3)), ((7,), (3,))]
+          ((32, 16, 3, 3), (4, 4, 3, 3)), ((7,), (3,)),
+          # factors that widen (r > I) or are square only: every mode applied to the core
+          ((3, 2, 4), (4, 2, 5))]
 TOL = {np.float64: 1e-13, np.float32: 1e-5}
 _cpu_delta, _cpu_vjp = _core.flora_delta, _core.flora_delta_vjp  # bound before any patching
 

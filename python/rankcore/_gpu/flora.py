@@ -1,11 +1,12 @@
 """FLoRA's ΔW and its vector-Jacobian product on the device, written once for cupy and NumPy.
 
 The same algorithms as ``rust/rankcore/src/flora.rs``: ``ΔW = (scale·G) ×ₖ Uₖ`` in the
-flop-optimal mode order, and the gradients through leave-one-out products that split off
-the most-shrinking mode recursively (``R = ∂L/∂ΔW`` is read twice, not N times, and nothing
-larger than ΔW is formed). Every product is a (batched) GEMM of
-:func:`rankcore._gpu.tucker.mode_product`; the cross products ``A₍ₖ₎ G₍ₖ₎ᵀ`` are batched
-GEMMs over the leading modes, summed.
+flop-optimal mode order, and the gradients with the modes whose factor shrinks (rₖ < Iₖ)
+contracted on the gradient's side, through leave-one-out products that split off the
+most-shrinking mode recursively (``R = ∂L/∂ΔW`` is read twice, not N times, and nothing
+larger than ΔW is formed), and the other modes' factors applied to the core instead. Every
+product is a (batched) GEMM of :func:`rankcore._gpu.tucker.mode_product`; the cross
+products ``A₍ₖ₎ B₍ₖ₎ᵀ`` are one GEMM on mode-first copies.
 """
 
 from __future__ import annotations
@@ -30,15 +31,15 @@ def delta(core: Any, factors: Sequence[Any], scale: float) -> Any:
 def _cross(a: Any, b: Any, k: int) -> Any:
     """``A₍ₖ₎ B₍ₖ₎ᵀ`` for two tensors equal in shape except along mode `k`."""
     xp = array_module(a)
-    a, b = xp.ascontiguousarray(a), xp.ascontiguousarray(b)
     P, Ia, Q = _split(a.shape, k)
     Ib = int(b.shape[k])
-    if P == 1:
-        return a.reshape(Ia, Q) @ b.reshape(Ib, Q).T
-    if Q == 1:
-        return a.reshape(P, Ia).T @ b.reshape(P, Ib)
-    bt = xp.ascontiguousarray(b.reshape(P, Ib, Q).transpose(0, 2, 1))
-    return xp.matmul(a.reshape(P, Ia, Q), bt).sum(axis=0)
+    if P == 1 or Q == 1:  # the unfoldings are reshapes
+        a2 = xp.ascontiguousarray(a).reshape(P, Ia, Q)
+        b2 = xp.ascontiguousarray(b).reshape(P, Ib, Q)
+        return a2[0] @ b2[0].T if P == 1 else a2[:, :, 0].T @ b2[:, :, 0]
+    a2 = xp.moveaxis(a, k, 0).reshape(Ia, P * Q)
+    b2 = xp.moveaxis(b, k, 0).reshape(Ib, P * Q)
+    return a2 @ b2.T
 
 
 def _leave_one_out(t: Any, factors: Sequence[Any], rest: list[int], out: dict) -> None:
@@ -63,13 +64,27 @@ def delta_vjp(core: Any, factors: Sequence[Any], grad: Any, scale: float) -> tup
     """``(∂L/∂core, [∂L/∂Uₖ])`` given ``grad = ∂L/∂ΔW`` (``flora::delta_vjp``)."""
     n = core.ndim
     s = core.dtype.type(scale)
+    factors = list(factors)
+    shrink = [k for k in range(n) if factors[k].shape[1] < factors[k].shape[0]]
+    widen = [k for k in range(n) if k not in shrink]
     loo: dict = {}
-    _leave_one_out(grad, list(factors), list(range(n)), loo)
-    grads = [_cross(loo[k], core, k) * s for k in range(n)]
-    # ∂L/∂G from the leave-one-out product whose last contraction is cheapest
-    k0 = min(range(n), key=lambda k: (loo[k].size * factors[k].shape[1], k))
-    gc = mode_product(loo[k0], factors[k0].T, k0) * s
-    return gc, grads
+    if shrink:
+        _leave_one_out(grad, factors, shrink, loo)
+        # R ×_{shrink} Uᵀ from the leave-one-out product cheapest to finish
+        k0 = min(shrink, key=lambda k: (loo[k].size * factors[k].shape[1], shrink.index(k)))
+        small = mode_product(loo[k0], factors[k0].T, k0)
+    else:
+        small = grad
+
+    def expanded(skip: int | None) -> Any:
+        modes = [m for m in widen if m != skip]
+        return multi_mode_product(core, [factors[m] for m in modes], modes) if modes else core
+
+    core_widened = expanded(None)
+    grads = [(_cross(loo[k], core_widened, k) if k in loo else _cross(small, expanded(k), k)) * s
+             for k in range(n)]
+    gc = multi_mode_product(small, [factors[m].T for m in widen], widen) if widen else small
+    return gc * s, grads
 
 
 def init_factors(xp: Any, shape: Sequence[int], ranks: Sequence[int], seed: int, dtype: Any) -> list[Any]:
