@@ -263,27 +263,45 @@ def fastrp_package_case(rc, A, k, threads, cfg, bw):
     weights = (0.0, 1.0, 1.0)
     case = f"FastRP gds {n} nodes {S.nnz} nnz k={k} q=3"
     cfg1 = dict(cfg, warmup=1)
-    rows = []
-    r, _ = run(case, "rankcore gds float32",
-               lambda: rc.fastrp(S, k, variant="gds", iteration_weights=weights, dtype=np.float32,
-                                 random_state=SEED),
-               threads, lambda nt: H.rankcore_threads(rc, nt), cfg1, ours=True, repeat=3)
-    rows.append(r)
     try:
         import fastrp
     except ImportError:
+        fastrp = None
         print("  fastrp package not installed: pip install fastrp", flush=True)
-    else:
-        data32 = S.data.astype(np.float32)
-        r, _ = run(case, f"fastrp {getattr(fastrp, '__version__', '')}".strip(),
-                   lambda: fastrp.fit_csr(S.indptr, S.indices, data32, n, k, weights=list(weights), seed=SEED,
-                                          undirected=False),
-                   threads, H.anchor_threads, cfg1, repeat=3)
-        rows.append(r)
+    data32 = S.data.astype(np.float32)
+    # Two rounds, each tool's calls in turn, best of both: the time of a call that faults in
+    # 1 GB of fresh pages varies by +-15% with how fragmented memory is (huge pages), and the
+    # first round runs right after the scipy reference's 7 GB peak.
+    rounds: dict[str, list] = {}
+    for _ in range(2):
+        r, _ = run(case, "rankcore gds float32",
+                   lambda: rc.fastrp(S, k, variant="gds", iteration_weights=weights, dtype=np.float32,
+                                     random_state=SEED),
+                   threads, lambda nt: H.rankcore_threads(rc, nt), cfg1, ours=True, repeat=3)
+        rounds.setdefault("ours", []).append(r)
+        if fastrp is not None:
+            r, _ = run(case, f"fastrp {getattr(fastrp, '__version__', '')}".strip(),
+                       lambda: fastrp.fit_csr(S.indptr, S.indices, data32, n, k, weights=list(weights),
+                                              seed=SEED, undirected=False),
+                       threads, H.anchor_threads, cfg1, repeat=3)
+            rounds.setdefault("fastrp", []).append(r)
+    rows = [_best_round(rs) for rs in rounds.values()]
     gathered = S.nnz * k * 4 * len(weights)
     rows.append(H.Row(case=case, tool="ceiling", threads=threads, best=gathered / bw,
                       note=f"gather {gathered / 1e9:.1f} GB at read bandwidth"))
     return rows
+
+
+def _best_round(rows):
+    """One row from the rounds of one tool: the fastest round's, with every round's times."""
+    ok = [r for r in rows if r.best is not None]
+    if not ok:
+        return rows[0]
+    best = min(ok, key=lambda r: r.best)
+    best.times = [t for r in ok for t in (r.times or [])]
+    best.median = float(np.median(best.times)) if best.times else best.median
+    best.note = (best.note + "; " if best.note else "") + f"best of {len(rows)} interleaved rounds"
+    return best
 
 
 def micro_f1(U, y, seeds):
