@@ -21,6 +21,7 @@ Results: bench-results/bench_pca.json.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,10 @@ def pca_rows(rc, cfg, threads) -> list[H.Row]:
         case = f"PCA {m}x{n} k={k}"
         X = _data(m, n)
         exact = np.linalg.eigvalsh(np.cov(X, rowvar=False))[::-1][:k]
+        # numpy's BLAS threads spin for a while after the reference and take cores from
+        # whichever tool runs next (rankcore: 0.060-0.067 s at 500000x100 right after it,
+        # 0.055 s alone): let them park first
+        time.sleep(0.5)
         # millisecond fits: ten times the repeats (and warm-ups), for rankcore and sklearn alike,
         # so that the best time is not decided by the BLAS threads of the reference above
         # still spinning, or by one slow call

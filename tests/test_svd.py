@@ -585,13 +585,13 @@ def test_covariance_route_keeps_digits_under_a_large_offset():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_covariance_route_with_many_features_matches_sklearn(dtype):
-    # From 400 features the host route takes BLAS blocks (the Rust one-pass Gram below).
+    # From 400 features the core's Gram goes to LAPACK's partial eigensolver (faer's below).
     from sklearn.decomposition import PCA
 
     from rankcore import svd
 
     rng = np.random.default_rng(3)
-    n = svd._BLAS_GRAM_FEATURES + 20
+    n = svd._LAPACK_EIGH_FEATURES + 20
     Z = rng.standard_normal((10 * n, n)) * np.linspace(4, 0.1, n)
     X = (Z + 1e4).astype(dtype)
     ours = RandomizedPCA(5).fit(X)
@@ -605,28 +605,18 @@ def test_covariance_route_with_many_features_matches_sklearn(dtype):
         np.testing.assert_allclose(ours.explained_variance_, RandomizedPCA(5).fit(Z).explained_variance_, rtol=1e-9)
 
 
-@pytest.mark.parametrize("offset, misled, grams", [
-    (0.1, False, [False]),       # uncentred Gram kept
-    (1e4, False, [True]),        # the sample's estimate of λ₁ sends it to centred blocks at once
-    (1e4, True, [False, True]),  # a misleading sample: the exact test after the eigensolver
-])
+@pytest.mark.parametrize("offset", [0.1, 1e4])
 @pytest.mark.parametrize("n_components", [5, 0.9, None])  # leading pairs only / all of them
-def test_covariance_blas_branches_match_exact_eigendecomposition(offset, misled, grams, n_components, monkeypatch):
-    """The two Gram branches of the host BLAS route and the partial eigensolver give the
-    attributes of the exact eigendecomposition of the centred data (numpy, in float64): the
-    uncentred Gram is kept only where the means cost at most two bits (an offset of 0.1 on
-    columns of scale 3 … 0.2: m‖μ‖² ≈ 0.5 λ₁), the centred blocks are computed otherwise,
+@pytest.mark.parametrize("wide", [False, True])  # faer's eigensolver / LAPACK's syevr
+def test_covariance_route_matches_exact_eigendecomposition(offset, n_components, wide):
+    """The host route (the core's one-pass centred Gram, then faer's eigensolver or, from
+    ``_LAPACK_EIGH_FEATURES`` columns, LAPACK's partial one) gives the attributes of the
+    exact eigendecomposition of the centred data (numpy, in float64), whatever the offset,
     and the trailing variances enter noise_variance_ through the trace."""
     from rankcore import svd
 
-    monkeypatch.setattr(svd, "_CENTRING_BLOCK_BYTES", 1 << 16)  # several blocks, a short last one
-    if misled:
-        monkeypatch.setattr(svd, "_largest_eigenvalue_estimate", lambda X, mean, **kw: np.inf)
-    centred = []
-    host_gram = svd._host_gram
-    monkeypatch.setattr(svd, "_host_gram", lambda X, mean, centre: centred.append(centre) or host_gram(X, mean, centre))
     rng = np.random.default_rng(8)
-    n = svd._BLAS_GRAM_FEATURES + 13
+    n = svd._LAPACK_EIGH_FEATURES + 13 if wide else 37
     X = rng.standard_normal((3 * n + 7, n)) * np.linspace(3, 0.2, n) + offset
     C = X - X.mean(axis=0)
     evals, evecs = np.linalg.eigh(C.T @ C / (X.shape[0] - 1))
@@ -639,28 +629,6 @@ def test_covariance_blas_branches_match_exact_eigendecomposition(offset, misled,
     np.testing.assert_allclose(np.abs(ours.components_ @ evecs[:, :k]), np.eye(k), atol=1e-9)
     noise = evals[k:].mean() if k < n else 0.0
     np.testing.assert_allclose(ours.noise_variance_, noise, rtol=1e-11)
-    assert centred == grams
-
-
-def test_largest_eigenvalue_estimate_and_its_early_bound():
-    """The sampled power iteration is within 2× of the exact ``λ₁`` (524 sampled rows of 500
-    columns overestimate it); with ``below``, twice the
-    sample's trace (an upper bound of ``λ₁`` when the sample is representative) comes back
-    without iterating when it is below ``below``, and the iteration runs otherwise."""
-    from rankcore import svd
-
-    rng = np.random.default_rng(3)
-    X = rng.standard_normal((6000, 500)) * np.linspace(3, 0.1, 500) + 10
-    mean = X.mean(axis=0)
-    C = X - mean
-    lam = float(np.linalg.eigvalsh(C.T @ C)[-1])
-    trace = float(np.einsum("ij,ij->", C, C))
-    est = svd._largest_eigenvalue_estimate(X, mean)
-    assert 0.9 * lam < est < 2 * lam
-    offset = X.shape[0] * float(mean @ mean)  # 6e8 against λ₁ ≈ 5.4e4: centred at once
-    bound = svd._largest_eigenvalue_estimate(X, mean, below=offset / svd._MEAN_TO_SPREAD)
-    assert lam < bound < offset / svd._MEAN_TO_SPREAD and abs(bound - 2 * trace) < 0.1 * trace
-    assert svd._largest_eigenvalue_estimate(X, mean, below=lam) == est
 
 
 def test_solver_choice_and_bad_values():
@@ -794,7 +762,7 @@ def test_tall_svd_flip_is_sklearns(dtype):
 @pytest.mark.parametrize("shape, solver, sparse", [
     ((600, 12), "covariance_eigh", False),  # the Rust one-pass route checks the values itself
     ((600, 12), "randomized", False),  # checked before it
-    ((900, 410), "covariance_eigh", False),  # the BLAS route checks them itself too
+    ((900, 410), "covariance_eigh", False),  # and so does the core's Gram before LAPACK
     ((600, 12), "covariance_eigh", True),  # checked before it
 ])
 def test_fit_rejects_non_finite_values_on_every_route(bad, shape, solver, sparse):
@@ -811,7 +779,7 @@ def test_fit_rejects_non_finite_values_on_every_route(bad, shape, solver, sparse
     assert np.array_equal(*values, equal_nan=True)
 
 
-@pytest.mark.parametrize("n", [8, 410])  # the Rust route, the BLAS route
+@pytest.mark.parametrize("n", [8, 410])  # faer's eigensolver, LAPACK's
 @pytest.mark.parametrize("big", [1e200, 1e307])  # a square / a column sum that overflows
 def test_covariance_route_reports_overflowing_squares(n, big):
     X = np.random.default_rng(6).standard_normal((5 * n, n))

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
-import scipy.linalg.blas
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import assert_all_finite
@@ -323,76 +322,14 @@ def _column_variances(X: Any) -> Any:
     return xp.asarray(X.multiply(X).mean(axis=0)).ravel() - mean * mean
 
 
-#: Columns from which the host covariance route uses BLAS (see :func:`_covariance_eigh`).
-_BLAS_GRAM_FEATURES = 400
-#: Bytes of the reused buffer in which the host BLAS branch centres row blocks.
-_CENTRING_BLOCK_BYTES = 1 << 24
-#: The host BLAS route keeps the uncentred Gram while ``m‖μ‖²`` is at most this times the
-#: largest eigenvalue (see :func:`_covariance_eigh`): about two bits at most.
-_MEAN_TO_SPREAD = 3.0
+#: Columns from which the host covariance route decomposes the Gram matrix with LAPACK's
+#: partial eigensolver instead of faer's (see :func:`_covariance_eigh`).
+_LAPACK_EIGH_FEATURES = 400
 
 
-def _host_gram(X: np.ndarray, mean: np.ndarray, centre: bool) -> np.ndarray:
-    """The upper triangle of ``Σᵢ (xᵢ - μ)(xᵢ - μ)ᵀ`` in float64 with scipy's BLAS SYRK
-    (below the diagonal: zeros, or rubbish where the mean was subtracted; the eigensolver
-    reads the upper triangle only, and mirroring it cost 1 ms at 500 columns):
-    ``XᵀX − m μμᵀ`` from `X` itself (no copy; what sklearn's ``covariance_eigh`` does), or
-    with `centre` row blocks centred in one reused buffer (fresh 64 MB blocks cost more in
-    page faults than their SYRK) and accumulated.
-
-    scipy's BLAS, not numpy's: the eigensolver that follows is scipy's, and the two wheels
-    ship separate OpenBLAS pools, whose threads spin for a while after each call and then
-    compete (numpy's SYRK, then scipy's ``syevr`` on 1000 × 1000: 270–330 ms; both in scipy's
-    pool: 197–199 ms; measured on 2 cores)."""
-    m, n = X.shape
-    syrk = scipy.linalg.blas.get_blas_funcs("syrk", (X,))
-    if not centre:  # Xᵀ is Fortran-ordered: SYRK reads X in place
-        G = np.asarray(syrk(1.0, X.T, trans=0), dtype=np.float64)
-        G -= m * np.outer(mean, mean)
-        return G
-    G = np.zeros((n, n), order="F")
-    shift = mean.astype(X.dtype)
-    step = min(m, max(n, _CENTRING_BLOCK_BYTES // (n * X.itemsize)))
-    buf = np.empty((step, n), dtype=X.dtype)
-    for r in range(0, m, step):
-        B = buf[: min(step, m - r)]
-        np.subtract(X[r : r + B.shape[0]], shift, out=B)
-        if X.dtype == np.float64:  # accumulates in place (the upper triangle)
-            G = syrk(1.0, B.T, beta=1.0, c=G, trans=0, overwrite_c=1)
-        else:
-            G += syrk(1.0, B.T, trans=0)
-    return G
-
-
-def _largest_eigenvalue_estimate(
-    X: np.ndarray, mean: np.ndarray, iters: int = 8, below: float | None = None
-) -> float:
-    """``λ₁`` of the centred Gram of `X`, estimated by power iteration on about 2¹⁸ entries
-    of evenly strided rows (a cache-resident sample: about a millisecond), so that
-    :func:`_covariance_eigh` computes a Gram it will not keep only when the sample misleads
-    it (a sample of fewer rows than columns overestimates ``λ₁``). With `below`, twice the
-    sample's estimate of the trace (which bounds ``λ₁``) is returned without iterating when it
-    is below `below` anyway (data whose means dwarf their spread: 1.2 of a 32 ms fit)."""
-    m, n = X.shape
-    s = min(m, max(64, (1 << 18) // n))
-    S = X[:: max(1, m // s)][:s].astype(np.float64) - mean
-    norms = np.einsum("ij,ij->i", S, S)
-    bound = 2.0 * float(norms.sum()) * m / S.shape[0]
-    if below is not None and bound < below:
-        return bound
-    v = S[np.argmax(norms)]
-    for _ in range(iters):
-        norm = float(np.linalg.norm(v))
-        if norm == 0.0:
-            return 0.0
-        v = S.T @ (S @ (v / norm))
-    w = S @ (v / max(float(np.linalg.norm(v)), np.finfo(float).tiny))
-    return float(w @ w) * m / S.shape[0]
-
-
-def _eigh_desc(G: Any, top: int | None, upper: bool = False) -> tuple[Any, Any, float]:
-    """``(eigenvalues, eigenvectors, total)`` of the symmetric `G` (only its upper triangle
-    read with `upper`, else the lower), non-increasing, with ``total`` the sum of all
+def _eigh_desc(G: Any, top: int | None) -> tuple[Any, Any, float]:
+    """``(eigenvalues, eigenvectors, total)`` of the symmetric `G` (its lower triangle
+    read), non-increasing, with ``total`` the sum of all
     eigenvalues clipped at zero, or the trace where `top` asked only for the leading ones
     (LAPACK's ``syevr`` on the host: 2.4× faster than the full ``syevd`` for 10 of 1000)."""
     xp = array_module(G)
@@ -400,9 +337,9 @@ def _eigh_desc(G: Any, top: int | None, upper: bool = False) -> tuple[Any, Any, 
     if top is not None and top < n and xp is np:
         total = max(float(np.trace(G)), 0.0)
         evals, evecs = scipy.linalg.eigh(G, subset_by_index=[n - top, n - 1], driver="evr",
-                                         overwrite_a=True, check_finite=False, lower=not upper)
+                                         overwrite_a=True, check_finite=False)
         return evals[::-1], evecs[:, ::-1], total
-    evals, evecs = xp.linalg.eigh(G, UPLO="U" if upper else "L")
+    evals, evecs = xp.linalg.eigh(G, UPLO="L")
     return evals[::-1], evecs[:, ::-1], float(xp.maximum(evals, 0.0).sum())
 
 
@@ -427,56 +364,41 @@ def _covariance_eigh(X: Any, top: int | None = None) -> tuple[Any, Any, Any, flo
     ``total`` is the sum of all its eigenvalues clipped at zero (see :func:`_eigh_desc`).
     With `top`, at least the `top` leading pairs are returned.
 
-    Host dense with fewer than ``_BLAS_GRAM_FEATURES`` columns: one pass in the Rust core
-    (``linalg::centred_gram``: blocks centred at their own mean, no cancellation from large
-    means) and faer's eigensolver, in one call. Sparse (host or device): ``XᵀX - m μμᵀ``
-    without densifying X. Host dense with more columns: the host BLAS's SYRK and LAPACK's
-    eigensolver (they beat faer's from about 400 columns on: 5000 × 500 Gram 18 vs 24 ms,
-    eigh 18 vs 32 ms; below, ours win and keep BLAS threads, which spin after each call and
-    then compete with rayon's, out of the route: 50000 × 200 fit 64 → 44 ms): first
-    ``XᵀX − m μμᵀ``, kept when ``m‖μ‖² ≤ _MEAN_TO_SPREAD · λ₁`` (the rounding error of the
-    eigenvalues, ``eps · ‖XᵀX‖ ≤ eps · (λ₁ + m‖μ‖²)``, is then at most that factor plus
-    one times that of the centred matrix), else again from centred row blocks. Device
-    dense: row blocks centred at the column means and multiplied by cuBLAS.
+    Host dense: one pass in the Rust core (``linalg::centred_gram``: blocks centred at their
+    own mean, so large means cost no digits, each block's Gram a triangular GEMM), then,
+    below ``_LAPACK_EIGH_FEATURES`` columns, faer's eigensolver in the same call (no BLAS
+    threads woken to compete with rayon's: 50000 × 200 fit 64 → 44 ms), from there on
+    LAPACK's ``syevr`` for the `top` leading pairs only (5000 × 500: 12 ms against faer's
+    full decomposition's 18–22 ms). The core's Gram took 1.55–2.1× less time than scipy's
+    BLAS SYRK of ``X`` (500–1000 columns, AMD EPYC, 2026-12-06), which this route used
+    before. Sparse (host or device): ``XᵀX - m μμᵀ`` without densifying X. Device dense: row
+    blocks centred at the column means and multiplied by cuBLAS.
     """
     m, n = X.shape
     xp = array_module(X)
-    upper = False  # whether only the upper triangle of G is set
     if namespace(X) == "dask":  # the same one-pass centred Gram per row block, merged exactly
         from rankcore._dask.svd import centred_gram
 
         G, mean = centred_gram(X)
-    elif _checks_values(X) and n < _BLAS_GRAM_FEATURES:
+    elif _checks_values(X):
         if not (X.flags.aligned and X.dtype.isnative):
             X = np.array(X, dtype=X.dtype.newbyteorder("="), order="K")
-        try:
-            evals, evecs, mean = _core.covariance_eigh_dense(X)
-        except ValueError:  # non-finite means or Gram matrix
+        if n < _LAPACK_EIGH_FEATURES:
+            try:
+                evals, evecs, mean = _core.covariance_eigh_dense(X)
+            except ValueError:  # non-finite means or Gram matrix
+                _reject_non_finite(X)
+            return evals, evecs, mean, float(np.maximum(evals, 0.0).sum())
+        G, mean = _core.centred_gram_dense(X, True)
+        # NaN or infinity in X reach the means; squares that overflow reach the Gram matrix
+        if not (np.isfinite(mean).all() and np.isfinite(G).all()):
             _reject_non_finite(X)
-        return evals, evecs, mean, float(np.maximum(evals, 0.0).sum())
     else:
         with np.errstate(over="ignore"):  # a sum that overflows is reported below
             mean = column_means(X, np.float64)
         if is_sparse(X):
             G = xp.asarray((X.T @ X).toarray(), dtype=xp.float64)
             G -= m * xp.outer(mean, mean)
-        elif namespace(X) != "cupy":
-            if not np.isfinite(mean).all():
-                _reject_non_finite(X)
-            with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below
-                offset = m * float(mean @ mean)
-                estimate = _largest_eigenvalue_estimate(X, mean, below=offset / _MEAN_TO_SPREAD)
-            upper = True  # _host_gram's matrices
-            if offset <= _MEAN_TO_SPREAD * estimate:
-                G = _host_gram(X, mean, centre=False)
-                if not np.isfinite(G).all():
-                    _reject_non_finite(X)
-                evals, evecs, total = _eigh_desc(G, top, upper)
-                if offset <= _MEAN_TO_SPREAD * max(float(evals[0]), 0.0):  # the exact test
-                    return evals, evecs, mean, total
-            G = _host_gram(X, mean, centre=True)
-            if not np.isfinite(G).all():
-                _reject_non_finite(X)
         else:
             G = xp.zeros((n, n), dtype=xp.float64)
             shift = mean.astype(X.dtype)
@@ -484,7 +406,7 @@ def _covariance_eigh(X: Any, top: int | None = None) -> tuple[Any, Any, Any, flo
             for r in range(0, m, step):
                 B = X[r:r + step] - shift
                 G += (B.T @ B).astype(xp.float64)
-    evals, evecs, total = _eigh_desc(G, top, upper)
+    evals, evecs, total = _eigh_desc(G, top)
     return evals, evecs, mean, total
 
 
