@@ -958,7 +958,8 @@ mod tests {
         // summed relative to a data row they leave it at rounding level.
         for &(m, n) in &[(1246, 41), (20_000, 6), (5, 3)] {
             let q = |i: usize, j: usize| {
-                let h = (i as u64 * 0x9E37_79B9_7F4A_7C15) ^ (j as u64 * 0xC2B2_AE3D_27D4_EB4F);
+                let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    ^ (j as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
                 let h = h.wrapping_mul(0x1656_67B1_9E37_79F9) >> 24; // 40 bits
                 h as i128 - (1 << 39)
             };
