@@ -106,9 +106,6 @@ pub fn delta_vjp<T: Float>(
     let n = core.ndim();
     let (shrink, widen): (Vec<usize>, Vec<usize>) =
         (0..n).partition(|&k| factors[k].ncols() < factors[k].nrows());
-    let transposed = |modes: &[usize]| -> Vec<(usize, MatRef<'_, T>)> {
-        modes.iter().map(|&m| (m, factors[m].transpose())).collect()
-    };
     // loo[k] = R ×_{m ∈ shrink, m≠k} U_mᵀ for k in `shrink`
     let mut loo: Vec<Option<Tensor<T>>> = vec![None; n];
     if !shrink.is_empty() {
@@ -122,7 +119,7 @@ pub fn delta_vjp<T: Float>(
     }) {
         Some(&k) => {
             let a = loo[k].as_ref().expect("filled");
-            product(a.view(), &transposed(&[k]), stop)?
+            product(a.view(), &transposed(factors, &[k]), stop)?
         }
         None => product(grad, &[], stop)?,
     };
@@ -163,9 +160,17 @@ pub fn delta_vjp<T: Float>(
         .collect::<Result<_>>()?;
     grads.sort_by_key(|&(k, _)| k);
     let grads: Vec<Mat<T>> = grads.into_iter().map(|(_, g)| g).collect();
-    let mut gc = product(small.view(), &transposed(&widen), stop)?.into_c_order();
+    let mut gc = product(small.view(), &transposed(factors, &widen), stop)?.into_c_order();
     gc.data.iter_mut().for_each(|x| *x *= scale);
     Ok((gc, grads))
+}
+
+/// `(m, U_mᵀ)` for the modes `m` in `modes`: the products that contract them.
+fn transposed<'a, T: Float>(
+    factors: &[MatRef<'a, T>],
+    modes: &[usize],
+) -> Vec<(usize, MatRef<'a, T>)> {
+    modes.iter().map(|&m| (m, factors[m].transpose())).collect()
 }
 
 /// Fills `out[k] = t ×_{m ∈ rest, m≠k} U_mᵀ` for every `k` in `rest` (the modes of `t` to
@@ -197,10 +202,7 @@ fn leave_one_out<T: Float>(
     let left = [big];
     let right: Vec<usize> = rest.iter().copied().filter(|&m| m != big).collect();
     for (keep, contract) in [(&left[..], &right[..]), (&right[..], &left[..])] {
-        let mats: Vec<(usize, MatRef<'_, T>)> = contract
-            .iter()
-            .map(|&m| (m, factors[m].transpose()))
-            .collect();
+        let mats = transposed(factors, contract);
         if keep.len() == 1 {
             out[keep[0]] = Some(product_in(t, &mats, keep[0], stop)?);
         } else {
