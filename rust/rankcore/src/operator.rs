@@ -3,7 +3,7 @@
 //! products, so centring costs a rank-one correction instead of a dense copy.
 
 use crate::linalg;
-use crate::sparse::{to_row_major, CsrOwned, CsrRef, SpIndex, PANEL, SCATTER_BYTES};
+use crate::sparse::{to_panels, CsrOwned, CsrRef, SpIndex, PANEL, SCATTER_BYTES};
 use crate::{Float, Result};
 use faer::{MatMut, MatRef};
 use rayon::prelude::*;
@@ -91,7 +91,7 @@ type Transposed<T, I> = (CsrOwned<T, I>, Option<CsrOwned<T, I>>);
 pub struct Sparse<'a, T, I> {
     a: CsrRef<'a, T, I>,
     transposed: OnceLock<Transposed<T, I>>,
-    /// The row-major copy of the dense operand, reused from product to product.
+    /// The dense operand copied into panels ([`to_panels`]), reused from product to product.
     scratch: Mutex<Vec<T>>,
     /// The scatter's partial outputs, reused likewise.
     partials: Mutex<Vec<T>>,
@@ -132,9 +132,9 @@ impl<T: Float, I: SpIndex> LinOp<T> for Sparse<'_, T, I> {
         self.a.shape()
     }
     fn mul(&self, x: MatRef<'_, T>, out: MatMut<'_, T>) {
-        let mut rows = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        let stride = to_row_major(x, &mut rows);
-        self.a.mul_dense_rows(&rows, stride, out);
+        let mut panels = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        to_panels(x, &mut panels);
+        self.a.mul_dense_panels(&panels, out);
     }
     fn mul_t(&self, y: MatRef<'_, T>, out: MatMut<'_, T>) {
         let stride = y.ncols().div_ceil(PANEL) * PANEL;
@@ -142,9 +142,9 @@ impl<T: Float, I: SpIndex> LinOp<T> for Sparse<'_, T, I> {
             let mut partials = self.partials.lock().unwrap_or_else(|e| e.into_inner());
             self.a.mul_t_dense(y, &mut partials, out);
         } else {
-            let mut rows = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-            let stride = to_row_major(y, &mut rows);
-            self.at().mul_dense_rows(&rows, stride, out);
+            let mut panels = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+            to_panels(y, &mut panels);
+            self.at().mul_dense_panels(&panels, out);
         }
     }
     fn sq_norm(&self, shift: Shift<'_, T>) -> f64 {
