@@ -212,16 +212,26 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
                 out.rb_mut().subcols_mut(c0, width),
                 512,
                 &|row0, mut block| {
-                    for r in 0..block.nrows() {
-                        let (cols, vals) = self.row(row0 + r);
-                        let acc = if avx2 {
-                            // SAFETY: the CPU has AVX2 and FMA.
-                            unsafe { panel_row_avx2::<T, I, W>(cols, vals, panel) }
-                        } else {
-                            panel_row::<T, I, W>(cols, vals, panel)
-                        };
-                        for (c, &v) in acc[..width].iter().enumerate() {
-                            block[(r, c)] = v;
+                    // Sums of TILE rows at a time, then stored column by column (storing each
+                    // row's sums straight into the column-major output took as long as the
+                    // gathers when the panel is in cache).
+                    let mut tile = [[T::ZERO; W]; TILE];
+                    for t0 in (0..block.nrows()).step_by(TILE) {
+                        let rows = TILE.min(block.nrows() - t0);
+                        for (r, acc) in tile[..rows].iter_mut().enumerate() {
+                            let (cols, vals) = self.row(row0 + t0 + r);
+                            *acc = if avx2 {
+                                // SAFETY: the CPU has AVX2 and FMA.
+                                unsafe { panel_row_avx2::<T, I, W>(cols, vals, panel) }
+                            } else {
+                                panel_row::<T, I, W>(cols, vals, panel)
+                            };
+                        }
+                        for c in 0..width {
+                            let dst = block.rb_mut().col_mut(c).subrows_mut(t0, rows);
+                            for (d, acc) in dst.iter_mut().zip(&tile) {
+                                *d = acc[c];
+                            }
                         }
                     }
                 },
@@ -231,8 +241,9 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
 
     /// `out = Aᵀ · y` (`y` with any strides) by scattering the rows of `A`, so no transpose
     /// is needed: each of at most [`SCATTER_BLOCKS`] fixed row blocks of `A` adds
-    /// `a_ij · y[i, :]` into its own partial `n × stride` output (rows in storage order;
-    /// `stride` is `l` rounded up to [`PANEL`]), and the partials are summed in block order.
+    /// `a_ij · y[i, :]` into its own partial output (rows in storage order; the output's
+    /// panels of [`PANEL`] columns one after another, each `n × PANEL` row-major), and the
+    /// partials are summed in block order.
     /// Deterministic whatever the thread count. Meant for outputs that fit a core's cache
     /// ([`SCATTER_BYTES`]), where the read-modify-writes hit the cache and `y` streams past
     /// in order; `partials` is scratch reused between calls.
@@ -240,12 +251,12 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
         use rayon::prelude::*;
         let (m, n) = (self.nrows, self.ncols);
         debug_assert_eq!(y.shape(), (m, out.ncols()));
-        let stride = y.ncols().div_ceil(PANEL) * PANEL;
+        let padded = y.ncols().div_ceil(PANEL) * PANEL;
         // Each block costs two passes over its partial (zeroing, summing): keep that under
         // about an eighth of the scatter's own work.
         let blocks = (self.nnz() / (16 * n.max(1))).clamp(1, SCATTER_BLOCKS);
         let rows_per = m.div_ceil(blocks);
-        let len = n * stride;
+        let len = n * padded;
         partials.resize(blocks * len, T::ZERO);
         let avx2 = crate::projection::has_avx2();
         if len > 0 {
@@ -257,22 +268,32 @@ impl<'a, T: Float, I: SpIndex> CsrRef<'a, T, I> {
                     let rows = (b * rows_per).min(m)..((b + 1) * rows_per).min(m);
                     if avx2 {
                         // SAFETY: the CPU has AVX2 and FMA.
-                        unsafe { scatter_rows_avx2(self, rows, y, stride, part) }
+                        unsafe { scatter_rows_avx2(self, rows, y, part) }
                     } else {
-                        scatter_rows(self, rows, y, stride, part)
+                        scatter_rows(self, rows, y, part)
                     }
                 });
         }
-        let partials = &partials[..];
-        par_row_blocks(out, 512, &|row0, mut block: MatMut<'_, T>| {
-            for r in 0..block.nrows() {
-                for c in 0..block.ncols() {
-                    let at = (row0 + r) * stride + c;
-                    let mut s = partials[at];
-                    for b in 1..blocks {
-                        s += partials[b * len + at];
+        // Sum the partials into the first, in block order, a cache-sized chunk at a time.
+        let (first, rest) = partials[..blocks * len].split_at_mut(len);
+        let rest = &*rest;
+        first
+            .par_chunks_mut(SUM_CHUNK)
+            .enumerate()
+            .for_each(|(k, dst)| {
+                for b in 0..blocks - 1 {
+                    let src = &rest[b * len + k * SUM_CHUNK..][..dst.len()];
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d += v;
                     }
-                    block[(r, c)] = s;
+                }
+            });
+        let first = &*first;
+        par_row_blocks(out, 512, &|row0, mut block: MatMut<'_, T>| {
+            for c in 0..block.ncols() {
+                let panel = &first[(c / PANEL) * n * PANEL..];
+                for r in 0..block.nrows() {
+                    block[(r, c)] = panel[(row0 + r) * PANEL + c % PANEL];
                 }
             }
         });
@@ -331,6 +352,10 @@ pub fn panel_width<T>(n: usize) -> usize {
 /// Largest `Aᵀ·Y` output (bytes, padded row-major) that [`CsrRef::mul_t_dense`]
 /// computes by scattering; wider ones are better gathered over an explicit transpose.
 pub const SCATTER_BYTES: usize = 4 << 20;
+/// Rows per tile of sums in [`CsrRef::mul_dense_panels`] (a tile of 16 f64 per row is 8 KB).
+const TILE: usize = 64;
+/// Values per task when the scatter's partial outputs are summed.
+const SUM_CHUNK: usize = 4096;
 /// At most this many row blocks (so partial outputs) in a scatter.
 const SCATTER_BLOCKS: usize = 16;
 
@@ -341,44 +366,47 @@ unsafe fn scatter_rows_avx2<T: Float, I: SpIndex>(
     a: &CsrRef<'_, T, I>,
     rows: std::ops::Range<usize>,
     y: MatRef<'_, T>,
-    stride: usize,
     part: &mut [T],
 ) {
-    scatter_rows(a, rows, y, stride, part)
+    scatter_rows(a, rows, y, part)
 }
 
 // Elsewhere `has_avx2()` is false and these names only have to exist.
 #[cfg(not(target_arch = "x86_64"))]
 use {panel_row as panel_row_avx2, scatter_rows as scatter_rows_avx2};
 
-/// `part[j, :] += a_ij · y[i, :]` for the rows `i` of `a` in `rows`, in order; a panel of
-/// `y[i, :]` stays in registers while row `i`'s non-zeros are applied.
+/// `part[j, :] += a_ij · y[i, :]` for the rows `i` of `a` in `rows`, in order, one panel of
+/// [`PANEL`] columns at a time (`part` holds the panels one after another, each `n × PANEL`,
+/// so the read-modify-writes of a panel stay within `n · PANEL` values); row `i`'s panel of
+/// `y` stays in registers while its non-zeros are applied.
 #[inline(always)]
 fn scatter_rows<T: Float, I: SpIndex>(
     a: &CsrRef<'_, T, I>,
     rows: std::ops::Range<usize>,
     y: MatRef<'_, T>,
-    stride: usize,
     part: &mut [T],
 ) {
-    // Row i of y, zero-padded to `stride` (read column by column: each column streams).
-    let mut yi = vec![T::ZERO; stride];
-    for i in rows {
-        let (cols, vals) = a.row(i);
-        if cols.is_empty() {
-            continue;
-        }
-        for (dst, &v) in yi.iter_mut().zip(y.row(i).iter()) {
-            *dst = v;
-        }
-        for c0 in (0..stride).step_by(PANEL) {
-            let yp: [T; PANEL] = yi[c0..c0 + PANEL].try_into().expect("PANEL entries");
+    let l = y.ncols();
+    let len = a.ncols * PANEL;
+    for (p, c0) in (0..l).step_by(PANEL).enumerate() {
+        let width = PANEL.min(l - c0);
+        let panel = &mut part[p * len..(p + 1) * len];
+        let yp = y.subcols(c0, width);
+        for i in rows.clone() {
+            let (cols, vals) = a.row(i);
+            if cols.is_empty() {
+                continue;
+            }
+            let mut yi = [T::ZERO; PANEL];
+            for (dst, &v) in yi.iter_mut().zip(yp.row(i).iter()) {
+                *dst = v;
+            }
             for (&j, &v) in cols.iter().zip(vals) {
-                let at = j.to_usize() * stride + c0;
-                let dst: &mut [T; PANEL] = (&mut part[at..at + PANEL])
+                let at = j.to_usize() * PANEL;
+                let dst: &mut [T; PANEL] = (&mut panel[at..at + PANEL])
                     .try_into()
                     .expect("PANEL entries");
-                for (d, &y) in dst.iter_mut().zip(&yp) {
+                for (d, &y) in dst.iter_mut().zip(&yi) {
                     *d += v * y;
                 }
             }
