@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from rankcore import _core
 from rankcore._gpu._arrays import check_array, check_same_device, svd_flip
-from rankcore._gpu.svd import orthonormalize, rsvd
+from rankcore._gpu.svd import orthonormalize, recondition, rsvd
 from rankcore.svd import _svd_options
 
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
@@ -143,6 +143,42 @@ def test_orthonormalize_gives_an_orthonormal_basis_of_the_same_space(m, l, log_c
     # Same space as Y wherever Y is numerically full rank.
     if log_cond < -np.log10(eps) - 2:
         assert np.linalg.norm(Y - Q @ (Q.T @ Y)) <= 100 * l * eps * np.linalg.norm(Y)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(5, 200),
+    l=st.integers(1, 30),
+    log_cond=st.floats(0, 15),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_recondition_gives_a_well_conditioned_basis_of_the_same_space(m, l, log_cond, dtype, seed):
+    l = min(l, m)
+    rng = np.random.default_rng(seed)
+    U, _ = np.linalg.qr(rng.standard_normal((m, l)))
+    V, _ = np.linalg.qr(rng.standard_normal((l, l)))
+    Y = ((U * np.logspace(0, -log_cond, l)) @ V).astype(dtype)
+    Q = recondition(Y).astype(np.float64)
+    eps = np.finfo(dtype).eps
+    # Within 1e-3 of orthonormal, and orthonormal to working precision wherever one
+    # CholeskyQR step could not promise that (u · cond² past the limit).
+    past = eps / 2 * 10 ** (2 * log_cond) > 1e-3
+    np.testing.assert_allclose(Q.T @ Q, np.eye(l), atol=50 * l * eps if past else 1e-3)
+    if log_cond < -np.log10(eps) - 2:
+        B, _ = np.linalg.qr(Q)
+        assert np.linalg.norm(Y - B @ (B.T @ Y)) <= 100 * l * eps * np.linalg.norm(Y)
+
+
+def test_recondition_takes_one_step_on_well_conditioned_blocks_as_the_cpu_does():
+    rng = np.random.default_rng(0)
+    Y = rng.standard_normal((3000, 10)) @ np.diag(np.logspace(0, -1, 10))
+    L = np.linalg.cholesky(Y.T @ Y)
+    np.testing.assert_allclose(recondition(Y), np.linalg.solve(L, Y.T).T, rtol=1e-12, atol=1e-15)
+    # float32 at cond 1e3 is past the limit: fully orthonormal
+    Y32 = (rng.standard_normal((3000, 10)) @ np.diag(np.logspace(0, -3, 10))).astype(np.float32)
+    Q32 = recondition(Y32)
+    np.testing.assert_allclose(Q32.T @ Q32, np.eye(10), atol=1e-5)
 
 
 def test_device_array_checks_match_the_host_checks():

@@ -349,7 +349,9 @@ def _allen_cahn_1d_solver(max_iter):
 
 
 def test_allen_cahn_1d_is_solved_by_gauss_newton():
-    s, u = _allen_cahn_1d_solver(max_iter=20)
+    # The kernel search is still improving at 20 L-BFGS iterations: 1.19e-4 there with scipy
+    # 1.17.1 (below 1e-4 with the scipy of 2026-11), 3.2e-5 at 25, 5.1e-6 at 30.
+    s, u = _allen_cahn_1d_solver(max_iter=30)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)  # the inner solve converges
         s.fit()

@@ -99,6 +99,10 @@ def randomized_svd(
         Re-conditioning between power iterations. "auto" is "QR" whenever ``n_iter > 0``:
         our parallel tall-skinny QR is cheaper here than a sequential LU and keeps full
         accuracy in float32 (sklearn's "auto" is "none" for ``n_iter <= 2``, else "LU").
+        "QR" takes a single CholeskyQR step where the block is well conditioned
+        (``u·cond² ≤ 1e-3``: orthonormal to within 1e-3, which is all the next product
+        needs) and a full shifted CholeskyQR otherwise; the final basis is always
+        orthonormal to working precision.
     transpose : bool or "auto", default="auto"
         Work on ``A.T``; "auto" does when ``m < n``. The result is the same up to rounding.
     flip_sign : bool, default=True

@@ -5,7 +5,9 @@ with power iterations; Yu, Gu & Li's blocked randQB_EI for the fixed-accuracy mo
 the same Gaussian test matrix: stream 0 of the Philox generator, entry (i, j) a pure
 function of (seed, i, j), so CPU and GPU answers agree to rounding. Products are cuBLAS
 GEMMs (dense) or cuSPARSE SpMMs (CSR, with the transpose built once); orthonormalisation
-is CholeskyQR at GEMM speed (:func:`orthonormalize`); the small SVD is cuSOLVER's.
+is CholeskyQR at GEMM speed (:func:`orthonormalize`; a single step between power
+iterations where the block is well conditioned, :func:`recondition`); the small SVD is
+cuSOLVER's.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from rankcore._gpu._arrays import array_module, column_means, is_sparse, linalg
 from rankcore._gpu._ops import ops_for
 
-__all__ = ["orthonormalize", "rsvd"]
+__all__ = ["orthonormalize", "recondition", "rsvd"]
 
 
 class _Operator:
@@ -122,9 +124,33 @@ def orthonormalize(Y: Any) -> Any:
     return Q
 
 
+# Largest ``u · cond(Y)²`` for which :func:`recondition` takes a single CholeskyQR step
+# (``linalg::RECONDITION_LIMIT`` on the CPU).
+_RECONDITION_LIMIT = 1e-3
+
+
+def recondition(Y: Any) -> Any:
+    """A well-conditioned basis of the span of the tall `Y`, for use between power iterations
+    (the CPU path's ``linalg::recondition``): one CholeskyQR step ``Y L⁻ᵀ`` when the Cholesky
+    factor shows ``u · cond(Y)² ≤ 1e-3`` (through ``cond(Y) ≤ ‖L‖_F ‖L⁻¹‖_F``), which leaves
+    it orthonormal to within about that much; else :func:`orthonormalize`."""
+    xp = array_module(Y)
+    la = linalg(xp)
+    m, l = Y.shape
+    if l == 0 or m < l:
+        return orthonormalize(Y)
+    L = la.cholesky_lower(Y.T @ Y)
+    if L is not None:
+        L_inv = la.solve_lower(L, xp.eye(l, dtype=Y.dtype))
+        cond = float(xp.linalg.norm(L)) * float(xp.linalg.norm(L_inv))
+        if np.isfinite(cond) and float(np.finfo(Y.dtype).eps) / 2 * cond * cond <= _RECONDITION_LIMIT:
+            return xp.ascontiguousarray(la.solve_lower(L, Y.T).T)
+    return orthonormalize(Y)
+
+
 def _normalize(Y: Any, normalizer: str) -> Any:
     if normalizer == "QR":
-        return orthonormalize(Y)
+        return recondition(Y)
     if normalizer == "LU":
         return linalg(array_module(Y)).lu_permuted(Y)
     return Y
@@ -208,8 +234,8 @@ def _adaptive(W: _Operator, opts: dict, dtype: Any) -> tuple[Any, Any, Any, floa
         b = min(b0, cap - rank)
         Y = residual_mul(ops.normal(n, b, 0, rank, opts["seed"], 0, dtype))
         for _ in range(opts["n_iter"]):
-            Z = residual_mul_t(orthonormalize(Y))
-            Y = residual_mul(orthonormalize(Z))
+            Z = residual_mul_t(recondition(Y))
+            Y = residual_mul(recondition(Z))
         Y = orthonormalize(Y)
         for q in qs:  # Gram-Schmidt twice against the basis so far
             Y = Y - q @ (q.T @ Y)

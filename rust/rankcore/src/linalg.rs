@@ -254,12 +254,17 @@ pub fn orthonormalize<T: Float>(mut y: MatMut<'_, T>) {
 /// Returns false, leaving `y` with the same span but not orthonormal, when a Gram matrix is
 /// not numerically positive definite (rank-deficient `y`, zero columns, NaN); callers then
 /// use Householder QR.
-pub fn cholesky_qr<T: Float>(mut y: MatMut<'_, T>) -> bool {
+pub fn cholesky_qr<T: Float>(y: MatMut<'_, T>) -> bool {
     let (m, l) = y.shape();
     if l == 0 || m < l {
         return false;
     }
-    let mut g = gram(y.rb()); // lower triangle: all the Cholesky factorisation reads
+    cholesky_qr_from(gram(y.rb()), y)
+}
+
+/// [`cholesky_qr`] given the lower triangle of `y`'s Gram matrix `g` (the upper one zero).
+fn cholesky_qr_from<T: Float>(mut g: Mat<T>, mut y: MatMut<'_, T>) -> bool {
+    let (m, l) = y.shape();
     let trace: f64 = (0..l).map(|i| g[(i, i)].to_f64()).sum();
     let shift = 11.0 * (m * l + l * (l + 1)) as f64 * T::EPSILON.to_f64() * trace;
     for i in 0..l {
@@ -542,15 +547,28 @@ impl Moments {
 /// One CholeskyQR step: `g = L Lᵀ`, then `y ← y L⁻ᵀ` over fixed row blocks. False (and `y`
 /// untouched) when the factorisation fails or gives a non-finite factor.
 fn cholesky_step<T: Float>(g: Mat<T>, y: MatMut<'_, T>) -> bool {
+    match cholesky_factor(g) {
+        Some(l) => {
+            solve_by_factor(l.as_ref(), y);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The lower Cholesky factor of `g` (lower triangle read), or `None` unless its diagonal is
+/// finite and positive.
+fn cholesky_factor<T: Float>(g: Mat<T>) -> Option<Mat<T>> {
     let llt = g.llt(faer::Side::Lower);
     clear_upper();
-    let Ok(llt) = llt else {
-        return false;
-    };
-    let l = llt.L();
-    if !(0..l.nrows()).all(|i| l[(i, i)].to_f64().is_finite() && l[(i, i)] > T::ZERO) {
-        return false;
-    }
+    let l = llt.ok()?.L().to_owned();
+    (0..l.nrows())
+        .all(|i| l[(i, i)].to_f64().is_finite() && l[(i, i)] > T::ZERO)
+        .then_some(l)
+}
+
+/// `y ← y·L⁻ᵀ` over fixed row blocks.
+fn solve_by_factor<T: Float>(l: MatRef<'_, T>, y: MatMut<'_, T>) {
     par_row_blocks(y, CHOL_ROWS, &|_, block: MatMut<'_, T>| {
         // block · L⁻ᵀ = (L⁻¹ · blockᵀ)ᵀ, solved in place on the transposed view.
         faer::linalg::triangular_solve::solve_lower_triangular_in_place(
@@ -560,7 +578,40 @@ fn cholesky_step<T: Float>(g: Mat<T>, y: MatMut<'_, T>) -> bool {
         );
         clear_upper();
     });
-    true
+}
+
+/// Largest `u·cond(y)²` (`u` the unit roundoff) for which [`recondition`] takes a single
+/// CholeskyQR step: its result is then orthonormal to within about this much (CholeskyQR's
+/// error is `O(u·cond²)`), so its condition number is below 1.001.
+const RECONDITION_LIMIT: f64 = 1e-3;
+
+/// Re-conditions a tall block between power iterations, where the next product needs a
+/// well-conditioned basis of the same span, not an orthonormal one to working precision:
+/// a single CholeskyQR step (one Gram matrix, one triangular solve) when the Cholesky
+/// factor `L` shows `u·cond(y)² ≤` [`RECONDITION_LIMIT`] (bounded above through
+/// `cond(y) ≤ ‖L‖_F ‖L⁻¹‖_F`), else [`orthonormalize`] (two or three of each). The span
+/// is that of a triangular solve either way; bit-identical for any thread count.
+pub fn recondition<T: Float>(mut y: MatMut<'_, T>) {
+    let (m, l) = y.shape();
+    if l == 0 || m < l {
+        return orthonormalize(y);
+    }
+    let g = gram(y.rb());
+    if let Some(factor) = cholesky_factor(g.clone()) {
+        let mut inverse = Mat::<T>::zeros(l, l);
+        faer::linalg::triangular_inverse::invert_lower_triangular(
+            inverse.as_mut(),
+            factor.as_ref(),
+            Par::Seq,
+        );
+        let cond = factor.norm_l2().to_f64() * inverse.norm_l2().to_f64();
+        if cond.is_finite() && T::EPSILON.to_f64() / 2.0 * cond * cond <= RECONDITION_LIMIT {
+            return solve_by_factor(factor.as_ref(), y);
+        }
+    }
+    if !cholesky_qr_from(g, y.rb_mut()) {
+        householder_orthonormalize(y);
+    }
 }
 
 /// Replaces the columns of a tall block `y` (`nrows >= ncols`) by an orthonormal basis of
@@ -839,6 +890,42 @@ mod tests {
                 assert!(max_abs(resid.as_ref()) < 1e-13, "{m}x{l}, cond 1e{decades}");
             }
         }
+    }
+
+    #[test]
+    fn recondition_keeps_the_span_and_conditions_the_basis() {
+        // Every condition number from 1 to beyond the shifted step's reach: the result spans
+        // y to rounding (as cholesky_qr's does) with QᵀQ within the limit of I, and fully
+        // orthonormal wherever u·cond² is past the limit (the single step would leave
+        // QᵀQ - I far above working precision there).
+        for &(m, l) in &[(50, 7), (5000, 12), (4097, 30), (9000, 1)] {
+            for decades in [0.0, 0.5, 1.0, 2.0, 3.0, 6.0, 8.0, 12.0, 15.0] {
+                let y = graded(m, l, decades);
+                let mut q = y.clone();
+                recondition(q.as_mut());
+                let dev = max_abs((q.transpose() * &q - Mat::<f64>::identity(l, l)).as_ref());
+                let past = f64::EPSILON / 2.0 * 10f64.powf(2.0 * decades) > 1e-3;
+                let limit = if past { 1e-13 } else { 1e-3 };
+                assert!(dev < limit, "{m}x{l}, cond 1e{decades}: QᵀQ - I = {dev:e}");
+                // The span: y against an orthonormal basis of q's columns.
+                let (b, _) = qr_thin(q.as_ref());
+                let resid = &y - &b * (b.transpose() * &y);
+                assert!(max_abs(resid.as_ref()) < 1e-13, "{m}x{l}, cond 1e{decades}");
+            }
+        }
+        // The single step, taken on a well-conditioned block, is exactly one CholeskyQR step.
+        let y = graded(3000, 10, 1.0);
+        let (mut once, mut full) = (y.clone(), y.clone());
+        recondition(once.as_mut());
+        assert!(cholesky_step(gram(y.as_ref()), full.as_mut()));
+        assert_eq!(once, full);
+        // In float32 the same block is past the limit: fully orthonormal.
+        let y64 = graded(3000, 10, 3.0);
+        let y32 = Mat::<f32>::from_fn(3000, 10, |i, j| y64[(i, j)] as f32);
+        let mut q32 = y32.clone();
+        recondition(q32.as_mut());
+        let g = q32.transpose() * &q32 - Mat::<f32>::identity(10, 10);
+        assert!((0..10).all(|j| (0..10).all(|i| g[(i, j)].abs() < 1e-5)));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! Both see the matrix only through [`Operator`] products, so dense, sparse, transposed and
 //! implicitly centred inputs share one implementation.
 
-use crate::linalg::{lu_normalize, matmul, matmul_sub, orthonormalize, sq_norm, svd_tall};
+use crate::linalg::{
+    lu_normalize, matmul, matmul_sub, orthonormalize, recondition, sq_norm, svd_tall,
+};
 use crate::operator::Operator;
 use crate::rng::RandomMatrix;
 use crate::{invalid, Float, Interrupt, Result};
@@ -116,7 +118,7 @@ fn normalize<T: Float>(y: MatMut<'_, T>, normalizer: Normalizer) {
     match normalizer {
         Normalizer::None => {}
         Normalizer::Lu => lu_normalize(y),
-        Normalizer::Qr => orthonormalize(y),
+        Normalizer::Qr => recondition(y),
     }
 }
 
@@ -249,10 +251,10 @@ impl<T: Float> Basis<T> {
         self.residual_mul(w, z.as_ref(), y.as_mut());
         for _ in 0..n_iter {
             stop.check()?;
-            orthonormalize(y.as_mut());
+            recondition(y.as_mut());
             self.residual_mul_t(w, y.as_ref(), z.as_mut());
             stop.check()?;
-            orthonormalize(z.as_mut());
+            recondition(z.as_mut());
             self.residual_mul(w, z.as_ref(), y.as_mut());
         }
         orthonormalize(y.as_mut());
