@@ -343,6 +343,8 @@ fn syrk_lower<T: Float>(dst: MatMut<'_, T>, b: MatRef<'_, T>) {
 /// reference machine at 500000 × 100: 1024-row blocks beat 256 by 15%, and 4096 by 5%), and
 /// at least `2n` rows so that merging a block's `n × n` summary stays cheap beside its SYRK.
 const GRAM_BLOCK_BYTES: usize = 1 << 20;
+/// The number of blocks of [`centred_gram`] is a multiple of this (when more than one).
+const GRAM_BLOCK_MULTIPLE: usize = 4;
 /// Blocks computed in parallel before their summaries are merged in order (bounds the
 /// memory of the summaries to this many `n × n` matrices).
 const GRAM_WAVE: usize = 16;
@@ -362,6 +364,14 @@ pub fn centred_gram<T: Float>(x: MatRef<'_, T>, center: bool) -> (Mat<f64>, Vec<
     let rows = (GRAM_BLOCK_BYTES / (n.max(1) * std::mem::size_of::<T>()))
         .max(2 * n)
         .clamp(64, 8192);
+    // A multiple of GRAM_BLOCK_MULTIPLE blocks of equal size, so that few blocks still
+    // share out evenly over the threads (5000 × 500 came in 5 blocks of 1000 rows: one
+    // thread of two did three); the count does not depend on the thread count.
+    let nblocks = match m.div_ceil(rows) {
+        0 | 1 => 1,
+        b => b.next_multiple_of(GRAM_BLOCK_MULTIPLE),
+    };
+    let rows = m.div_ceil(nblocks).max(1);
     let nblocks = m.div_ceil(rows).max(1);
     let row_major = x.col_stride() == 1 && n > 1;
     // Means are summed and merged relative to the first row: their rounding errors then
