@@ -122,20 +122,28 @@ def test_zero_and_rank_deficient_matrices_fall_back_cleanly():
         np.testing.assert_allclose(g["U"].T @ g["U"], np.eye(5), atol=1e-12)
 
 
-@settings(max_examples=40, deadline=None)
-@given(
+# Tall blocks with condition numbers 10^log_cond: an m × l draw and its float type.
+_graded_blocks = given(
     m=st.integers(5, 200),
     l=st.integers(1, 30),
     log_cond=st.floats(0, 15),
     dtype=st.sampled_from([np.float64, np.float32]),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_orthonormalize_gives_an_orthonormal_basis_of_the_same_space(m, l, log_cond, dtype, seed):
-    l = min(l, m)
+
+
+def _graded(m, l, log_cond, dtype, seed):
     rng = np.random.default_rng(seed)
     U, _ = np.linalg.qr(rng.standard_normal((m, l)))
     V, _ = np.linalg.qr(rng.standard_normal((l, l)))
-    Y = ((U * np.logspace(0, -log_cond, l)) @ V).astype(dtype)
+    return ((U * np.logspace(0, -log_cond, l)) @ V).astype(dtype)
+
+
+@settings(max_examples=40, deadline=None)
+@_graded_blocks
+def test_orthonormalize_gives_an_orthonormal_basis_of_the_same_space(m, l, log_cond, dtype, seed):
+    l = min(l, m)
+    Y = _graded(m, l, log_cond, dtype, seed)
     Q = orthonormalize(Y)
     eps = np.finfo(dtype).eps
     # Orthonormal to a small multiple of eps · l (CholeskyQR3 and Householder alike).
@@ -146,19 +154,10 @@ def test_orthonormalize_gives_an_orthonormal_basis_of_the_same_space(m, l, log_c
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    m=st.integers(5, 200),
-    l=st.integers(1, 30),
-    log_cond=st.floats(0, 15),
-    dtype=st.sampled_from([np.float64, np.float32]),
-    seed=st.integers(0, 2**32 - 1),
-)
+@_graded_blocks
 def test_recondition_gives_a_well_conditioned_basis_of_the_same_space(m, l, log_cond, dtype, seed):
     l = min(l, m)
-    rng = np.random.default_rng(seed)
-    U, _ = np.linalg.qr(rng.standard_normal((m, l)))
-    V, _ = np.linalg.qr(rng.standard_normal((l, l)))
-    Y = ((U * np.logspace(0, -log_cond, l)) @ V).astype(dtype)
+    Y = _graded(m, l, log_cond, dtype, seed)
     Q = recondition(Y).astype(np.float64)
     eps = np.finfo(dtype).eps
     # Within 1e-3 of orthonormal, and orthonormal to working precision wherever one
