@@ -2,10 +2,11 @@
 //! blocks.
 //!
 //! A CSC matrix is the CSR matrix of its transpose, so one kernel serves both. `A·X` gathers
-//! rows of `X` from contiguous 16-column panels, summed in registers. `Aᵀ·Y` scatters the
-//! rows of `A` into per-block partial outputs summed in block order when the output fits in
-//! cache, and otherwise gathers over an owned transposed copy (built once, O(nnz)); both run without
-//! atomics and sum in a fixed order, so results do not depend on the thread count.
+//! rows of `X` from contiguous panels of 16 (or 8) columns, summed in registers. `Aᵀ·Y`
+//! scatters the rows of `A` into per-block partial outputs summed in block order when the
+//! output fits in cache, and otherwise gathers over an owned transposed copy (built once,
+//! O(nnz)); both run without atomics and sum in a fixed order, so results do not depend on
+//! the thread count.
 
 use crate::linalg::par_row_blocks;
 use crate::{invalid, Float, Result};
@@ -349,7 +350,7 @@ pub fn panel_width<T>(n: usize) -> usize {
     }
 }
 
-/// Largest `Aᵀ·Y` output (bytes, padded row-major) that [`CsrRef::mul_t_dense`]
+/// Largest `Aᵀ·Y` output (bytes, padded to whole panels) that [`CsrRef::mul_t_dense`]
 /// computes by scattering; wider ones are better gathered over an explicit transpose.
 pub const SCATTER_BYTES: usize = 4 << 20;
 /// Rows per tile of sums in [`CsrRef::mul_dense_panels`] (a tile of 16 f64 per row is 8 KB).
