@@ -86,7 +86,7 @@ class _Operator:
         return float(xp.sum(shifted * shifted) + xp.sum((m - nnz_per_col) * mu64 * mu64))
 
 
-def orthonormalize(Y: Any) -> Any:
+def orthonormalize(Y: Any, G: Any = None) -> Any:
     """An orthonormal basis ``Q`` of the columns of the tall `Y` (``Y = Q R``), at GEMM speed.
 
     Shifted CholeskyQR (Fukaya, Kannan, Nakatsukasa, Yamamoto & Yanagisawa 2020): a first
@@ -98,7 +98,7 @@ def orthonormalize(Y: Any) -> Any:
     cost), three otherwise. Each step costs one Gram matrix (GEMM) and one triangular solve.
     Where a Gram matrix is not numerically positive definite (rank-deficient ``Y``, zero
     columns), it falls back to Householder QR (cuSOLVER ``geqrf``), as the CPU path always
-    uses.
+    uses. `G` is ``YᵀY`` where the caller has it already.
     """
     xp = array_module(Y)
     la = linalg(xp)
@@ -106,7 +106,7 @@ def orthonormalize(Y: Any) -> Any:
     if l == 0 or m < l:
         return la.qr(Y)
     eye = xp.eye(l, dtype=Y.dtype)
-    G = Y.T @ Y
+    G = Y.T @ Y if G is None else G
     shift = 11.0 * (m * l + l * (l + 1)) * float(np.finfo(Y.dtype).eps) * float(xp.trace(G))
     L = la.cholesky_lower(G + shift * eye)
     if L is None:
@@ -132,20 +132,21 @@ _RECONDITION_LIMIT = 1e-3
 def recondition(Y: Any) -> Any:
     """A well-conditioned basis of the span of the tall `Y`, for use between power iterations
     (the CPU path's ``linalg::recondition``): one CholeskyQR step ``Y L⁻ᵀ`` when the Cholesky
-    factor shows ``u · cond(Y)² ≤ 1e-3`` (through ``cond(Y) ≤ ‖L‖_F ‖L⁻¹‖_F``), which leaves
+    factor shows ``u · cond(Y)² ≤ _RECONDITION_LIMIT`` (through ``cond(Y) ≤ ‖L‖_F ‖L⁻¹‖_F``), which leaves
     it orthonormal to within about that much; else :func:`orthonormalize`."""
     xp = array_module(Y)
     la = linalg(xp)
     m, l = Y.shape
     if l == 0 or m < l:
         return orthonormalize(Y)
-    L = la.cholesky_lower(Y.T @ Y)
+    G = Y.T @ Y
+    L = la.cholesky_lower(G)
     if L is not None:
         L_inv = la.solve_lower(L, xp.eye(l, dtype=Y.dtype))
         cond = float(xp.linalg.norm(L)) * float(xp.linalg.norm(L_inv))
         if np.isfinite(cond) and float(np.finfo(Y.dtype).eps) / 2 * cond * cond <= _RECONDITION_LIMIT:
             return xp.ascontiguousarray(la.solve_lower(L, Y.T).T)
-    return orthonormalize(Y)
+    return orthonormalize(Y, G)
 
 
 def _normalize(Y: Any, normalizer: str) -> Any:

@@ -270,7 +270,7 @@ fn cholesky_qr_from<T: Float>(mut g: Mat<T>, mut y: MatMut<'_, T>) -> bool {
     for i in 0..l {
         g[(i, i)] += T::from_f64(shift);
     }
-    if !cholesky_step(g, y.rb_mut()) {
+    if !cholesky_step(g.as_ref(), y.rb_mut()) {
         return false;
     }
     for step in 1..=2 {
@@ -288,7 +288,7 @@ fn cholesky_qr_from<T: Float>(mut g: Mat<T>, mut y: MatMut<'_, T>) -> bool {
             })
             .sum();
         let close = dev2 <= 0.25; // false for NaN too
-        if !(close || step == 1) || !cholesky_step(g, y.rb_mut()) {
+        if !(close || step == 1) || !cholesky_step(g.as_ref(), y.rb_mut()) {
             return false;
         }
         if close {
@@ -364,8 +364,8 @@ pub fn centred_gram<T: Float>(x: MatRef<'_, T>, center: bool) -> (Mat<f64>, Vec<
     let rows = (GRAM_BLOCK_BYTES / (n.max(1) * std::mem::size_of::<T>()))
         .max(2 * n)
         .clamp(64, 8192);
-    // A multiple of GRAM_BLOCK_MULTIPLE blocks of equal size, so that few blocks still
-    // share out evenly over the threads (5000 × 500 came in 5 blocks of 1000 rows: one
+    // A multiple of GRAM_BLOCK_MULTIPLE blocks of (nearly) equal size, so that few blocks
+    // still share out evenly over the threads (5000 × 500 came in 5 blocks of 1000 rows: one
     // thread of two did three); the count does not depend on the thread count.
     let nblocks = match m.div_ceil(rows) {
         0 | 1 => 1,
@@ -556,7 +556,7 @@ impl Moments {
 
 /// One CholeskyQR step: `g = L Lᵀ`, then `y ← y L⁻ᵀ` over fixed row blocks. False (and `y`
 /// untouched) when the factorisation fails or gives a non-finite factor.
-fn cholesky_step<T: Float>(g: Mat<T>, y: MatMut<'_, T>) -> bool {
+fn cholesky_step<T: Float>(g: MatRef<'_, T>, y: MatMut<'_, T>) -> bool {
     match cholesky_factor(g) {
         Some(l) => {
             solve_by_factor(l.as_ref(), y);
@@ -568,7 +568,7 @@ fn cholesky_step<T: Float>(g: Mat<T>, y: MatMut<'_, T>) -> bool {
 
 /// The lower Cholesky factor of `g` (lower triangle read), or `None` unless its diagonal is
 /// finite and positive.
-fn cholesky_factor<T: Float>(g: Mat<T>) -> Option<Mat<T>> {
+fn cholesky_factor<T: Float>(g: MatRef<'_, T>) -> Option<Mat<T>> {
     let llt = g.llt(faer::Side::Lower);
     clear_upper();
     let l = llt.ok()?.L().to_owned();
@@ -607,7 +607,7 @@ pub fn recondition<T: Float>(mut y: MatMut<'_, T>) {
         return orthonormalize(y);
     }
     let g = gram(y.rb());
-    if let Some(factor) = cholesky_factor(g.clone()) {
+    if let Some(factor) = cholesky_factor(g.as_ref()) {
         let mut inverse = Mat::<T>::zeros(l, l);
         faer::linalg::triangular_inverse::invert_lower_triangular(
             inverse.as_mut(),
@@ -927,7 +927,7 @@ mod tests {
         let y = graded(3000, 10, 1.0);
         let (mut once, mut full) = (y.clone(), y.clone());
         recondition(once.as_mut());
-        assert!(cholesky_step(gram(y.as_ref()), full.as_mut()));
+        assert!(cholesky_step(gram(y.as_ref()).as_ref(), full.as_mut()));
         assert_eq!(once, full);
         // In float32 the same block is past the limit: fully orthonormal.
         let y64 = graded(3000, 10, 3.0);

@@ -341,7 +341,7 @@ pub const PANEL: usize = 16;
 const PANEL_BYTES: usize = 8 << 20;
 
 /// Columns per panel of an `n`-row dense operand ([`to_panels`]): [`PANEL`] or half of it.
-pub fn panel_width<T>(n: usize) -> usize {
+fn panel_width<T>(n: usize) -> usize {
     let size = std::mem::size_of::<T>();
     if n * PANEL * size > PANEL_BYTES && PANEL / 2 * size >= 64 {
         PANEL / 2
