@@ -9,6 +9,7 @@ it along with BLAS and OpenMP.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 from rankcore import _core
@@ -42,6 +43,28 @@ def threads(n: int) -> Iterator[None]:
         yield
     finally:
         set_num_threads(previous)
+
+
+@functools.cache
+def _blas_pools():
+    """threadpoolctl's view of the loaded BLAS libraries (numpy's and scipy's OpenBLAS),
+    built once: scanning the loaded libraries takes ~3 ms, limiting them ~0.1 ms."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run the ``with`` block with BLAS and LAPACK on one thread.
+
+    For small LAPACK calls between rankcore's own parallel regions: OpenBLAS's worker
+    threads spin for a while after each threaded call and take the cores from the next rayon
+    region (a 5000 × 500 PCA fit right after another: the core's Gram 16 → 29 ms), while a
+    second thread saves nothing in such a call (``syevr`` at 500 columns: 16 ms on one thread,
+    14–17 ms on two)."""
+    with _blas_pools().limit(limits=1):
+        yield
 
 
 # threadpoolctl (a scikit-learn dependency) finds thread pools by scanning the loaded shared
